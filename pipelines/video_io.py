@@ -1,0 +1,215 @@
+"""Reading video files with PyAV (FFmpeg bindings) and turning frames into JPEGs.
+
+The one place that decodes video for the project: the Beam job (``make_tfrecords``), the
+benchmark's single-process baseline and ``stfusion_tf.predict`` all call ``decode_frames``, so a
+video is decoded, resampled and resized the same way everywhere.
+
+A file that cannot be read raises ``VideoDecodeError`` with a reason a person can act on; the
+Beam job turns that into a failure record instead of stopping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Iterator
+
+import av
+import numpy as np
+from PIL import Image
+
+
+class VideoDecodeError(Exception):
+    """A video file could not be decoded; ``str(error)`` is the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """How frames are taken out of a video.
+
+    Args:
+      short_side: resize so the shorter side has this many pixels, keeping the aspect ratio;
+        0 keeps the decoded size.
+      fps: resample to this frame rate (frames are repeated or skipped, nearest earlier frame,
+        as FFmpeg's ``fps`` filter does); None keeps every decoded frame.
+      start_s / end_s: keep only frames in [start_s, end_s) seconds (Kinetics segments).
+      threads: FFmpeg decoding threads per video (0: FFmpeg chooses).
+    """
+
+    short_side: int = 256
+    fps: float | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    threads: int = 0
+
+    def __post_init__(self):
+        if self.short_side < 0:
+            raise ValueError(f"short_side must be >= 0. Received: short_side={self.short_side}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"fps must be > 0 or None. Received: fps={self.fps}")
+
+
+@dataclasses.dataclass
+class DecodedVideo:
+    frames: list[np.ndarray]  # uint8 [H, W, 3] RGB
+    timestamps_us: list[int]
+    frame_rate: float
+
+
+def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with the shorter side at ``short_side``, aspect kept (0: unchanged)."""
+    if short_side == 0:
+        return height, width
+    if height <= width:
+        return short_side, max(1, round(width * short_side / height))
+    return max(1, round(height * short_side / width)), short_side
+
+
+def resize(frame: np.ndarray, short_side: int) -> np.ndarray:
+    height, width = frame.shape[:2]
+    new_h, new_w = resized_shape(height, width, short_side)
+    if (new_h, new_w) == (height, width):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _resample(
+    frames: Iterator[tuple[int, np.ndarray]], fps: float | None, start_us: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Keeps every frame (fps None) or emits, for target times start + k/fps, the latest frame
+    shown at that time."""
+    if fps is None:
+        yield from frames
+        return
+    step = 1e6 / fps
+    k = 0
+    previous, previous_t = None, None
+    for t, frame in frames:
+        while previous is not None and start_us + k * step < t:
+            yield round(start_us + k * step), previous
+            k += 1
+        previous, previous_t = frame, t
+    while previous is not None and start_us + k * step <= previous_t:
+        yield round(start_us + k * step), previous
+        k += 1
+
+
+def iter_frames(
+    path: str, options: DecodeOptions = DecodeOptions()
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields (timestamp in microseconds, RGB uint8 frame) of a video file, resized and resampled.
+
+    Raises:
+      VideoDecodeError: the file is missing, empty, not a video, has no video stream, or FFmpeg
+        fails on its frames.
+    """
+    if not os.path.exists(path):
+        raise VideoDecodeError(f"file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError("empty file (0 bytes)")
+    try:
+        container = av.open(path)
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"not a readable video: {e}") from e
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError("no video stream in the file")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if options.threads:
+            stream.codec_context.thread_count = options.threads
+        start_us = round((options.start_s or 0.0) * 1e6)
+        end_us = None if options.end_s is None else round(options.end_s * 1e6)
+        if options.start_s:
+            # Seek to the key frame before the segment instead of decoding from the beginning.
+            container.seek(start_us, any_frame=False, backward=True)
+
+        def decoded():
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is None or frame.time_base is None:
+                        continue
+                    t = round(float(frame.pts * frame.time_base) * 1e6)
+                    if t < start_us:
+                        continue
+                    if end_us is not None and t >= end_us:
+                        break
+                    yield t, resize(frame.to_ndarray(format="rgb24"), options.short_side)
+            except av.FFmpegError as e:
+                raise VideoDecodeError(f"decoding failed: {e}") from e
+
+        yield from _resample(decoded(), options.fps, start_us)
+
+
+def frame_rate_of(path: str) -> float:
+    """The video stream's average frame rate (0.0 when FFmpeg does not know it)."""
+    try:
+        with av.open(path) as container:
+            rate = container.streams.video[0].average_rate
+    except (av.FFmpegError, IndexError) as e:
+        raise VideoDecodeError(f"not a readable video: {e}") from e
+    return float(rate) if rate else 0.0
+
+
+def decode_video(path: str, options: DecodeOptions = DecodeOptions()) -> DecodedVideo:
+    """Decodes a whole video (or segment) into memory; raises VideoDecodeError if no frame."""
+    timestamps, frames = [], []
+    for t, frame in iter_frames(path, options):
+        timestamps.append(t)
+        frames.append(frame)
+    if not frames:
+        raise VideoDecodeError("no decodable frames (truncated or empty video stream)")
+    rate = options.fps if options.fps is not None else frame_rate_of(path)
+    return DecodedVideo(frames=frames, timestamps_us=timestamps, frame_rate=rate)
+
+
+def read_frame_folder(path: str, frame_rate: float, short_side: int) -> DecodedVideo:
+    """A video stored as a folder of JPEG frames (Something-Something V1), in file-name order."""
+    if not os.path.isdir(path):
+        raise VideoDecodeError(f"frame folder not found: {path}")
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith((".jpg", ".jpeg", ".png")))
+    if not names:
+        raise VideoDecodeError("frame folder holds no JPEG frames")
+    frames = []
+    for name in names:
+        try:
+            with Image.open(os.path.join(path, name)) as image:
+                frames.append(resize(np.asarray(image.convert("RGB")), short_side))
+        except OSError as e:
+            raise VideoDecodeError(f"unreadable frame {name}: {e}") from e
+    step = 1e6 / frame_rate
+    return DecodedVideo(frames, [round(i * step) for i in range(len(frames))], frame_rate)
+
+
+def write_video(
+    path: str, frames: list[np.ndarray], fps: int = 25, codec: str = "libx264", crf: int = 18
+) -> None:
+    """Encodes RGB uint8 frames [H, W, 3] into a real video file with PyAV.
+
+    ``codec``: ``libx264`` (H.264, .mp4), ``mpeg4`` (MPEG-4 Part 2, .mp4/.avi) or ``libvpx-vp9``
+    (.webm, as Something-Something V2 ships). Height and width must be even (yuv420p).
+    """
+    height, width = frames[0].shape[:2]
+    if height % 2 or width % 2:
+        raise ValueError(f"Frame height and width must be even. Received: {height}x{width}")
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+        elif codec == "mpeg4":
+            stream.bit_rate = 2_000_000
+        for array in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())

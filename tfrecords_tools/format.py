@@ -1,0 +1,181 @@
+"""The video TFRecord format, in one place.
+
+One ``tf.train.SequenceExample`` per video, with the keys of DeepMind's DMVR and MediaPipe's
+MediaSequence, so their readers (and ours) read the same records:
+
+- feature lists: ``image/encoded`` (one JPEG per frame), ``image/timestamp`` (int64 microseconds);
+- context: ``clip/label/index``, ``clip/label/text``, ``video/filename`` (relative to the input
+  root), ``clip/start/timestamp`` / ``clip/end/timestamp`` (int64 microseconds), ``image/height``,
+  ``image/width``, ``image/frame_rate`` (float), ``image/format`` (``JPEG``).
+
+Everything that writes or reads records uses the constants and functions here; no other module
+spells a feature key. ``FORMAT_VERSION`` goes into every manifest so a reader can refuse records
+written in a layout it does not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+FORMAT_VERSION = 1
+
+# Feature lists (one entry per frame).
+IMAGE_ENCODED = "image/encoded"
+IMAGE_TIMESTAMP = "image/timestamp"
+# Context (one value per video).
+LABEL_INDEX = "clip/label/index"
+LABEL_TEXT = "clip/label/text"
+VIDEO_FILENAME = "video/filename"
+CLIP_START_TIMESTAMP = "clip/start/timestamp"
+CLIP_END_TIMESTAMP = "clip/end/timestamp"
+IMAGE_HEIGHT = "image/height"
+IMAGE_WIDTH = "image/width"
+IMAGE_FRAME_RATE = "image/frame_rate"
+IMAGE_FORMAT = "image/format"
+
+IMAGE_FORMAT_JPEG = b"JPEG"
+SHARD_SUFFIX = ".tfrecord"
+LABEL_MAP_FILENAME = "label_map.txt"
+
+
+def shard_pattern(directory: str, split: str) -> str:
+    """The glob that matches every shard of ``split`` written under ``directory``."""
+    return f"{directory.rstrip('/')}/{split}-?????-of-?????{SHARD_SUFFIX}"
+
+
+def manifest_path(directory: str, split: str) -> str:
+    return f"{directory.rstrip('/')}/{split}.manifest.json"
+
+
+def failures_path(directory: str, split: str) -> str:
+    return f"{directory.rstrip('/')}/{split}.failures.jsonl"
+
+
+@dataclasses.dataclass
+class VideoRecord:
+    """A converted video, as plain Python values (what the writer takes and tools read back)."""
+
+    filename: str
+    label_index: int
+    label_text: str
+    frames: list[bytes]
+    timestamps_us: list[int]
+    height: int
+    width: int
+    frame_rate: float
+    start_us: int = 0
+    end_us: int = 0
+
+    def __post_init__(self):
+        if len(self.frames) != len(self.timestamps_us):
+            raise ValueError(
+                f"A record needs one timestamp per frame. Received: {len(self.frames)} frames and "
+                f"{len(self.timestamps_us)} timestamps for {self.filename!r}."
+            )
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def to_sequence_example(record: VideoRecord) -> tf.train.SequenceExample:
+    context = {
+        LABEL_INDEX: _ints([record.label_index]),
+        LABEL_TEXT: _bytes([record.label_text.encode()]),
+        VIDEO_FILENAME: _bytes([record.filename.encode()]),
+        CLIP_START_TIMESTAMP: _ints([record.start_us]),
+        CLIP_END_TIMESTAMP: _ints([record.end_us]),
+        IMAGE_HEIGHT: _ints([record.height]),
+        IMAGE_WIDTH: _ints([record.width]),
+        IMAGE_FRAME_RATE: _floats([record.frame_rate]),
+        IMAGE_FORMAT: _bytes([IMAGE_FORMAT_JPEG]),
+    }
+    feature_lists = {
+        IMAGE_ENCODED: tf.train.FeatureList(feature=[_bytes([f]) for f in record.frames]),
+        IMAGE_TIMESTAMP: tf.train.FeatureList(feature=[_ints([t]) for t in record.timestamps_us]),
+    }
+    return tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list=feature_lists),
+    )
+
+
+def serialize(record: VideoRecord) -> bytes:
+    """The bytes the Beam job writes for one video."""
+    return to_sequence_example(record).SerializeToString()
+
+
+def deserialize(serialized: bytes) -> VideoRecord:
+    """Reads one record back into Python values (tools and tests; training uses ``parse``)."""
+    example = tf.train.SequenceExample.FromString(serialized)
+    ctx = example.context.feature
+    lists = example.feature_lists.feature_list
+
+    def one(key, kind):
+        values = getattr(ctx[key], kind).value
+        if len(values) != 1:
+            raise ValueError(f"Context feature {key!r} must hold one value, found {len(values)}.")
+        return values[0]
+
+    return VideoRecord(
+        filename=one(VIDEO_FILENAME, "bytes_list").decode(),
+        label_index=int(one(LABEL_INDEX, "int64_list")),
+        label_text=one(LABEL_TEXT, "bytes_list").decode(),
+        frames=[f.bytes_list.value[0] for f in lists[IMAGE_ENCODED].feature],
+        timestamps_us=[int(f.int64_list.value[0]) for f in lists[IMAGE_TIMESTAMP].feature],
+        height=int(one(IMAGE_HEIGHT, "int64_list")),
+        width=int(one(IMAGE_WIDTH, "int64_list")),
+        frame_rate=float(one(IMAGE_FRAME_RATE, "float_list")),
+        start_us=int(one(CLIP_START_TIMESTAMP, "int64_list")),
+        end_us=int(one(CLIP_END_TIMESTAMP, "int64_list")),
+    )
+
+
+_CONTEXT_SPEC = {
+    LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
+    LABEL_TEXT: tf.io.FixedLenFeature([], tf.string),
+    VIDEO_FILENAME: tf.io.FixedLenFeature([], tf.string),
+    CLIP_START_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    CLIP_END_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    IMAGE_FRAME_RATE: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+}
+_SEQUENCE_SPEC = {
+    IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string),
+    IMAGE_TIMESTAMP: tf.io.FixedLenSequenceFeature([], tf.int64),
+}
+
+
+def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses one serialized record in a tf.data pipeline, WITHOUT decoding any JPEG.
+
+    Returns a dict keyed by the feature keys above; ``image/encoded`` is a 1-D string tensor of
+    JPEG frames, so the input pipeline can choose the clip's frames before paying for decoding.
+    """
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized, context_features=_CONTEXT_SPEC, sequence_features=_SEQUENCE_SPEC
+    )
+    return {**context, **sequence}
+
+
+def read_label_map(path: str) -> list[str]:
+    """Class names in label-index order (line number = ``clip/label/index``)."""
+    with tf.io.gfile.GFile(path) as f:
+        names = [line.rstrip("\n") for line in f]
+    return [n for n in names if n]
+
+
+def write_label_map(path: str, names: list[str]) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write("".join(f"{n}\n" for n in names))
