@@ -1,4 +1,4 @@
-"""Fusion strategies as data.
+"""Fusion strategies as data, and the probability space they are drawn from.
 
 A fusion strategy says, for every fusion layer of the template network (each dense layer and each
 transition, in network order), which basic fusion unit it uses (method.md, Fig. 1 of the paper):
@@ -10,19 +10,42 @@ transition, in network order), which basic fusion unit it uses (method.md, Fig. 
 
 Its compact string form lists the units per block, blocks separated by ``|`` and units by ``,``
 with short codes (``s``, ``t``, ``st``, ``-``), e.g. ``st,st,t|t,s`` -- short enough to put in a
-file name, a CSV cell or a log line, and readable by a person who knows the paper.
+file name, a CSV cell or a log line, and readable by a person who knows the paper. The unit NAMES
+``S``, ``ST`` and ``S+ST`` on their own mean "this unit all the way" (``FusionStrategy.resolve``);
+note that the code ``st`` is S+ST while the name ``ST`` is the temporal unit, which is why the
+all-the-way names are matched case-sensitively.
+
+The probability space. After v-DropPath training every fusion layer has two gates, one on its S
+(1x1x1) branch and one on its T (3x1x1) branch, each with a drop probability ``p``; here they are
+an array ``drop_probabilities`` of shape ``[L, 2]`` (column 0: S-branch gate, column 1: T-branch
+gate). By supplementary Eq. S17 a branch is used with marginal probability ``1 - p`` (the main
+paper's ``1 - sqrt(p)`` is a typo). With ``a = 1 - p_S`` and ``b = 1 - p_T`` and independent
+gates, the four units of a layer have marginal probabilities
+
+    P(S) = a (1 - b),   P(ST) = (1 - a) b,   P(S+ST) = a b,   P(none) = (1 - a)(1 - b),
+
+which is what ``unit_marginals`` returns and what ``sample_strategies`` draws from (each gate kept
+with probability ``1 - p``, independently of every other gate).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
+
+import numpy as np
 
 UNITS = ("S", "ST", "S+ST", "none")
+# The units a whole network can use "all the way" (the paper's baselines).
+ALL_THE_WAY_UNITS = ("S", "ST", "S+ST")
+# Column order of a drop-probability array [L, 2] and of a branch mask [L, 2].
+GATES = ("s_branch", "t_branch")
 _CODE = {"S": "s", "ST": "t", "S+ST": "st", "none": "-"}
 _UNIT = {code: unit for unit, code in _CODE.items()}
 # (S branch on, T branch on) for each unit: the 1x1x1 branch is "S", the 3x1x1 branch makes "ST".
 _BRANCHES = {"S": (True, False), "ST": (False, True), "S+ST": (True, True), "none": (False, False)}
+TABLE_FORMAT_VERSION = 1
 
 
 def unit_from_branches(s_on: bool, t_on: bool) -> str:
@@ -31,6 +54,29 @@ def unit_from_branches(s_on: bool, t_on: bool) -> str:
         if branches == (bool(s_on), bool(t_on)):
             return unit
     raise AssertionError("unreachable")
+
+
+def _check_block_sizes(block_sizes) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(n) for n in block_sizes)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"block_sizes must be a sequence of positive integers. Received: block_sizes={block_sizes!r}"
+        ) from None
+    if not sizes or any(n <= 0 for n in sizes):
+        raise ValueError(
+            f"block_sizes must be a non-empty sequence of positive integers. "
+            f"Received: block_sizes={block_sizes!r}"
+        )
+    return sizes
+
+
+def _split(flat: Sequence, block_sizes: tuple[int, ...]) -> tuple[tuple, ...]:
+    out, start = [], 0
+    for n in block_sizes:
+        out.append(tuple(flat[start : start + n]))
+        start += n
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +92,19 @@ class FusionStrategy:
     ('S+ST', 'ST', 'S', 'none')
     >>> str(s)
     'st,t|s,-'
+    >>> str(FusionStrategy.resolve("ST", block_sizes=(2, 1)))
+    't,t|t'
     """
 
     blocks: tuple[tuple[str, ...], ...]
 
     def __post_init__(self):
         blocks = tuple(tuple(block) for block in self.blocks)
+        if not blocks or any(len(block) == 0 for block in blocks):
+            raise ValueError(
+                f"A fusion strategy needs at least one block and one layer per block. "
+                f"Received: blocks={self.blocks!r}"
+            )
         for block in blocks:
             for unit in block:
                 if unit not in _BRANCHES:
@@ -76,12 +129,44 @@ class FusionStrategy:
         """(S branch on, T branch on) for fusion layer ``index`` (flattened order)."""
         return _BRANCHES[self.units[index]]
 
+    def branch_mask(self) -> np.ndarray:
+        """Boolean ``[L, 2]`` array: (S branch on, T branch on) per fusion layer.
+
+        The same layout as a drop-probability array, so a strategy can be compared with (or used
+        as a fixed gate mask for) the template's gates.
+        """
+        return np.array([_BRANCHES[u] for u in self.units], dtype=bool).reshape(-1, 2)
+
+    @classmethod
+    def from_branch_mask(cls, mask, block_sizes) -> FusionStrategy:
+        """The strategy whose layers have the branches that ``mask`` ([L, 2], truthy = on) keeps."""
+        sizes = _check_block_sizes(block_sizes)
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.shape[1] != 2 or mask.shape[0] != sum(sizes):
+            raise ValueError(
+                f"mask must have shape [L, 2] with L = sum(block_sizes) = {sum(sizes)}. "
+                f"Received: mask.shape={mask.shape}, block_sizes={sizes}"
+            )
+        units = [unit_from_branches(s, t) for s, t in mask.astype(bool).tolist()]
+        return cls(_split(units, sizes))
+
+    def check_block_sizes(self, block_sizes) -> None:
+        """Raises if this strategy does not fit a template with these fusion-block sizes."""
+        sizes = _check_block_sizes(block_sizes)
+        if self.block_sizes != sizes:
+            raise ValueError(
+                f"Strategy {str(self)!r} has block sizes {self.block_sizes}, but the template has "
+                f"fusion-block sizes {sizes}. Received: block_sizes={block_sizes!r}"
+            )
+
     def __str__(self) -> str:
         return "|".join(",".join(_CODE[u] for u in block) for block in self.blocks)
 
     @classmethod
     def parse(cls, text: str) -> FusionStrategy:
         """Reads the compact string form written by ``str()``."""
+        if not isinstance(text, str):
+            raise ValueError(f"A strategy string must be a str. Received: text={text!r}")
         blocks = []
         for block_text in text.strip().split("|"):
             codes = [c.strip().lower() for c in block_text.split(",")]
@@ -97,12 +182,231 @@ class FusionStrategy:
     @classmethod
     def all_the_way(cls, unit: str, block_sizes: tuple[int, ...]) -> FusionStrategy:
         """The same unit in every layer: the paper's S, ST and S+ST baselines."""
-        return cls(tuple((unit,) * n for n in block_sizes))
+        return cls(tuple((unit,) * n for n in _check_block_sizes(block_sizes)))
+
+    @classmethod
+    def resolve(cls, text: str, block_sizes) -> FusionStrategy:
+        """A strategy from user input: a unit name all the way, or the compact string form.
+
+        ``"S"``, ``"ST"`` and ``"S+ST"`` (exactly these, case-sensitive: the compact code ``st``
+        means S+ST) give that unit in every layer; anything else is parsed with ``parse`` and must
+        have the template's ``block_sizes``.
+        """
+        sizes = _check_block_sizes(block_sizes)
+        stripped = text.strip() if isinstance(text, str) else text
+        if stripped in ALL_THE_WAY_UNITS:
+            return cls.all_the_way(stripped, sizes)
+        strategy = cls.parse(text)
+        strategy.check_block_sizes(sizes)
+        return strategy
 
     def to_json(self) -> str:
         return json.dumps({"strategy": str(self), "blocks": [list(b) for b in self.blocks]})
 
     @classmethod
     def from_json(cls, text: str) -> FusionStrategy:
-        data = json.loads(text)
-        return cls(tuple(tuple(b) for b in data["blocks"]))
+        """Reads ``to_json`` output; ``{"strategy": "<compact form>"}`` alone is accepted too."""
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"A fusion strategy JSON is not valid JSON ({e}). Received: text={text!r}") from None
+        if not isinstance(data, dict) or not ({"blocks", "strategy"} & set(data)):
+            raise ValueError(
+                'A fusion strategy JSON must be an object with "blocks" (lists of unit names) '
+                f'or "strategy" (the compact form). Received: text={text!r}'
+            )
+        if "blocks" not in data:
+            return cls.parse(data["strategy"])
+        blocks = data["blocks"]
+        if not isinstance(blocks, list) or not all(isinstance(b, list) for b in blocks):
+            raise ValueError(f'"blocks" must be a list of lists of unit names. Received: blocks={blocks!r}')
+        strategy = cls(tuple(tuple(b) for b in blocks))
+        if "strategy" in data and cls.parse(data["strategy"]) != strategy:
+            raise ValueError(
+                f'"strategy" and "blocks" disagree. Received: strategy={data["strategy"]!r}, '
+                f"blocks={blocks!r}"
+            )
+        return strategy
+
+
+# ---------------------------------------------------------------------------------------------
+# The probability space: marginals (Eq. S17), sampling, the most probable strategy.
+
+
+def check_drop_probabilities(drop_probabilities, block_sizes=None) -> np.ndarray:
+    """``drop_probabilities`` as a float64 ``[L, 2]`` array in [0, 1], checked against blocks."""
+    p = np.asarray(drop_probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0:
+        raise ValueError(
+            "drop_probabilities must have shape [L, 2] (per fusion layer: S-branch gate, T-branch "
+            f"gate). Received: drop_probabilities.shape={p.shape}"
+        )
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
+        raise ValueError(
+            f"drop_probabilities must lie in [0, 1]. Received: drop_probabilities={p.tolist()}"
+        )
+    if block_sizes is not None and sum(_check_block_sizes(block_sizes)) != p.shape[0]:
+        raise ValueError(
+            f"drop_probabilities has {p.shape[0]} layers but block_sizes={tuple(block_sizes)} sums "
+            f"to {sum(block_sizes)}."
+        )
+    return p
+
+
+def unit_marginals(drop_probabilities) -> np.ndarray:
+    """Marginal probability of each fusion unit per layer, ``[L, 4]`` in ``UNITS`` order.
+
+    Keep probability of a gate is ``1 - p`` (supplementary Eq. S17); the two gates of a layer are
+    independent in the variational distribution (Eq. S5), so the units' probabilities are the
+    products in the module docstring. Each row sums to 1.
+    """
+    p = check_drop_probabilities(drop_probabilities)
+    a, b = 1.0 - p[:, 0], 1.0 - p[:, 1]
+    return np.stack([a * (1 - b), (1 - a) * b, a * b, (1 - a) * (1 - b)], axis=1)
+
+
+def marginal_probabilities(drop_probabilities, block_sizes) -> dict:
+    """The per-layer probability table (what ``probabilities.json`` holds), JSON-serialisable.
+
+    Returns a dict with ``format_version``, ``units`` (``UNITS``), ``gates`` (``GATES``),
+    ``block_sizes`` and ``layers``: one entry per fusion layer in network order with its ``index``,
+    ``block`` and ``layer`` (position inside the block), ``drop_probability`` per gate,
+    ``marginal`` per unit and the ``most_probable`` unit.
+
+    Example:
+    >>> t = marginal_probabilities([[0.1, 0.5]], block_sizes=(1,))
+    >>> t["layers"][0]["marginal"]["S+ST"]
+    0.45
+    """
+    sizes = _check_block_sizes(block_sizes)
+    p = check_drop_probabilities(drop_probabilities, sizes)
+    marginals = unit_marginals(p)
+    layers, index = [], 0
+    for block, n in enumerate(sizes):
+        for layer in range(n):
+            row = marginals[index]
+            layers.append(
+                {
+                    "index": index,
+                    "block": block,
+                    "layer": layer,
+                    "drop_probability": {g: float(p[index, k]) for k, g in enumerate(GATES)},
+                    "marginal": {u: float(round(row[k], 12)) for k, u in enumerate(UNITS)},
+                    "most_probable": UNITS[int(np.argmax(row))],
+                }
+            )
+            index += 1
+    return {
+        "format_version": TABLE_FORMAT_VERSION,
+        "units": list(UNITS),
+        "gates": list(GATES),
+        "block_sizes": list(sizes),
+        "layers": layers,
+    }
+
+
+def drop_probabilities_from_table(table: dict) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Reads a ``marginal_probabilities`` table back: ``(drop_probabilities [L, 2], block_sizes)``."""
+    try:
+        sizes = _check_block_sizes(table["block_sizes"])
+        p = [[layer["drop_probability"][g] for g in GATES] for layer in table["layers"]]
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            f"Not a probability table (missing {e}); expected keys block_sizes and layers[*]."
+            "drop_probability.{s_branch,t_branch}."
+        ) from None
+    return check_drop_probabilities(p, sizes), sizes
+
+
+def _generator(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, (int, np.integer)) and seed >= 0):
+        return np.random.default_rng(seed)
+    raise ValueError(
+        f"seed must be a non-negative int, a numpy Generator or None. Received: seed={seed!r}"
+    )
+
+
+def sample_branch_masks(drop_probabilities, num_samples: int, seed=None) -> np.ndarray:
+    """``num_samples`` boolean ``[L, 2]`` masks, each gate kept with probability ``1 - p``."""
+    p = check_drop_probabilities(drop_probabilities)
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+        raise ValueError(f"num_samples must be a non-negative int. Received: num_samples={num_samples!r}")
+    rng = _generator(seed)
+    return rng.random((int(num_samples),) + p.shape) >= p
+
+
+def sample_strategies(
+    drop_probabilities,
+    block_sizes,
+    num_samples: int,
+    seed=None,
+    unique: bool = False,
+    max_draws: int | None = None,
+) -> list[FusionStrategy]:
+    """Draws fusion strategies from the learned probability space (network level, Sec. 3.3).
+
+    Every gate is kept with probability ``1 - p`` independently (a draw from the variational
+    distribution of Eq. S5), so the frequency of each unit at each layer converges to
+    ``unit_marginals``.
+
+    Args:
+      drop_probabilities: ``[L, 2]`` drop probabilities (S-branch gate, T-branch gate).
+      block_sizes: fusion-block sizes of the template, summing to L.
+      num_samples: how many strategies to return.
+      seed: an int, a ``numpy.random.Generator`` or None (not reproducible).
+      unique: if True, return distinct strategies only, in order of first draw. Draws continue
+        until ``num_samples`` distinct ones are found or ``max_draws`` draws were made (when the
+        probability space is concentrated there may be fewer distinct strategies than asked for;
+        the list is then shorter, never padded with repeats). Evaluating a repeat teaches nothing
+        new, which is why selection usually wants ``unique=True``.
+      max_draws: cap on draws when ``unique`` (default ``100 * num_samples``).
+
+    Returns:
+      A list of ``FusionStrategy``.
+    """
+    sizes = _check_block_sizes(block_sizes)
+    p = check_drop_probabilities(drop_probabilities, sizes)
+    rng = _generator(seed)
+    if not unique:
+        masks = sample_branch_masks(p, num_samples, rng)
+        return [FusionStrategy.from_branch_mask(m, sizes) for m in masks]
+    if max_draws is None:
+        max_draws = 100 * int(num_samples)
+    if not isinstance(max_draws, (int, np.integer)) or max_draws < num_samples:
+        raise ValueError(
+            f"max_draws must be an int >= num_samples={num_samples}. Received: max_draws={max_draws!r}"
+        )
+    seen: dict[bytes, FusionStrategy] = {}
+    draws = 0
+    while len(seen) < num_samples and draws < max_draws:
+        batch = min(max(num_samples, 16), max_draws - draws)
+        for mask in sample_branch_masks(p, batch, rng):
+            draws += 1
+            key = mask.tobytes()
+            if key not in seen:
+                seen[key] = FusionStrategy.from_branch_mask(mask, sizes)
+                if len(seen) == num_samples:
+                    break
+    return list(seen.values())
+
+
+def most_probable_strategy(drop_probabilities, block_sizes) -> FusionStrategy:
+    """The single most probable strategy: the unit of highest marginal at every layer.
+
+    Layers are independent, so the per-layer argmax is also the joint argmax. Ties go to the
+    first unit in ``UNITS`` order. ``none`` can win where both gates have ``p > 0.5``.
+    """
+    sizes = _check_block_sizes(block_sizes)
+    marginals = unit_marginals(check_drop_probabilities(drop_probabilities, sizes))
+    return FusionStrategy(_split([UNITS[i] for i in np.argmax(marginals, axis=1)], sizes))
+
+
+def strategy_log_probability(strategy: FusionStrategy, drop_probabilities) -> float:
+    """``log P(strategy)`` under independent gates: the sum of the log marginals of its units."""
+    p = check_drop_probabilities(drop_probabilities, strategy.block_sizes)
+    marginals = unit_marginals(p)
+    idx = [UNITS.index(u) for u in strategy.units]
+    with np.errstate(divide="ignore"):
+        return float(np.sum(np.log(marginals[np.arange(len(idx)), idx])))
