@@ -1,0 +1,213 @@
+"""Dataset layouts (pipelines/datasets.py): fixture trees in each official layout, list files
+written with the real syntax; videos are zero-byte placeholders (nothing here decodes)."""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import pytest
+
+from pipelines import datasets
+from pipelines.datasets import DatasetLayoutError, UnsafePathError, VideoEntry
+
+
+def touch(root, *relative_paths):
+    for relative in relative_paths:
+        path = os.path.join(root, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+
+
+def write(root, relative, text, newline="\n"):
+    path = os.path.join(root, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write(text.replace("\n", newline))
+
+
+def summary(listing):
+    return [(e.path, e.label, e.split) for e in listing.entries]
+
+
+# ---------------------------------------------------------------------------------------------
+# folder
+
+
+def test_folder_lists_every_video_in_train_with_sorted_classes(tmp_path):
+    touch(
+        tmp_path,
+        "walk/b.mp4",
+        "walk/a.AVI",
+        "jump/x.webm",
+        "jump/sub/y.mkv",
+        "jump/notes.txt",
+        "jump/.hidden.mp4",
+    )
+    os.makedirs(tmp_path / "empty_class")
+    listing = datasets.list_dataset("folder", str(tmp_path))
+    assert listing.class_names == ["jump", "walk"]
+    assert summary(listing) == [
+        ("jump/sub/y.mkv", "jump", "train"),
+        ("jump/x.webm", "jump", "train"),
+        ("walk/a.AVI", "walk", "train"),
+        ("walk/b.mp4", "walk", "train"),
+    ]
+    assert listing.frame_rate is None
+    assert not any(e.frame_folder or e.start_s is not None for e in listing.entries)
+
+
+def test_folder_with_split_subfolders(tmp_path):
+    touch(tmp_path, "train/walk/a.mp4", "train/jump/b.mp4", "test/walk/c.mp4", "val/run/d.mov")
+    listing = datasets.list_dataset("folder", str(tmp_path))
+    assert listing.class_names == ["jump", "run", "walk"]
+    assert summary(listing) == [
+        ("test/walk/c.mp4", "walk", "test"),
+        ("train/jump/b.mp4", "jump", "train"),
+        ("train/walk/a.mp4", "walk", "train"),
+        ("val/run/d.mov", "run", "val"),
+    ]
+    test_only = datasets.list_dataset("folder", str(tmp_path), split="test")
+    assert summary(test_only) == [("test/walk/c.mp4", "walk", "test")]
+    assert test_only.class_names == listing.class_names
+
+
+def test_folder_without_videos_says_what_layout_it_expects(tmp_path):
+    touch(tmp_path, "walk/readme.txt")
+    with pytest.raises(DatasetLayoutError, match=r"No video files .* <input_dir>/<class>/<video>"):
+        datasets.list_dataset("folder", str(tmp_path))
+
+
+def test_folder_with_real_videos(tmp_path):
+    from tests import video_fixtures
+
+    os.makedirs(tmp_path / "move_left")
+    video_fixtures.write_good_video(str(tmp_path / "move_left" / "v0.mp4"), frames=4)
+    listing = datasets.list_dataset("folder", str(tmp_path))
+    assert summary(listing) == [("move_left/v0.mp4", "move_left", "train")]
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+
+
+def test_unknown_format_split_and_split_id(tmp_path):
+    touch(tmp_path, "walk/a.mp4")
+    with pytest.raises(ValueError, match=r"dataset_format must be one of .* Received: "):
+        datasets.list_dataset("youtube8m", str(tmp_path))
+    with pytest.raises(ValueError, match=r"split='test'; this dataset has \['train'\]"):
+        datasets.list_dataset("folder", str(tmp_path), split="test")
+    with pytest.raises(ValueError, match=r"split='holdout'.*carve_holdout"):
+        datasets.list_dataset("folder", str(tmp_path), split="holdout")
+    with pytest.raises(ValueError, match=r"split_id must be 1, 2 or 3. Received: split_id=4"):
+        datasets.list_dataset("folder", str(tmp_path), split_id=4)
+    with pytest.raises(DatasetLayoutError, match="is not a folder"):
+        datasets.list_dataset("folder", str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------------------------------------
+# carve_holdout
+
+
+def _listing(counts, extra_splits=()):
+    entries = [
+        VideoEntry(f"{label}/v{i:03d}.mp4", label, "train")
+        for label, n in counts.items()
+        for i in range(n)
+    ]
+    entries += [VideoEntry(f"{label}/t.mp4", label, s) for s in extra_splits for label in counts]
+    return datasets.DatasetListing(datasets._sorted_entries(entries), sorted(counts))
+
+
+def test_carve_holdout_is_stratified_and_keeps_one_per_class():
+    listing = _listing({"a": 10, "b": 20, "c": 1, "d": 2}, extra_splits=("test",))
+    carved = datasets.carve_holdout(listing, 0.3)
+    per = collections.Counter((e.label, e.split) for e in carved.entries)
+    assert per[("a", "holdout")] == 3 and per[("a", "train")] == 7
+    assert per[("b", "holdout")] == 6 and per[("b", "train")] == 14
+    assert per[("c", "holdout")] == 0 and per[("c", "train")] == 1
+    assert per[("d", "holdout")] == 1 and per[("d", "train")] == 1
+    assert [e for e in carved.entries if e.split == "test"] == [
+        e for e in listing.entries if e.split == "test"
+    ]
+    assert carved.class_names == listing.class_names
+    assert carved.entries == sorted(carved.entries, key=lambda e: (e.split, e.path))
+
+
+def test_carve_holdout_is_deterministic_disjoint_and_complete():
+    listing = _listing({"a": 30, "b": 25})
+    first = datasets.carve_holdout(listing, 0.2, seed=7)
+    assert datasets.carve_holdout(listing, 0.2, seed=7) == first
+    holdout = {e.path for e in first.entries if e.split == "holdout"}
+    train = {e.path for e in first.entries if e.split == "train"}
+    assert holdout and not holdout & train
+    assert holdout | train == {e.path for e in listing.entries}
+    other_seed = {e.path for e in datasets.carve_holdout(listing, 0.2, seed=8).entries}
+    assert other_seed == holdout | train
+    assert {
+        e.path for e in datasets.carve_holdout(listing, 0.2, seed=8).entries if e.split == "holdout"
+    } != holdout
+    # Adding a video to one class does not reshuffle the other class's holdout.
+    grown = _listing({"a": 30, "b": 26})
+    grown_holdout = {e.path for e in datasets.carve_holdout(grown, 0.2, seed=7).entries}
+    assert {p for p in holdout if p.startswith("a/")} <= grown_holdout
+
+
+def test_carve_holdout_zero_fraction_and_bad_arguments():
+    listing = _listing({"a": 5})
+    assert datasets.carve_holdout(listing, 0.0) == listing
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\). Received: fraction=1.0"):
+        datasets.carve_holdout(listing, 1.0)
+    with pytest.raises(ValueError, match="already has a holdout"):
+        datasets.carve_holdout(datasets.carve_holdout(listing, 0.4), 0.4)
+
+
+# ---------------------------------------------------------------------------------------------
+# resolve_inside
+
+
+def test_resolve_inside_accepts_paths_in_the_folder(tmp_path):
+    touch(tmp_path, "walk/a.mp4")
+    assert datasets.resolve_inside(str(tmp_path), "walk/a.mp4") == str(tmp_path / "walk/a.mp4")
+    assert datasets.resolve_inside(str(tmp_path), "walk/../walk/a.mp4") == str(
+        tmp_path / "walk/a.mp4"
+    )
+    # Missing files are the decoder's failure, not an unsafe path.
+    assert datasets.resolve_inside(str(tmp_path), "walk/gone.mp4").endswith("walk/gone.mp4")
+
+
+def test_resolve_inside_refuses_escapes(tmp_path):
+    root = tmp_path / "data"
+    touch(root, "walk/a.mp4")
+    touch(tmp_path, "secret.mp4")
+    os.symlink(tmp_path / "secret.mp4", root / "walk" / "link.mp4")
+    os.symlink(tmp_path, root / "up")
+    for bad, reason in [
+        ("../secret.mp4", r"'\.\.' leaves"),
+        ("walk/../../secret.mp4", r"'\.\.' leaves"),
+        (str(tmp_path / "secret.mp4"), "absolute path"),
+        ("walk/link.mp4", "symlink resolves to"),
+        ("up/secret.mp4", "symlink resolves to"),
+        ("", "empty path"),
+    ]:
+        with pytest.raises(UnsafePathError, match=f"points outside --input_dir .*{reason}"):
+            datasets.resolve_inside(str(root), bad)
+
+
+def test_resolve_inside_follows_symlinks_that_stay_inside(tmp_path):
+    touch(tmp_path, "walk/a.mp4")
+    os.symlink(tmp_path / "walk" / "a.mp4", tmp_path / "walk" / "alias.mp4")
+    assert datasets.resolve_inside(str(tmp_path), "walk/alias.mp4") == str(
+        tmp_path / "walk/alias.mp4"
+    )
+
+
+def test_listing_keeps_unsafe_entries_for_the_job_to_report(tmp_path):
+    root = tmp_path / "data"
+    touch(root, "walk/a.mp4")
+    touch(tmp_path, "secret.mp4")
+    os.symlink(tmp_path / "secret.mp4", root / "walk" / "link.mp4")
+    listing = datasets.list_dataset("folder", str(root))
+    assert [e.path for e in listing.entries] == ["walk/a.mp4", "walk/link.mp4"]
+    with pytest.raises(UnsafePathError):
+        datasets.resolve_inside(str(root), "walk/link.mp4")
