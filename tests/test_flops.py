@@ -1,0 +1,133 @@
+"""MAC and parameter counts against hand counts."""
+
+import doctest
+
+import keras
+import numpy as np
+import pytest
+
+from stfusion_tf import flops
+from stfusion_tf.flops import count_macs, group_costs, layer_costs, total_costs
+
+
+def test_docstring_examples():
+    assert doctest.testmod(flops).failed == 0
+
+
+def test_single_conv_hand_count():
+    inputs = keras.Input((4, 8, 8, 3))
+    x = keras.layers.Conv3D(8, (3, 3, 3), strides=(1, 2, 2), padding="same", name="conv")(inputs)
+    model = keras.Model(inputs, x)
+    costs = layer_costs(model, (4, 8, 8, 3))
+    (conv,) = costs
+    assert conv.path == "conv" and conv.kind == "Conv3D"
+    assert conv.input_shape == (4, 8, 8, 3) and conv.output_shape == (4, 4, 4, 8)
+    # 4*4*4 output positions x (3*3*3 taps x 3 in x 8 out); bias adds are not MACs.
+    assert conv.macs == 4 * 4 * 4 * 3 * 3 * 3 * 3 * 8 == 41472
+    assert conv.params == 3 * 3 * 3 * 3 * 8 + 8 == model.count_params()
+
+
+def test_small_network_hand_count_and_other_ops():
+    inputs = keras.Input((4, 8, 8, 3))
+    x = keras.layers.Conv3D(6, (1, 3, 3), padding="valid", use_bias=False, name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    a = keras.layers.Conv3D(5, (1, 1, 1), name="a")(x)
+    b = keras.layers.Conv3D(5, (3, 1, 1), padding="same", name="b")(x)
+    x = keras.layers.Add(name="add")([a, b])
+    x = keras.layers.AveragePooling3D((1, 2, 2), name="pool")(x)
+    x = keras.layers.GlobalAveragePooling3D(name="gap")(x)
+    x = keras.layers.Dense(7, name="fc")(x)
+    model = keras.Model(inputs, x)
+    by = {c.path: c for c in layer_costs(model, (4, 8, 8, 3))}
+    pos = 4 * 6 * 6  # valid 1x3x3 on 8x8
+    assert by["c1"].macs == pos * 9 * 3 * 6
+    assert by["a"].macs == pos * 6 * 5
+    assert by["b"].macs == pos * 3 * 6 * 5
+    assert by["fc"].macs == 5 * 7
+    assert by["bn"].macs == 0 and by["bn"].other_ops == 2 * pos * 6
+    assert by["bn"].params == 12 and by["bn"].non_trainable_params == 12
+    assert by["relu"].other_ops == pos * 6
+    assert by["add"].other_ops == pos * 5
+    assert by["pool"].other_ops == 4 * 3 * 3 * 5 * 4
+    assert by["gap"].other_ops == 4 * 3 * 3 * 5
+    totals = total_costs(by.values())
+    assert totals.macs == pos * (9 * 3 * 6 + 6 * 5 + 18 * 5) + 35 == count_macs(model, (4, 8, 8, 3))
+    assert totals.flops == 2 * totals.macs
+    assert totals.params + totals.non_trainable_params == model.count_params()
+
+
+class _Branches(keras.layers.Layer):
+    """A composite layer (not functional): two convs on the same input, summed."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.s = keras.layers.Conv3D(filters, 1, use_bias=False, name="s")
+        self.t = keras.layers.Conv3D(filters, (3, 1, 1), padding="same", use_bias=False, name="t")
+
+    def call(self, x):
+        return self.s(x) + self.t(x)
+
+
+class _Wrapper(keras.layers.Layer):
+    """Exposes its inner conv's kernel: the kernel must be counted once."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv3D(4, 1, use_bias=False, name="conv")
+
+    @property
+    def kernel(self):
+        return self.conv.kernel
+
+    def call(self, x):
+        return self.conv(x)
+
+
+def test_nested_layers_are_walked_and_kernels_counted_once():
+    inputs = keras.Input((3, 4, 4, 2))
+    x = _Branches(8, name="branches")(inputs)
+    x = _Wrapper(name="wrap")(x)
+    model = keras.Model(inputs, x)
+    costs = layer_costs(model, (3, 4, 4, 2))
+    by = {c.path: c for c in costs}
+    pos = 3 * 4 * 4
+    assert by["branches/s"].macs == pos * 2 * 8
+    assert by["branches/t"].macs == pos * 3 * 2 * 8
+    assert by["branches"].macs == 0
+    assert by["wrap/conv"].macs == pos * 8 * 4 and by["wrap"].macs == 0
+    assert total_costs(costs).macs == pos * (16 + 48 + 32)
+    grouped = group_costs(costs, lambda c: c.path.split("/")[0])
+    assert grouped["branches"].macs == pos * 64 and grouped["wrap"].params == 32
+
+
+def test_uncalled_layer_keeps_params_without_macs():
+    inputs = keras.Input((2, 4, 4, 1))
+    x = keras.layers.Conv3D(2, 1, name="used")(inputs)
+    model = keras.Model(inputs, x)
+    model.extra = keras.layers.Dense(3, name="unused")
+    model.extra.build((None, 5))
+    by = {c.path: c for c in layer_costs(model, (2, 4, 4, 1))}
+    assert by["unused"].macs == 0 and by["unused"].params == 18 and by["unused"].input_shape is None
+
+
+def test_recording_leaves_the_model_unchanged():
+    inputs = keras.Input((2, 4, 4, 1))
+    model = keras.Model(inputs, keras.layers.Conv3D(2, 1, name="c")(inputs))
+    before = model(np.ones((1, 2, 4, 4, 1), "float32"))
+    layer_costs(model, (2, 4, 4, 1))
+    assert "call" not in vars(model.get_layer("c"))
+    np.testing.assert_allclose(model(np.ones((1, 2, 4, 4, 1), "float32")), before)
+
+
+def test_clip_shape_error():
+    inputs = keras.Input((2, 4, 4, 1))
+    model = keras.Model(inputs, keras.layers.Conv3D(2, 1)(inputs))
+    with pytest.raises(ValueError, match=r"Received: clip_shape=\(2, 0, 4, 1\)"):
+        layer_costs(model, (2, 0, 4, 1))
+
+
+def test_format_count():
+    assert flops.format_count(123_456_789) == "123.46M"
+    assert flops.format_count(124e9) == "124.00G"
+    assert flops.format_count(12) == "12"
