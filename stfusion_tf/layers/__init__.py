@@ -1,0 +1,7 @@
+"""Layers of the template network: the gated convolution of a fusion unit, and what a fusion
+layer with no unit on produces in a pruned network."""
+
+from stfusion_tf.layers.empty_fusion_layer import EmptyFusionLayer, border_table
+from stfusion_tf.layers.gated_conv3d import GatedConv3D
+
+__all__ = ["EmptyFusionLayer", "GatedConv3D", "border_table"]
