@@ -112,7 +112,8 @@ def to_sequence_example(record: VideoRecord) -> tf.train.SequenceExample:
 
 def serialize(record: VideoRecord) -> bytes:
     """The bytes the Beam job writes for one video."""
-    return to_sequence_example(record).SerializeToString()
+    # deterministic=True: proto maps (the context) otherwise serialize in a per-process order.
+    return to_sequence_example(record).SerializeToString(deterministic=True)
 
 
 def deserialize(serialized: bytes) -> VideoRecord:

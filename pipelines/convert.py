@@ -1,0 +1,390 @@
+"""The video -> TFRecord conversion as a Beam pipeline of a few named transforms.
+
+    ListVideos -> Distribute -> ConvertVideo (dead letters) -> WriteShards
+                                      |                          |
+                                      +---- failures ------> WriteSplitReports (manifest, failures)
+
+- ``ConvertVideo`` decodes with PyAV, resizes, resamples and JPEG-encodes inside the worker. It
+  runs under Beam's ``with_exception_handling(use_subprocess=True, timeout=...)``: a Python error,
+  a decoder that hangs, and a decoder that crashes its process (a segfault in FFmpeg) all become a
+  dead-letter element instead of stopping the job. So ``examples + failures == inputs``, always.
+- ``WriteShards`` puts each record in shard ``md5(path) mod num_shards`` and writes every shard
+  itself, sorted by path: the same input and options give the same bytes, on any runner.
+- ``WriteSplitReports`` writes ``<split>.manifest.json`` (counts per class, frames, sizes, bytes,
+  options, format version) and ``<split>.failures.jsonl`` (one line per failed video, with its
+  reason) for every split, even when a split has no failures.
+
+Library code only: ``pipelines.make_tfrecords`` is the entry point that parses flags.
+"""
+
+import ast
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import statistics
+import time
+
+import apache_beam as beam
+import av
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import datasets, video_io
+from tfrecords_tools import format as fmt
+from tfrecords_tools import tfrecord_io
+
+_NAMESPACE = "stfusion"
+_LOG = logging.getLogger("stfusion.convert")
+# Estimated TFRecord bytes per source byte (JPEG frames at short side 256 vs. compressed video),
+# and the target shard size: only used to choose a default number of shards.
+_EXPANSION = 6
+_TARGET_SHARD_BYTES = 256 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """How every video is converted (all written into the manifest).
+
+    Args:
+      short_side: resize frames so the shorter side is this many pixels (0: keep).
+      fps: resample to this frame rate (None: keep every frame).
+      jpeg_quality: JPEG quality of the stored frames (1-100).
+      decode_threads: FFmpeg threads per video (0: FFmpeg chooses).
+      timeout_s: a video that takes longer than this is a failure ("timed out"), None: no limit.
+      isolate_decoder: run the decoder in a helper process, so that a crash of FFmpeg on one file
+        becomes that file's failure record instead of killing the worker.
+    """
+
+    short_side: int = 256
+    fps: float | None = None
+    jpeg_quality: int = 90
+    decode_threads: int = 0
+    timeout_s: float | None = 600.0
+    isolate_decoder: bool = True
+
+    def __post_init__(self):
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100]. Received: {self.jpeg_quality}")
+        if self.short_side < 0:
+            raise ValueError(f"short_side must be >= 0 (0 keeps). Received: {self.short_side}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"fps must be > 0 (or unset to keep). Received: {self.fps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertedVideo:
+    split: str
+    path: str
+    label: str
+    serialized: bytes
+    num_frames: int
+    height: int
+    width: int
+
+
+def convert_video(
+    entry: datasets.VideoEntry,
+    input_dir: str,
+    class_index: dict[str, int],
+    options: ConvertOptions,
+    frame_rate: float | None,
+) -> ConvertedVideo:
+    """Decodes one video (or frame folder) into one serialized SequenceExample.
+
+    Raises (and so sends the video to the dead-letter output): UnsafePathError for a list entry
+    that points outside the input root, VideoDecodeError for a file FFmpeg cannot read.
+    """
+    path = datasets.resolve_inside(input_dir, entry.path)
+    if entry.frame_folder:
+        video = video_io.read_frame_folder(path, frame_rate or 12.0, options.short_side)
+        if options.fps is not None:
+            raise ValueError("--fps resampling is not supported for frame-folder datasets")
+    else:
+        decode = video_io.DecodeOptions(
+            short_side=options.short_side,
+            fps=options.fps,
+            start_s=entry.start_s,
+            end_s=entry.end_s,
+            threads=options.decode_threads,
+        )
+        video = video_io.decode_video(path, decode)
+    height, width = video.frames[0].shape[:2]
+    frame_us = round(1e6 / video.frame_rate) if video.frame_rate else 0
+    record = fmt.VideoRecord(
+        filename=entry.path,
+        label_index=class_index[entry.label],
+        label_text=entry.label,
+        frames=[video_io.encode_jpeg(f, options.jpeg_quality) for f in video.frames],
+        timestamps_us=video.timestamps_us,
+        height=height,
+        width=width,
+        frame_rate=video.frame_rate,
+        start_us=video.timestamps_us[0],
+        end_us=video.timestamps_us[-1] + frame_us,
+    )
+    return ConvertedVideo(
+        entry.split,
+        entry.path,
+        entry.label,
+        fmt.serialize(record),
+        len(video.frames),
+        height,
+        width,
+    )
+
+
+def _message_of(name: str, exc_repr: str) -> str:
+    """``VideoDecodeError('empty file')`` -> ``empty file``: the dead letter only carries repr()."""
+    if exc_repr.startswith(name + "(") and exc_repr.endswith(")"):
+        try:
+            message = ast.literal_eval(exc_repr[len(name) + 1 : -1])
+        except (ValueError, SyntaxError):
+            return exc_repr
+        if isinstance(message, str):
+            return message
+    return exc_repr
+
+
+def failure_record(dead_letter) -> dict:
+    """A dead-letter element as one line of ``<split>.failures.jsonl``."""
+    entry, (exc_type, exc_repr, _traceback) = dead_letter
+    name = getattr(exc_type, "__name__", str(exc_type))
+    if name in ("TimeoutError",):
+        reason = "timed out: the decoder did not finish within --timeout_s"
+    elif name == "BrokenProcessPool":
+        reason = "the decoder crashed its process on this file"
+    else:
+        reason = _message_of(name, exc_repr)
+    Metrics.counter(_NAMESPACE, "videos_failed").inc()
+    return {
+        "split": entry.split,
+        "path": entry.path,
+        "label": entry.label,
+        "error": name,
+        "reason": reason,
+    }
+
+
+def shard_index(path: str, num_shards: int) -> int:
+    """A stable shard for a video (Python's ``hash`` is salted per process, md5 is not)."""
+    return int(hashlib.md5(path.encode()).hexdigest(), 16) % num_shards
+
+
+def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
+    return os.path.join(output_dir, f"{split}-{index:05d}-of-{num_shards:05d}{fmt.SHARD_SUFFIX}")
+
+
+class _CountProgress(beam.DoFn):
+    """Counts converted videos (Beam metrics) and logs progress from each worker."""
+
+    def setup(self):
+        self._done, self._start = 0, time.time()
+
+    def process(self, video: ConvertedVideo):
+        Metrics.counter(_NAMESPACE, "videos_converted").inc()
+        Metrics.counter(_NAMESPACE, "frames_written").inc(video.num_frames)
+        self._done += 1
+        if self._done % 25 == 0:
+            rate = self._done / max(time.time() - self._start, 1e-9)
+            _LOG.info("converted %d videos in this worker (%.1f videos/s)", self._done, rate)
+        yield video
+
+
+def _write_shard(item, output_dir: str):
+    (split, index, num_shards), grouped = item
+    records = sorted(grouped["records"])
+    path = shard_path(output_dir, split, index, num_shards)
+    size = tfrecord_io.write_tfrecord_file(path, (serialized for _, serialized in records))
+    yield split, {"path": os.path.basename(path), "records": len(records), "bytes": size}
+
+
+def _write_split_report(item, output_dir: str, inputs: dict[str, int], extra: dict):
+    split, grouped = item
+    videos, failures = list(grouped["videos"]), sorted(grouped["failures"], key=lambda f: f["path"])
+    shards = sorted(grouped["shards"], key=lambda s: s["path"])
+    frames = sorted(v["frames"] for v in videos)
+    manifest = {
+        "split": split,
+        "format_version": fmt.FORMAT_VERSION,
+        "num_inputs": inputs[split],
+        "num_examples": len(videos),
+        "num_failures": len(failures),
+        "examples_per_class": dict(sorted(collections.Counter(v["label"] for v in videos).items())),
+        "frames": {
+            "total": sum(frames),
+            "min": frames[0] if frames else 0,
+            "median": statistics.median(frames) if frames else 0,
+            "max": frames[-1] if frames else 0,
+        },
+        "frame_sizes": {
+            f"{h}x{w}": n
+            for (h, w), n in sorted(
+                collections.Counter((v["height"], v["width"]) for v in videos).items()
+            )
+        },
+        "bytes": sum(s["bytes"] for s in shards),
+        "shards": shards,
+        **extra,
+    }
+    if manifest["num_examples"] + manifest["num_failures"] != manifest["num_inputs"]:
+        raise RuntimeError(f"Split {split!r}: examples + failures != inputs in {manifest}")
+    with FileSystems.create(fmt.failures_path(output_dir, split)) as f:
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in failures).encode())
+    with FileSystems.create(fmt.manifest_path(output_dir, split)) as f:
+        f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    yield manifest
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    listing: datasets.DatasetListing,
+    input_dir: str,
+    output_dir: str,
+    num_shards: dict[str, int],
+    options: ConvertOptions,
+    manifest_extra: dict,
+):
+    """Adds the conversion transforms to ``pipeline``; returns the PCollection of manifests."""
+    class_index = {name: i for i, name in enumerate(listing.class_names)}
+    inputs = collections.Counter(e.split for e in listing.entries)
+
+    converted, dead_letters = (
+        pipeline
+        | "ListVideos" >> beam.Create(listing.entries, reshuffle=False)
+        | "Distribute" >> beam.Reshuffle()
+        | "ConvertVideo"
+        >> beam.Map(
+            convert_video, input_dir, class_index, options, listing.frame_rate
+        ).with_exception_handling(use_subprocess=options.isolate_decoder, timeout=options.timeout_s)
+    )
+    converted = converted | "CountProgress" >> beam.ParDo(_CountProgress())
+    failures = dead_letters | "FailureRecords" >> beam.Map(failure_record)
+
+    records = converted | "KeyByShard" >> beam.Map(
+        lambda v: (
+            (v.split, shard_index(v.path, num_shards[v.split]), num_shards[v.split]),
+            (v.path, v.serialized),
+        )
+    )
+    every_shard = pipeline | "EveryShard" >> beam.Create(
+        [((split, i, n), None) for split, n in sorted(num_shards.items()) for i in range(n)]
+    )
+    shards = (
+        {"records": records, "every_shard": every_shard}
+        | "GroupShards" >> beam.CoGroupByKey()
+        | "WriteShards" >> beam.FlatMap(_write_shard, output_dir)
+    )
+    video_stats = converted | "VideoStats" >> beam.Map(
+        lambda v: (
+            v.split,
+            {"label": v.label, "frames": v.num_frames, "height": v.height, "width": v.width},
+        )
+    )
+    return (
+        {
+            "videos": video_stats,
+            "failures": failures | "KeyFailures" >> beam.Map(lambda f: (f["split"], f)),
+            "shards": shards,
+        }
+        | "GroupSplits" >> beam.CoGroupByKey()
+        | "WriteSplitReports"
+        >> beam.FlatMap(_write_split_report, output_dir, dict(inputs), manifest_extra)
+    )
+
+
+def default_num_shards(listing: datasets.DatasetListing, input_dir: str) -> dict[str, int]:
+    """Shards per split from the size of the source videos (~256 MiB per shard, at most one shard
+    per video), so a reader can interleave shards without a single huge file."""
+    sizes = collections.Counter()
+    counts = collections.Counter()
+    for entry in listing.entries:
+        counts[entry.split] += 1
+        try:
+            sizes[entry.split] += os.path.getsize(os.path.join(input_dir, entry.path))
+        except OSError:
+            pass  # missing or remote: the conversion reports it; this is only an estimate
+    return {
+        split: max(
+            1, min(counts[split], math.ceil(sizes[split] * _EXPANSION / _TARGET_SHARD_BYTES))
+        )
+        for split in counts
+    }
+
+
+def run_conversion(
+    dataset_format: str,
+    input_dir: str,
+    output_dir: str,
+    *,
+    split: str | None = None,
+    split_id: int = 1,
+    holdout_fraction: float = 0.0,
+    num_shards: int = 0,
+    options: ConvertOptions = ConvertOptions(),
+    pipeline_args: list[str] | None = None,
+) -> dict[str, dict]:
+    """Lists the dataset, runs the Beam job, and returns the manifest of every split.
+
+    ``pipeline_args`` are Beam pipeline options (``--runner=...``, ``--direct_num_workers=...``).
+    """
+    listing = datasets.list_dataset(dataset_format, input_dir, split=split, split_id=split_id)
+    if holdout_fraction:
+        listing = datasets.carve_holdout(listing, holdout_fraction)
+    if not listing.entries:
+        raise ValueError(
+            f"No videos found in {input_dir!r} for --dataset_format={dataset_format}"
+            + (f" --split={split}" if split else "")
+            + ": check --input_dir and the dataset's list files."
+        )
+    splits = sorted({e.split for e in listing.entries})
+    shards = (
+        {s: num_shards for s in splits} if num_shards else default_num_shards(listing, input_dir)
+    )
+    FileSystems.mkdirs(output_dir) if not FileSystems.exists(output_dir) else None
+    fmt.write_label_map(os.path.join(output_dir, fmt.LABEL_MAP_FILENAME), listing.class_names)
+    extra = {
+        "dataset_format": dataset_format,
+        "input_dir": input_dir,
+        "split_id": split_id,
+        "holdout_fraction": holdout_fraction,
+        "num_classes": len(listing.class_names),
+        "options": dataclasses.asdict(options),
+        "decoder": {"pyav": av.__version__, "ffmpeg": av.ffmpeg_version_info},
+    }
+    start = time.time()
+    with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
+        build_pipeline(pipeline, listing, input_dir, output_dir, shards, options, extra)
+    runtime = time.time() - start
+    manifests = {}
+    for s in splits:
+        path = fmt.manifest_path(output_dir, s)
+        with FileSystems.open(path) as f:
+            manifest = json.loads(f.read())
+        manifest["pipeline_runtime_s"] = round(runtime, 3)
+        with FileSystems.create(path) as f:
+            f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+        manifests[s] = manifest
+    return manifests
+
+
+def summary_line(manifests: dict[str, dict]) -> str:
+    """One line for the end of the job: what was converted, what failed, how fast."""
+    inputs = sum(m["num_inputs"] for m in manifests.values())
+    examples = sum(m["num_examples"] for m in manifests.values())
+    failures = sum(m["num_failures"] for m in manifests.values())
+    frames = sum(m["frames"]["total"] for m in manifests.values())
+    size = sum(m["bytes"] for m in manifests.values())
+    runtime = max(m.get("pipeline_runtime_s", 0) for m in manifests.values())
+    per_split = ", ".join(f"{s}: {m['num_examples']}" for s, m in manifests.items())
+    line = (
+        f"Converted {examples} of {inputs} videos ({per_split}), {frames} frames, "
+        f"{size / 2**20:.1f} MiB in {runtime:.1f} s ({frames / max(runtime, 1e-9):.0f} frames/s)"
+    )
+    if failures:
+        line += f"; {failures} failed: see <split>.failures.jsonl"
+    return line
