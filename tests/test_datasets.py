@@ -211,3 +211,149 @@ def test_listing_keeps_unsafe_entries_for_the_job_to_report(tmp_path):
     assert [e.path for e in listing.entries] == ["walk/a.mp4", "walk/link.mp4"]
     with pytest.raises(UnsafePathError):
         datasets.resolve_inside(str(root), "walk/link.mp4")
+
+
+# ---------------------------------------------------------------------------------------------
+# ucf101
+
+UCF_CLASS_IND = "1 ApplyEyeMakeup\n2 ApplyLipstick\n3 HandstandPushups\n"
+
+
+def make_ucf101(root, list_dir="ucfTrainTestlist", video_dir=""):
+    # The official list files have Windows line endings.
+    lists = os.path.join(root, list_dir)
+    write(lists, "classInd.txt", UCF_CLASS_IND, newline="\r\n")
+    for n in (1, 2):
+        write(
+            lists,
+            f"trainlist0{n}.txt",
+            f"ApplyLipstick/v_ApplyLipstick_g0{n}_c01.avi 2\n"
+            "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n"
+            "HandstandPushups/v_HandStandPushups_g08_c01.avi 3\n",
+            newline="\r\n",
+        )
+        write(
+            lists,
+            f"testlist0{n}.txt",
+            f"ApplyEyeMakeup/v_ApplyEyeMakeup_g0{n}_c01.avi\n"
+            "HandstandPushups/v_HandStandPushups_g01_c02.avi\n",
+            newline="\r\n",
+        )
+    touch(
+        os.path.join(root, video_dir),
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+    )
+
+
+def test_ucf101_official_layout(tmp_path):
+    make_ucf101(tmp_path)
+    listing = datasets.list_dataset("ucf101", str(tmp_path))
+    assert listing.class_names == ["ApplyEyeMakeup", "ApplyLipstick", "HandstandPushups"]
+    assert summary(listing) == [
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "ApplyEyeMakeup", "test"),
+        ("HandstandPushups/v_HandStandPushups_g01_c02.avi", "HandstandPushups", "test"),
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "ApplyEyeMakeup", "train"),
+        ("ApplyLipstick/v_ApplyLipstick_g01_c01.avi", "ApplyLipstick", "train"),
+        ("HandstandPushups/v_HandStandPushups_g08_c01.avi", "HandstandPushups", "train"),
+    ]
+    second = datasets.list_dataset("ucf101", str(tmp_path), split_id=2, split="train")
+    assert "ApplyLipstick/v_ApplyLipstick_g02_c01.avi" in [e.path for e in second.entries]
+    assert {e.split for e in second.entries} == {"train"}
+    assert second.class_names == listing.class_names
+
+
+def test_ucf101_list_files_beside_the_videos_or_in_a_parent_folder(tmp_path):
+    make_ucf101(tmp_path / "flat", list_dir="")
+    assert len(datasets.list_dataset("ucf101", str(tmp_path / "flat")).entries) == 5
+    # The two official archives unpacked side by side: UCF-101/ and ucfTrainTestlist/.
+    make_ucf101(tmp_path / "both", video_dir="UCF-101")
+    listing = datasets.list_dataset("ucf101", str(tmp_path / "both"))
+    assert listing.entries[0].path == "UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+
+
+def test_ucf101_errors_name_the_file_and_what_to_do(tmp_path):
+    with pytest.raises(
+        DatasetLayoutError, match="classInd.txt not found under .*contains ucfTrainTestlist/"
+    ):
+        datasets.list_dataset("ucf101", str(tmp_path))
+    make_ucf101(tmp_path)
+    with pytest.raises(DatasetLayoutError, match=r"trainlist03.txt not found \(split_id=3\)"):
+        datasets.list_dataset("ucf101", str(tmp_path), split_id=3)
+    write(tmp_path, "ucfTrainTestlist/testlist01.txt", "Juggling/v_Juggling_g01_c01.avi\n")
+    with pytest.raises(
+        DatasetLayoutError, match=r"testlist01.txt, line 1: label 'Juggling' is not in .*classInd"
+    ):
+        datasets.list_dataset("ucf101", str(tmp_path))
+    write(tmp_path, "ucfTrainTestlist/trainlist02.txt", "ApplyLipstick/v_x.avi 1\n")
+    with pytest.raises(DatasetLayoutError, match=r"line 1: class index 1 is 'ApplyEyeMakeup'"):
+        datasets.list_dataset("ucf101", str(tmp_path), split_id=2)
+    write(tmp_path, "ucfTrainTestlist/trainlist02.txt", "ApplyLipstick/v_x.avi 9\n")
+    with pytest.raises(DatasetLayoutError, match=r"line 1: cannot read .*class index in 1..3"):
+        datasets.list_dataset("ucf101", str(tmp_path), split_id=2)
+
+
+def test_list_files_pointing_at_no_video_mean_a_wrong_input_dir(tmp_path):
+    make_ucf101(tmp_path)
+    for path in (
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+    ):
+        os.remove(tmp_path / path)
+    with pytest.raises(
+        DatasetLayoutError, match=r"None of the 5 videos listed .* point --input_dir"
+    ):
+        datasets.list_dataset("ucf101", str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# hmdb51
+
+
+def make_hmdb51(root, split_dir="testTrainMulti_7030_splits"):
+    for n in (1, 2, 3):
+        write(
+            root,
+            f"{split_dir}/brush_hair_test_split{n}.txt",
+            f"April_09_brush_hair_u_nm_np1_ba_goo_0.avi {1 if n == 1 else 2} \n"
+            "Blonde_being_brushed_brush_hair_f_nm_np2_ri_med_0.avi 2 \n"
+            "brushing_hair_brush_hair_h_cm_np1_le_goo_1.avi 0 \n",
+        )
+        write(
+            root,
+            f"{split_dir}/cartwheel_test_split{n}.txt",
+            "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 1 \n",
+        )
+    touch(root, "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi")
+
+
+def test_hmdb51_official_split_files(tmp_path):
+    make_hmdb51(tmp_path)
+    listing = datasets.list_dataset("hmdb51", str(tmp_path))
+    assert listing.class_names == ["brush_hair", "cartwheel"]
+    assert summary(listing) == [
+        ("brush_hair/Blonde_being_brushed_brush_hair_f_nm_np2_ri_med_0.avi", "brush_hair", "test"),
+        ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi", "brush_hair", "train"),
+        (
+            "cartwheel/(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi",
+            "cartwheel",
+            "train",
+        ),
+    ]
+    second = datasets.list_dataset("hmdb51", str(tmp_path), split_id=2)
+    assert [(e.path.split("/")[1][:8], e.split) for e in second.entries][:2] == [
+        ("April_09", "test"),
+        ("Blonde_b", "test"),
+    ]
+
+
+def test_hmdb51_splits_folder_and_errors(tmp_path):
+    make_hmdb51(tmp_path, split_dir="splits")
+    assert len(datasets.list_dataset("hmdb51", str(tmp_path)).entries) == 3
+    write(tmp_path, "splits/cartwheel_test_split1.txt", "some_video.avi 3\n")
+    with pytest.raises(
+        DatasetLayoutError, match=r"cartwheel_test_split1.txt, line 1: cannot read .*<0\|1\|2>"
+    ):
+        datasets.list_dataset("hmdb51", str(tmp_path))
+    with pytest.raises(DatasetLayoutError, match=r"No HMDB-51 split files .*test_train_splits"):
+        datasets.list_dataset("hmdb51", str(tmp_path / "brush_hair"))
