@@ -116,6 +116,11 @@ def uniform_noise(shape, seed_generator):
     )
 
 
+def _relaxed_logit(drop_logit, uniform, temperature):
+    logistic = ops.log(uniform) - ops.log1p(-uniform)
+    return (drop_logit + logistic) / temperature
+
+
 def relaxed_drop(drop_logit, uniform, temperature):
     """The relaxed Bernoulli draw of Eq. S13 from given uniform noise (float32, in (0, 1)).
 
@@ -125,16 +130,18 @@ def relaxed_drop(drop_logit, uniform, temperature):
       temperature: tau > 0; small tau makes the draws close to 0 / 1.
 
     Returns:
-      ``drop`` in (0, 1), the same shape as ``uniform``; ``P(drop > 0.5) = sigmoid(drop_logit)``.
+      ``drop`` in [0, 1], the same shape as ``uniform``; ``P(drop > 0.5) = sigmoid(drop_logit)``.
     """
-    logistic = ops.log(uniform) - ops.log1p(-uniform)
-    return ops.sigmoid((drop_logit + logistic) / temperature)
+    return ops.sigmoid(_relaxed_logit(drop_logit, uniform, temperature))
 
 
 def sample_keep(drop_logit, batch_size, temperature, seed_generator):
-    """``1 - drop`` for one relaxed draw per example: shape ``[batch_size]``, float32."""
+    """``1 - drop`` for one relaxed draw per example: shape ``[batch_size]``, float32.
+
+    Written as ``sigmoid(-z)`` rather than ``1 - sigmoid(z)``, which rounds small keeps to 0.
+    """
     uniform = uniform_noise((batch_size,), seed_generator)
-    return 1.0 - relaxed_drop(ops.cast(drop_logit, "float32"), uniform, temperature)
+    return ops.sigmoid(-_relaxed_logit(ops.cast(drop_logit, "float32"), uniform, temperature))
 
 
 def kl_term(drop_logit, kernel_squared_norm, length_scale, num_examples):
