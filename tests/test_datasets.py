@@ -4,6 +4,7 @@ written with the real syntax; videos are zero-byte placeholders (nothing here de
 from __future__ import annotations
 
 import collections
+import json
 import os
 
 import pytest
@@ -357,3 +358,239 @@ def test_hmdb51_splits_folder_and_errors(tmp_path):
         datasets.list_dataset("hmdb51", str(tmp_path))
     with pytest.raises(DatasetLayoutError, match=r"No HMDB-51 split files .*test_train_splits"):
         datasets.list_dataset("hmdb51", str(tmp_path / "brush_hair"))
+
+
+# ---------------------------------------------------------------------------------------------
+# kinetics
+
+KINETICS_TRAIN = """label,youtube_id,time_start,time_end,split,is_cc
+abseiling,--33Lscn6sk,4,14,train,0
+"passing American football (in game)",-0Ak3M9UBgI,0,10,train,0
+abseiling,-0ZFpG9HB9M,12,22,train,0
+abseiling,-gone-yt-id,30,40,train,0
+"""
+KINETICS_VAL = """label,youtube_id,time_start,time_end,split
+zumba,0wR5jVB-WPk,417,427,val
+"""
+KINETICS_TEST_UNLABELED = """youtube_id,time_start,time_end,split
+--6bJUbfpnQ,17,27,test
+"""
+
+
+def make_kinetics(root):
+    write(root, "train.csv", KINETICS_TRAIN)
+    write(root, "validate.csv", KINETICS_VAL)
+    write(root, "test.csv", KINETICS_TEST_UNLABELED)
+    touch(
+        root,
+        # ActivityNet crawler: <split>/<label>/<id>_<start:06d>_<end:06d>.mp4 (already trimmed).
+        "train/abseiling/--33Lscn6sk_000004_000014.mp4",
+        # The same name elsewhere: the copy in the split's folder wins.
+        "elsewhere/--33Lscn6sk_000004_000014.mp4",
+        # CVDF tarballs: <split>/<id>_<start>_<end>.mp4, flat.
+        "train/-0Ak3M9UBgI_000000_000010.mp4",
+        # Whole video: the job trims to the CSV's segment.
+        "raw/-0ZFpG9HB9M.mkv",
+        "val/zumba/0wR5jVB-WPk_000417_000427.webm",
+    )
+
+
+def test_kinetics_finds_trimmed_and_whole_videos(tmp_path, caplog):
+    make_kinetics(tmp_path)
+    with caplog.at_level("WARNING", logger="pipelines.datasets"):
+        listing = datasets.list_dataset("kinetics", str(tmp_path))
+    assert listing.class_names == ["abseiling", "passing American football (in game)", "zumba"]
+    E = VideoEntry
+    assert listing.entries == [
+        E("raw/-0ZFpG9HB9M.mkv", "abseiling", "train", start_s=12.0, end_s=22.0),
+        E("train/-0Ak3M9UBgI_000000_000010.mp4", "passing American football (in game)", "train"),
+        E("train/abseiling/--33Lscn6sk_000004_000014.mp4", "abseiling", "train"),
+        # Deleted from YouTube: listed under the downloader's name, reported by the job.
+        E("train/abseiling/-gone-yt-id_000030_000040.mp4", "abseiling", "train"),
+        E("val/zumba/0wR5jVB-WPk_000417_000427.webm", "zumba", "val"),
+    ]
+    assert "test.csv: 1 rows without a label skipped" in caplog.text
+    with pytest.raises(ValueError, match=r"'test' is skipped: .*test.csv has no labels"):
+        datasets.list_dataset("kinetics", str(tmp_path), split="test")
+
+
+def test_kinetics_labeled_test_csv_in_annotations_folder(tmp_path):
+    write(tmp_path, "annotations/train.csv", KINETICS_TRAIN)
+    write(tmp_path, "annotations/val.csv", KINETICS_VAL)
+    write(
+        tmp_path,
+        "annotations/test.csv",
+        "label,youtube_id,time_start,time_end,split\ndrinking beer,--6bJUbfpnQ,17,27,test\n",
+    )
+    touch(tmp_path, "test/--6bJUbfpnQ_000017_000027.mp4")
+    listing = datasets.list_dataset("kinetics", str(tmp_path))
+    assert listing.splits == ["test", "train", "val"]
+    assert "drinking beer" in listing.class_names
+    assert listing.class_names == sorted(listing.class_names)
+    test = datasets.list_dataset("kinetics", str(tmp_path), split="test")
+    assert test.entries == [
+        VideoEntry("test/--6bJUbfpnQ_000017_000027.mp4", "drinking beer", "test")
+    ]
+    assert test.class_names == listing.class_names
+
+
+def test_kinetics_errors(tmp_path):
+    with pytest.raises(DatasetLayoutError, match=r"No Kinetics CSV .*annotations"):
+        datasets.list_dataset("kinetics", str(tmp_path))
+    write(tmp_path, "train.csv", "label,video,start,end\nabseiling,x,1,2\n")
+    with pytest.raises(DatasetLayoutError, match=r"train.csv: header .* lacks \['youtube_id'"):
+        datasets.list_dataset("kinetics", str(tmp_path))
+    write(tmp_path, "train.csv", KINETICS_TRAIN)
+    with pytest.raises(DatasetLayoutError, match=r"None of the 4 videos .*<youtube_id>\.<ext>"):
+        datasets.list_dataset("kinetics", str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# something-something
+
+
+def make_something_v1(root):
+    write(
+        root,
+        "something-something-v1-labels.csv",
+        "Holding something\nTurning something upside down\nPushing something from left to right\n",
+    )
+    write(
+        root,
+        "something-something-v1-train.csv",
+        "100218;Pushing something from left to right\n48032;Holding something\n",
+    )
+    write(root, "something-something-v1-validation.csv", "9;Turning something upside down\n")
+    write(root, "something-something-v1-test.csv", "4242\n")
+    touch(root, "20bn-something-something-v1/100218/00001.jpg")
+
+
+def test_something_v1_frame_folders(tmp_path):
+    make_something_v1(tmp_path)
+    listing = datasets.list_dataset("something_v1", str(tmp_path))
+    assert listing.class_names == [
+        "Holding something",
+        "Turning something upside down",
+        "Pushing something from left to right",
+    ]
+    assert listing.frame_rate == 12.0
+    root = "20bn-something-something-v1"
+    assert summary(listing) == [
+        (f"{root}/100218", "Pushing something from left to right", "train"),
+        (f"{root}/48032", "Holding something", "train"),
+        (f"{root}/9", "Turning something upside down", "val"),
+    ]
+    assert all(e.frame_folder for e in listing.entries)
+    with pytest.raises(ValueError, match="'test' is skipped: .*without labels"):
+        datasets.list_dataset("something_v1", str(tmp_path), split="test")
+
+
+def test_something_v1_errors(tmp_path):
+    with pytest.raises(DatasetLayoutError, match="something-something-v1-labels.csv not found"):
+        datasets.list_dataset("something_v1", str(tmp_path))
+    make_something_v1(tmp_path)
+    write(tmp_path, "something-something-v1-validation.csv", "9;Juggling something\n")
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"validation.csv, line 1: label 'Juggling something' is not in .*labels.csv",
+    ):
+        datasets.list_dataset("something_v1", str(tmp_path))
+    write(tmp_path, "something-something-v1-validation.csv", "9,Holding something\n")
+    with pytest.raises(DatasetLayoutError, match=r"line 1: cannot read .*'<id>;<label>'"):
+        datasets.list_dataset("something_v1", str(tmp_path))
+    os.remove(tmp_path / "something-something-v1-train.csv")
+    with pytest.raises(DatasetLayoutError, match="something-something-v1-train.csv not found"):
+        datasets.list_dataset("something_v1", str(tmp_path))
+
+
+SOMETHING_V2_LABELS = {
+    "Approaching something with your camera": "0",
+    "Holding something next to something": "2",
+    "Putting something on a surface": "1",
+}
+
+
+def make_something_v2(root, prefix=""):
+    write(root, f"{prefix}labels.json", json.dumps(SOMETHING_V2_LABELS, indent=1))
+    train = [
+        {
+            "id": "78687",
+            "label": "holding potato next to vicks vaporub bottle",
+            "template": "Holding [something] next to [something]",
+            "placeholders": ["potato", "vicks vaporub bottle"],
+        },
+        {
+            "id": "42326",
+            "label": "putting a pen on a table",
+            "template": "Putting [something] on a surface",
+            "placeholders": ["a pen"],
+        },
+    ]
+    validation = [
+        {
+            "id": "74225",
+            "label": "approaching a mug with your camera",
+            "template": "Approaching [something] with your camera",
+            "placeholders": ["a mug"],
+        }
+    ]
+    write(root, f"{prefix}train.json", json.dumps(train))
+    write(root, f"{prefix}validation.json", json.dumps(validation))
+    write(root, f"{prefix}test.json", json.dumps([{"id": "1420"}]))
+    touch(root, "20bn-something-something-v2/78687.webm")
+
+
+def test_something_v2_template_is_the_label(tmp_path):
+    make_something_v2(tmp_path)
+    listing = datasets.list_dataset("something_v2", str(tmp_path))
+    assert listing.class_names == [
+        "Approaching something with your camera",
+        "Putting something on a surface",
+        "Holding something next to something",
+    ]
+    assert listing.frame_rate is None
+    root = "20bn-something-something-v2"
+    assert summary(listing) == [
+        (f"{root}/42326.webm", "Putting something on a surface", "train"),
+        (f"{root}/78687.webm", "Holding something next to something", "train"),
+        (f"{root}/74225.webm", "Approaching something with your camera", "val"),
+    ]
+    with pytest.raises(ValueError, match=r"'test' is skipped: .*test.json has no labels"):
+        datasets.list_dataset("something_v2", str(tmp_path), split="test")
+
+
+def test_something_v2_prefixed_files_and_test_answers(tmp_path):
+    make_something_v2(tmp_path / "labels", prefix="something-something-v2-")
+    os.rename(
+        tmp_path / "labels" / "20bn-something-something-v2",
+        tmp_path / "20bn-something-something-v2",
+    )
+    write(tmp_path, "labels/test-answers.csv", "1420;Putting something on a surface\n")
+    test = datasets.list_dataset("something_v2", str(tmp_path), split="test")
+    assert summary(test) == [
+        ("20bn-something-something-v2/1420.webm", "Putting something on a surface", "test")
+    ]
+
+
+def test_something_v2_errors(tmp_path):
+    with pytest.raises(DatasetLayoutError, match=r"labels.json .* not found"):
+        datasets.list_dataset("something_v2", str(tmp_path))
+    make_something_v2(tmp_path)
+    write(
+        tmp_path,
+        "validation.json",
+        json.dumps([{"id": "5", "label": "x", "template": "Juggling [something]"}]),
+    )
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"validation.json, item 0 \(id 5\): label 'Juggling something' is not in .*labels",
+    ):
+        datasets.list_dataset("something_v2", str(tmp_path))
+    write(tmp_path, "validation.json", '[{"id": "5",')
+    with pytest.raises(DatasetLayoutError, match=r"validation.json is not valid JSON"):
+        datasets.list_dataset("something_v2", str(tmp_path))
+    write(tmp_path, "validation.json", '[{"id": "5"}]')
+    with pytest.raises(
+        DatasetLayoutError, match=r"validation.json, item 0: .* lacks 'id' or 'template'"
+    ):
+        datasets.list_dataset("something_v2", str(tmp_path))
