@@ -1,0 +1,21 @@
+"""Counts, lengths, sizes and bytes of a set of video TFRecord shards: ``inspect`` without
+``--validate`` (reads and parses every record, decodes no JPEG).
+
+    python -m tfrecords_tools.stats '/data/examples/*.tfrecord' [--json]
+
+The name the design gives the summary, as a thin alias, so there is one implementation
+(``tfrecords_tools.inspect``).
+"""
+
+from absl import app
+
+from tfrecords_tools import inspect
+
+
+def main(argv):
+    return inspect.run(argv, validate=False)
+
+
+if __name__ == "__main__":
+    inspect.define_flags()
+    app.run(main)

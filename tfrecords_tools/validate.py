@@ -1,0 +1,21 @@
+"""Checks that every record of a set of video TFRecord shards reads: ``inspect --validate``.
+
+    python -m tfrecords_tools.validate '/data/examples/*.tfrecord'
+
+Exits 0 when every frame of every record decodes and every record is consistent; otherwise exits 1
+naming the file and record index of the first bad record and what is wrong. The name the design
+gives the check, as a thin alias, so there is one implementation (``tfrecords_tools.inspect``).
+"""
+
+from absl import app
+
+from tfrecords_tools import inspect
+
+
+def main(argv):
+    return inspect.run(argv, validate=True)
+
+
+if __name__ == "__main__":
+    inspect.define_flags()
+    app.run(main)
