@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Iterable
 
 import keras
@@ -299,3 +300,41 @@ def format_count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(int(n))
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping by the parts of the template network (names from ``stfusion_tf.models.template``).
+
+_PART = re.compile(r"^(stem|head|block\d+_layer\d+|transition\d+)(_|$)")
+_BLOCK = re.compile(r"^(?:block|transition)(\d+)")
+
+
+def fusion_part(cost: LayerCost) -> str:
+    """The part of a template / pruned network a cost belongs to.
+
+    ``"stem"``, a fusion layer (``"block{b}_layer{i}"`` or ``"transition{b}"``), ``"head"`` (the
+    head's BN / pool and ``predictions``) or ``"other"``.
+    """
+    top = cost.path.split("/", 1)[0]
+    match = _PART.match(top)
+    if match:
+        return match.group(1)
+    return "head" if top == "predictions" else "other"
+
+
+def fusion_block(cost: LayerCost) -> str:
+    """``"stem"``, ``"block{b}"`` (dense block b AND the transition after it, as in a
+    ``FusionStrategy``'s blocks), ``"head"`` or ``"other"``."""
+    part = fusion_part(cost)
+    match = _BLOCK.match(part)
+    return f"block{match.group(1)}" if match else part
+
+
+def branch_of(cost: LayerCost) -> str | None:
+    """``"S"`` / ``"T"`` for the convolution of a fusion layer's S (1x1x1) / T (3x1x1) branch
+    (``<fusion layer>_s`` / ``_t``), else None. Its BN and ReLU are other ops, not MACs."""
+    part = fusion_part(cost)
+    top = cost.path.split("/", 1)[0]
+    if part in ("stem", "head", "other"):
+        return None
+    return {f"{part}_s": "S", f"{part}_t": "T"}.get(top)

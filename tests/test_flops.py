@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from stfusion_tf import flops
-from stfusion_tf.flops import count_macs, group_costs, layer_costs, total_costs
+from stfusion_tf.flops import (
+    branch_of,
+    count_macs,
+    fusion_block,
+    fusion_part,
+    group_costs,
+    layer_costs,
+    total_costs,
+)
+from stfusion_tf.models.template import TemplateConfig, build_network
+from stfusion_tf.strategy import FusionStrategy
 
 
 def test_docstring_examples():
@@ -131,3 +141,71 @@ def test_format_count():
     assert flops.format_count(123_456_789) == "123.46M"
     assert flops.format_count(124e9) == "124.00G"
     assert flops.format_count(12) == "12"
+
+
+# --- the template network ------------------------------------------------------------------------
+
+
+TINY = TemplateConfig(
+    num_classes=5, blocks=(2, 2), growth_rate=8, stem_filters=16, input_frames=4, input_size=32
+)
+CLIP = (4, 32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def template_costs():
+    return layer_costs(build_network(TINY), CLIP)
+
+
+def test_template_dense_layer_hand_count(template_costs):
+    parts = group_costs(template_costs, fusion_part)
+    # Stem: (5,7,7) conv 3 -> 16 at stride (1,2,2): 4x16x16 positions.
+    assert parts["stem"].macs == 4 * 16 * 16 * (5 * 7 * 7 * 3) * 16
+    # After the stride-2 max-pool: 4x8x8 positions, 16 channels into block1_layer1.
+    # S 1x1x1 16 -> 32, T 3x1x1 16 -> 32, then 1x3x3 32 -> 8.
+    pos = 4 * 8 * 8
+    layer = [c for c in template_costs if fusion_part(c) == "block1_layer1"]
+    by = {c.path: c for c in layer}
+    assert by["block1_layer1_s"].macs == pos * 16 * 32
+    assert by["block1_layer1_t"].macs == pos * 3 * 16 * 32
+    assert by["block1_layer1_conv"].macs == pos * 9 * 32 * 8
+    assert parts["block1_layer1"].macs == pos * (16 * 32 + 3 * 16 * 32 + 9 * 32 * 8)
+    # Parameters: the two gated kernels (+ one drop logit each), the 1x3x3 kernel, three BNs'
+    # gamma/beta (16, 16, 32 channels).
+    assert parts["block1_layer1"].params == (
+        16 * 32 + 1 + 3 * 16 * 32 + 1 + 9 * 32 * 8 + 2 * (16 + 16 + 32)
+    )
+    # transition1: 32 -> 16 channels, both branches, at 4x8x8 (pooling comes after).
+    assert parts["transition1"].macs == pos * (32 * 16 + 3 * 32 * 16)
+    assert branch_of(by["block1_layer1_s"]) == "S" and branch_of(by["block1_layer1_t"]) == "T"
+    assert branch_of(by["block1_layer1_conv"]) is None
+
+
+def test_template_totals_by_block(template_costs):
+    model = build_network(TINY)
+    blocks = group_costs(template_costs, fusion_block)
+    assert list(blocks) == ["stem", "block1", "block2", "head"]
+    totals = total_costs(template_costs)
+    assert sum(b.macs for b in blocks.values()) == totals.macs
+    assert totals.params == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert totals.params + totals.non_trainable_params == model.count_params()
+
+
+@pytest.mark.parametrize("strategy", ["st,t,s|s,st", "s,s,s|s,s", "t,t,t|t,t", "-,st,-|t,-"])
+def test_pruned_macs_are_template_minus_removed_branches(template_costs, strategy):
+    s = FusionStrategy.parse(strategy)
+    pruned = layer_costs(build_network(TINY, s), CLIP)
+    names = ["block1_layer1", "block1_layer2", "transition1", "block2_layer1", "block2_layer2"]
+    removed = 0
+    for name, unit in zip(names, s.units, strict=True):
+        s_on, t_on = {"S": (1, 0), "ST": (0, 1), "S+ST": (1, 1), "none": (0, 0)}[unit]
+        for c in template_costs:
+            if fusion_part(c) != name:
+                continue
+            if (branch_of(c) == "S" and not s_on) or (branch_of(c) == "T" and not t_on):
+                removed += c.macs
+            # A dense layer with no unit has no 1x3x3 conv either (its output is a constant).
+            if unit == "none" and c.path == f"{name}_conv":
+                removed += c.macs
+    assert total_costs(pruned).macs == total_costs(template_costs).macs - removed
+    assert not any(c.kind == "GatedConv3D" for c in pruned)
