@@ -1,0 +1,212 @@
+r"""Describes a template network or a pruned fusion strategy: structure, parameters, MACs.
+
+    python -m stfusion_tf.describe                                   # DenseNet-121 template
+    python -m stfusion_tf.describe --strategy=ST                     # ST all the way
+    python -m stfusion_tf.describe --strategy='st,t|s,-' --blocks=1,2 --growth_rate=8 \
+        --frames=8 --size=32 --per_layer
+    python -m stfusion_tf.describe --flagfile=configs/ucf101.cfg
+
+Prints, per strategy block (``--per_layer``: per fusion layer), the units, the gates, the channels
+in -> out, the output size, the parameters and the multiply-accumulates (MACs) for one clip of
+``--frames`` x ``--size`` x ``--size``, then the totals. FLOPs are printed as 2 x MACs; the
+paper's "FLOPs" are MACs. Counting is ``stfusion_tf.flops`` on a symbolic trace: nothing is run.
+
+The paper's number. For the DenseNet-121 template (blocks 6, 12, 24, 16, growth rate 32,
+bottleneck 4, stem 64) on a 16x224x224 clip this prints 123.56 GMACs (21.64 M trainable
+parameters), the paper's "124 GFLOPs". It matches only because everything the template holds is
+counted: BOTH branches of every fusion layer (S 1x1x1: 23.6 G, T 3x1x1: 70.7 G -- the T branch is 3x
+the S branch and costs more than the rest of the network together), the transitions' T branches
+too (each transition's two branches: 6.6 G), the 1x3x3 convs (19.9 G) and the (5,7,7) stem (9.4 G),
+with no temporal downsampling anywhere. Batch norm, pooling, adds and ReLUs are NOT in the MACs
+(they are printed apart as "other ops"): BN folds into the convolutions at inference. A pruned
+strategy costs less: S all the way drops every T branch (about 47 G), ST all the way every S branch
+(about 100 G).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_BLOCKS = flags.DEFINE_list("blocks", ["6", "12", "24", "16"], "Dense layers per dense block.")
+_GROWTH_RATE = flags.DEFINE_integer("growth_rate", 32, "Channels each dense layer adds.")
+_BOTTLENECK = flags.DEFINE_integer(
+    "bottleneck_factor", 4, "Branch width = bottleneck_factor x growth_rate."
+)
+_STEM_FILTERS = flags.DEFINE_integer("stem_filters", 64, "Channels of the (5,7,7) stem conv.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 400, "Classes of the classifier.")
+_LAYER_GATE = flags.DEFINE_bool("layer_gate", False, "Gate the 1x3x3 convs too (D1).")
+_FRAMES = flags.DEFINE_integer("frames", 16, "Clip length T.")
+_SIZE = flags.DEFINE_integer("size", 224, "Clip height = width.")
+_STRATEGY = flags.DEFINE_string(
+    "strategy",
+    None,
+    "A fusion strategy: S, ST or S+ST (that unit all the way) or the compact form "
+    "('st,t,s|...', see stfusion_tf.strategy). Empty: the template.",
+)
+_PER_LAYER = flags.DEFINE_bool("per_layer", False, "One row per fusion layer, not per block.")
+_OUTPUT_JSON = flags.DEFINE_string(
+    "output_json", None, "Also write the per-layer costs and totals to this JSON file."
+)
+
+
+def _row(cells, widths):
+    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def describe_network(config, strategy, clip_shape, per_layer=False):
+    """The report text and its numbers for ``config`` (+ ``strategy``) on one clip.
+
+    Returns ``(text, summary)`` where ``summary`` is a JSON-serialisable dict with ``totals``,
+    ``template_macs`` and ``parts`` (per row: params, MACs, channels).
+    """
+    from stfusion_tf import flops
+    from stfusion_tf.models.template import build_network
+
+    model = build_network(config, strategy)
+    costs = flops.layer_costs(model, clip_shape)
+    totals = flops.total_costs(costs)
+    if strategy is None:
+        template_macs = totals.macs
+    else:
+        template_macs = flops.count_macs(build_network(config), clip_shape)
+
+    key = flops.fusion_part if per_layer else flops.fusion_block
+    rows = []
+    for name, group_costs in _groups(costs, key).items():
+        part_totals = flops.total_costs(group_costs)
+        shapes_in = [c.input_shape for c in group_costs if c.input_shape]
+        shapes_out = [c.output_shape for c in group_costs if c.output_shape]
+        channels = f"{shapes_in[0][-1]}->{shapes_out[-1][-1]}" if shapes_in and shapes_out else ""
+        size = "x".join(map(str, shapes_out[-1][:-1])) if shapes_out else ""
+        gates = sum(c.kind == "GatedConv3D" for c in group_costs)
+        rows.append(
+            {
+                "part": name,
+                "units": _units(name, strategy, config, per_layer),
+                "gates": gates,
+                "channels": channels,
+                "output": size,
+                "params": part_totals.params,
+                "macs": part_totals.macs,
+            }
+        )
+
+    header = ("part", "units", "gates", "channels", "output TxHxW", "params", "MACs", "% MACs")
+    table = [
+        (r["part"], r["units"], r["gates"], r["channels"], r["output"], f"{r['params']:,}",
+         flops.format_count(r["macs"]), f"{100 * r['macs'] / max(totals.macs, 1):.1f}")
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
+    clip = "x".join(map(str, clip_shape))
+    title = "template network" if strategy is None else f"pruned network of strategy {strategy}"
+    lines = [
+        f"{title}: blocks={config.blocks} growth_rate={config.growth_rate} "
+        f"bottleneck_factor={config.bottleneck_factor} stem_filters={config.stem_filters} "
+        f"num_classes={config.num_classes}; clip {clip}",
+        "",
+        _row(header, widths),
+        *(_row(t, widths) for t in table),
+        "",
+        f"Total parameters: {totals.params:,} trainable ({flops.format_count(totals.params)}), "
+        f"{totals.non_trainable_params:,} non-trainable (BN moving statistics, gate masks)",
+        f"Total MACs: {totals.macs:,} ({flops.format_count(totals.macs)}) per clip; "
+        f"FLOPs = 2 x MACs = {flops.format_count(totals.flops)}",
+        f"Other ops, not in MACs (BN 2/element, pooling, adds, ReLU): "
+        f"{flops.format_count(totals.other_ops)}",
+    ]
+    if strategy is not None:
+        lines.append(
+            f"Template MACs: {template_macs:,}; this strategy: "
+            f"{100 * totals.macs / template_macs:.1f}% of the template"
+        )
+    summary = {
+        "config": config.to_dict(),
+        "strategy": None if strategy is None else str(strategy),
+        "clip_shape": list(clip_shape),
+        "totals": {
+            "params": totals.params,
+            "non_trainable_params": totals.non_trainable_params,
+            "macs": totals.macs,
+            "flops": totals.flops,
+            "other_ops": totals.other_ops,
+        },
+        "template_macs": template_macs,
+        "parts": rows,
+    }
+    return "\n".join(lines), summary
+
+
+def _groups(costs, key):
+    out = {}
+    for c in costs:
+        out.setdefault(key(c), []).append(c)
+    return out
+
+
+def _units(part, strategy, config, per_layer):
+    """What the row's fusion layers use: the unit (per layer) or the block's compact form."""
+    from stfusion_tf.models.template import fusion_block_sizes, fusion_layer_names
+    from stfusion_tf.strategy import FusionStrategy
+
+    if part in ("stem", "head", "other"):
+        return ""
+    if per_layer:
+        return "S+ST gated" if strategy is None else strategy.units[fusion_layer_names(config).index(part)]
+    b = int(part[len("block") :]) - 1
+    if strategy is None:
+        return f"S+ST gated x{fusion_block_sizes(config)[b]}"
+    return str(FusionStrategy((strategy.blocks[b],)))
+
+
+def _config(**kwargs):
+    from stfusion_tf.models.template import TemplateConfig
+
+    try:
+        return TemplateConfig(**kwargs)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]!r}")
+    from stfusion_tf.models.template import fusion_block_sizes
+    from stfusion_tf.strategy import FusionStrategy
+
+    try:
+        blocks = tuple(int(b) for b in _BLOCKS.value)
+    except ValueError:
+        raise app.UsageError(f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}") from None
+    config = _config(
+        num_classes=_NUM_CLASSES.value,
+        blocks=blocks,
+        growth_rate=_GROWTH_RATE.value,
+        bottleneck_factor=_BOTTLENECK.value,
+        stem_filters=_STEM_FILTERS.value,
+        layer_gate=_LAYER_GATE.value,
+        input_frames=_FRAMES.value,
+        input_size=_SIZE.value,
+    )
+    strategy = None
+    if _STRATEGY.value:
+        try:
+            strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
+        except ValueError as e:
+            raise app.UsageError(f"--strategy: {e}") from None
+    text, summary = describe_network(
+        config, strategy, (_FRAMES.value, _SIZE.value, _SIZE.value, 3), _PER_LAYER.value
+    )
+    print(text)
+    if _OUTPUT_JSON.value:
+        with open(_OUTPUT_JSON.value, "w") as f:
+            json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,77 @@
+"""`python -m stfusion_tf.describe`: the printed totals are flops.py's, flags and flagfile work."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from stfusion_tf.flops import layer_costs, total_costs
+from stfusion_tf.models.template import TemplateConfig, build_network
+from stfusion_tf.strategy import FusionStrategy
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_FLAGS = [
+    "--blocks=2,2", "--growth_rate=8", "--stem_filters=16", "--num_classes=5", "--frames=4",
+    "--size=32",
+]  # fmt: skip
+TINY = TemplateConfig(
+    num_classes=5, blocks=(2, 2), growth_rate=8, stem_filters=16, input_frames=4, input_size=32
+)
+CLIP = (4, 32, 32, 3)
+
+
+def _describe(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "stfusion_tf.describe", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _number(pattern, text):
+    match = re.search(pattern, text)
+    assert match, (pattern, text)
+    return int(match.group(1).replace(",", ""))
+
+
+def test_strategy_totals_match_flops(tmp_path):
+    strategy = "st,t,-|s,st"
+    out_json = tmp_path / "costs.json"
+    result = _describe(*TINY_FLAGS, f"--strategy={strategy}", "--per_layer", f"--output_json={out_json}")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    pruned = total_costs(layer_costs(build_network(TINY, FusionStrategy.parse(strategy)), CLIP))
+    template = total_costs(layer_costs(build_network(TINY), CLIP))
+    assert _number(r"Total MACs: ([\d,]+)", text) == pruned.macs
+    assert _number(r"Total parameters: ([\d,]+) trainable", text) == pruned.params
+    assert _number(r"Template MACs: ([\d,]+)", text) == template.macs
+    assert f"{100 * pruned.macs / template.macs:.1f}% of the template" in text
+    # One row per fusion layer, with its unit.
+    assert re.search(r"^transition1\s+none\s", text, re.M)
+    assert re.search(r"^block2_layer2\s+S\+ST\s", text, re.M)
+    summary = json.loads(out_json.read_text())
+    assert summary["totals"]["macs"] == pruned.macs and summary["totals"]["flops"] == 2 * pruned.macs
+    assert sum(p["macs"] for p in summary["parts"]) == pruned.macs
+    assert [p["part"] for p in summary["parts"]][:2] == ["stem", "block1_layer1"]
+
+
+def test_template_by_flagfile_and_all_the_way_name(tmp_path):
+    flagfile = tmp_path / "tiny.cfg"
+    flagfile.write_text("\n".join(TINY_FLAGS + ["--strategy=ST"]) + "\n")
+    result = _describe(f"--flagfile={flagfile}")
+    assert result.returncode == 0, result.stderr
+    st = FusionStrategy.all_the_way("ST", (3, 2))
+    pruned = total_costs(layer_costs(build_network(TINY, st), CLIP))
+    assert _number(r"Total MACs: ([\d,]+)", result.stdout) == pruned.macs
+    assert "pruned network of strategy t,t,t|t,t" in result.stdout
+    assert re.search(r"^block1\s+t,t,t\s", result.stdout, re.M)
+
+
+def test_bad_strategy_is_a_usage_error():
+    # One subprocess only: the parse errors themselves are tested in test_strategy.py.
+    result = _describe(*TINY_FLAGS, "--strategy=s,s|t")
+    assert result.returncode != 0
+    assert re.search(r"--strategy: Strategy 's,s\|t' has block sizes \(2, 1\)", result.stderr)
+    assert "Traceback" not in result.stderr
