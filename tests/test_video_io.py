@@ -1,0 +1,197 @@
+"""pipelines.video_io on real video files written by the project's own generator."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from pipelines import synthetic, video_io
+from tests import video_fixtures
+
+FPS = 25
+FRAMES = 32
+
+
+def object_centroid(frame):
+    """(y, x) of the synthetic object's pixels: it is brighter (>= 140) than the background
+    (< 120) in every channel, so a threshold between the two finds it after lossy coding."""
+    ys, xs = np.nonzero(frame.astype(int).mean(axis=-1) >= 130)
+    return ys.mean(), xs.mean()
+
+
+def mean_abs_error(a, b):
+    return np.abs(a.astype(int) - b.astype(int)).mean()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A 32-frame, 25 fps H.264 file of an object moving right, and the frames it encodes."""
+    spec = video_fixtures.tiny_spec(frames=FRAMES, height=48, width=64)
+    rendered = synthetic.render_video(spec, "move_right", np.random.default_rng(3))
+    path = str(tmp_path_factory.mktemp("videos") / "move_right.mp4")
+    video_io.write_video(path, rendered, fps=FPS)
+    full = video_io.decode_video(path, video_io.DecodeOptions(short_side=0))
+    return path, rendered, full
+
+
+def test_decode_gives_every_written_frame_in_order_within_codec_tolerance(video):
+    _, rendered, full = video
+    assert len(full.frames) == FRAMES
+    assert full.timestamps_us == [i * 40_000 for i in range(FRAMES)]
+    assert full.frame_rate == FPS
+    assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in full.frames)
+    errors = [mean_abs_error(d, r) for d, r in zip(full.frames, rendered, strict=True)]
+    assert max(errors) < 6, errors  # H.264 at crf 18, 4:2:0 chroma on a 4-pixel texture.
+    # Order: the decoded object is where the rendered one is, frame by frame, and moves right.
+    decoded_x = [object_centroid(f)[1] for f in full.frames]
+    rendered_x = [object_centroid(f)[1] for f in rendered]
+    np.testing.assert_allclose(decoded_x, rendered_x, atol=1.0)
+    assert decoded_x[-1] - decoded_x[0] > 20
+    assert all(b >= a - 0.5 for a, b in zip(decoded_x, decoded_x[1:], strict=False))
+
+
+def test_resized_shape_keeps_aspect_ratio():
+    assert video_io.resized_shape(720, 1280, 256) == (256, 455)
+    assert video_io.resized_shape(1280, 720, 256) == (455, 256)
+    assert video_io.resized_shape(272, 640, 256) == (256, 602)
+    assert video_io.resized_shape(100, 100, 64) == (64, 64)
+    assert video_io.resized_shape(48, 64, 0) == (48, 64)
+
+
+def test_decode_resizes_short_side_keeping_aspect(video):
+    path, _, full = video
+    small = video_io.decode_video(path, video_io.DecodeOptions(short_side=24))
+    assert {f.shape for f in small.frames} == {(24, 32, 3)}
+    # A bilinear half-size of the same frames, not some other picture.
+    halved = full.frames[10].reshape(24, 2, 32, 2, 3).mean(axis=(1, 3))
+    assert mean_abs_error(small.frames[10], halved) < 6
+
+
+def test_downsampling_fps_keeps_the_latest_frame_at_each_target_time(video):
+    path, _, full = video
+    resampled = video_io.decode_video(path, video_io.DecodeOptions(short_side=0, fps=10))
+    # 32 frames at 25 fps span 1.24 s: targets 0, 0.1, ..., 1.2 s.
+    assert len(resampled.frames) == 13
+    assert resampled.timestamps_us == [k * 100_000 for k in range(13)]
+    assert resampled.frame_rate == 10
+    for k, frame in enumerate(resampled.frames):
+        np.testing.assert_array_equal(frame, full.frames[math.floor(k * 2.5)])
+
+
+def test_upsampling_fps_repeats_frames(video):
+    path, _, full = video
+    resampled = video_io.decode_video(path, video_io.DecodeOptions(short_side=0, fps=50))
+    assert len(resampled.frames) == 2 * FRAMES - 1
+    assert resampled.timestamps_us == [k * 20_000 for k in range(2 * FRAMES - 1)]
+    for k, frame in enumerate(resampled.frames):
+        np.testing.assert_array_equal(frame, full.frames[k // 2])
+
+
+def test_start_end_segment_trimming(video):
+    path, _, full = video
+    segment = video_io.decode_video(
+        path, video_io.DecodeOptions(short_side=0, start_s=0.2, end_s=0.6)
+    )
+    # [0.2 s, 0.6 s): frames 5..14; the end is exclusive.
+    assert segment.timestamps_us == [i * 40_000 for i in range(5, 15)]
+    for frame, expected in zip(segment.frames, full.frames[5:15], strict=True):
+        np.testing.assert_array_equal(frame, expected)
+
+
+def test_segment_and_fps_together_start_at_the_segment(video):
+    path, _, full = video
+    segment = video_io.decode_video(
+        path, video_io.DecodeOptions(short_side=0, start_s=0.2, end_s=0.6, fps=10)
+    )
+    assert segment.timestamps_us == [200_000, 300_000, 400_000, 500_000]
+    for frame, source in zip(segment.frames, (5, 7, 10, 12), strict=True):
+        np.testing.assert_array_equal(frame, full.frames[source])
+
+
+def test_segment_past_the_end_is_a_decode_error(video):
+    path, _, _ = video
+    with pytest.raises(video_io.VideoDecodeError, match="no decodable frames"):
+        video_io.decode_video(path, video_io.DecodeOptions(start_s=5.0, end_s=6.0))
+
+
+# The reason each broken kind of tests/video_fixtures.py must give (what a failure record shows).
+BROKEN_REASONS = {
+    "empty": r"^empty file \(0 bytes\)$",
+    "not_a_video": r"^not a readable video: .*Invalid data found",
+    "truncated": r"^not a readable video: .*Invalid data found",
+    "no_video_stream": r"^no video stream in the file$",
+    "corrupted": r"^not a readable video: .*Invalid data found",
+}
+
+
+def test_every_broken_kind_has_an_expected_reason():
+    assert set(BROKEN_REASONS) == set(video_fixtures.BROKEN_KINDS)
+
+
+@pytest.mark.parametrize("kind", video_fixtures.BROKEN_KINDS)
+def test_every_broken_kind_raises_with_its_reason(tmp_path, kind):
+    paths = video_fixtures.write_broken_videos(str(tmp_path))
+    with pytest.raises(video_io.VideoDecodeError, match=BROKEN_REASONS[kind]):
+        video_io.decode_video(paths[kind])
+
+
+def test_missing_file_is_a_decode_error(tmp_path):
+    with pytest.raises(video_io.VideoDecodeError, match="^file not found: .*nothing.mp4$"):
+        video_io.decode_video(str(tmp_path / "nothing.mp4"))
+
+
+@pytest.mark.parametrize("codec, extension", [("mpeg4", ".mp4"), ("libvpx-vp9", ".webm")])
+def test_other_codecs_write_and_read_back(tmp_path, codec, extension):
+    spec = video_fixtures.tiny_spec(frames=12, height=48, width=64, codec=codec)
+    rendered = synthetic.render_video(spec, "move_down", np.random.default_rng(1))
+    path = str(tmp_path / f"video{extension}")
+    video_io.write_video(path, rendered, fps=FPS, codec=codec)
+    decoded = video_io.decode_video(path, video_io.DecodeOptions(short_side=0))
+    assert len(decoded.frames) == 12
+    assert decoded.timestamps_us == [i * 40_000 for i in range(12)]
+    errors = [mean_abs_error(d, r) for d, r in zip(decoded.frames, rendered, strict=True)]
+    assert max(errors) < 8, errors
+    decoded_y = [object_centroid(f)[0] for f in decoded.frames]
+    np.testing.assert_allclose(decoded_y, [object_centroid(f)[0] for f in rendered], atol=1.0)
+
+
+def test_write_video_rejects_odd_sizes(tmp_path):
+    with pytest.raises(ValueError, match="must be even. Received: 31x40"):
+        video_io.write_video(str(tmp_path / "v.mp4"), [np.zeros((31, 40, 3), np.uint8)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(short_side=-1), r"short_side must be >= 0. Received: short_side=-1"),
+        (dict(fps=0), r"fps must be > 0 or None. Received: fps=0"),
+    ],
+)
+def test_decode_options_reject_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        video_io.DecodeOptions(**kwargs)
+
+
+def test_jpeg_round_trip_within_tolerance(video):
+    _, rendered, _ = video
+    data = video_io.encode_jpeg(rendered[0], quality=90)
+    assert data.startswith(b"\xff\xd8")
+    # 4:2:0 chroma on a 4-pixel colour texture costs a few levels, as in the video codecs.
+    assert mean_abs_error(video_io.decode_jpeg(data), rendered[0]) < 8
+
+
+def test_frame_folder_reads_frames_in_name_order(tmp_path, video):
+    _, rendered, _ = video
+    for i in (2, 0, 1):  # Written out of order; read by name.
+        with open(os.path.join(tmp_path, f"{i:05d}.jpg"), "wb") as f:
+            f.write(video_io.encode_jpeg(rendered[i * 10]))
+    decoded = video_io.read_frame_folder(str(tmp_path), frame_rate=12, short_side=0)
+    assert decoded.timestamps_us == [0, 83_333, 166_667]
+    for frame, source in zip(decoded.frames, (0, 10, 20), strict=True):
+        assert mean_abs_error(frame, rendered[source]) < 8
+        np.testing.assert_allclose(
+            object_centroid(frame), object_centroid(rendered[source]), atol=1
+        )
+    with pytest.raises(video_io.VideoDecodeError, match="frame folder not found"):
+        video_io.read_frame_folder(str(tmp_path / "missing"), frame_rate=12, short_side=0)
