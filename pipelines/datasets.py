@@ -181,7 +181,7 @@ def _list_folder(input_dir: str, split_id: int) -> tuple[DatasetListing, dict[st
     top = _subfolders(input_dir)
     if not top:
         raise DatasetLayoutError(
-            f"No class folders under {input_dir}: the folder format expects "
+            f"No videos found under {input_dir} (no class folder): the folder format expects "
             "<input_dir>/<class>/<video> (or <input_dir>/<train|test|val>/<class>/<video>)."
         )
     if all(n in _FOLDER_SPLITS for n in top):
@@ -193,12 +193,16 @@ def _list_folder(input_dir: str, split_id: int) -> tuple[DatasetListing, dict[st
         for class_name in _subfolders(split_dir):
             videos = _videos_under(os.path.join(split_dir, class_name))
             if not videos:
-                _log.warning("Class folder %s holds no video files; skipped.", class_name)
+                _log.warning(
+                    "Class folder %s holds no video files; skipped.",
+                    os.path.join(split_dir, class_name),
+                )
             entries.extend(VideoEntry(_relative(v, input_dir), class_name, split) for v in videos)
     if not entries:
         raise DatasetLayoutError(
-            f"No video files ({', '.join(VIDEO_EXTENSIONS)}) under {input_dir}: the folder format "
-            "expects <input_dir>/<class>/<video> (or <input_dir>/<train|test|val>/<class>/<video>)."
+            f"No videos found under {input_dir} (extensions {', '.join(VIDEO_EXTENSIONS)}): the "
+            "folder format expects <input_dir>/<class>/<video> "
+            "(or <input_dir>/<train|test|val>/<class>/<video>)."
         )
     return DatasetListing(_sorted_entries(entries), sorted({e.label for e in entries})), {}
 
@@ -253,6 +257,8 @@ def _video_prefix(input_dir: str, paths: list[str], prefixes: tuple[str, ...], w
     A listing where not one video exists means --input_dir points at the wrong folder: that is
     an error here. Single missing videos are not: the Beam job reports each as a failure record.
     """
+    if not paths:
+        raise DatasetLayoutError(f"{what} under {input_dir} list no video: restore the list files.")
     for prefix in prefixes:
         if any(os.path.exists(os.path.join(input_dir, prefix, p)) for p in paths):
             return prefix

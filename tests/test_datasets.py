@@ -73,9 +73,18 @@ def test_folder_with_split_subfolders(tmp_path):
     assert test_only.class_names == listing.class_names
 
 
+def test_folder_with_a_class_named_train_is_not_split(tmp_path):
+    touch(tmp_path, "train/a.mp4", "walk/b.mp4")
+    listing = datasets.list_dataset("folder", str(tmp_path))
+    assert summary(listing) == [("train/a.mp4", "train", "train"), ("walk/b.mp4", "walk", "train")]
+
+
 def test_folder_without_videos_says_what_layout_it_expects(tmp_path):
     touch(tmp_path, "walk/readme.txt")
-    with pytest.raises(DatasetLayoutError, match=r"No video files .* <input_dir>/<class>/<video>"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"No videos found under .*extensions .* <input_dir>/<class>/<video>",
+    ):
         datasets.list_dataset("folder", str(tmp_path))
 
 
@@ -497,6 +506,12 @@ def test_something_v1_errors(tmp_path):
         datasets.list_dataset("something_v1", str(tmp_path))
     write(tmp_path, "something-something-v1-validation.csv", "9,Holding something\n")
     with pytest.raises(DatasetLayoutError, match=r"line 1: cannot read .*'<id>;<label>'"):
+        datasets.list_dataset("something_v1", str(tmp_path))
+    write(tmp_path, "something-something-v1-train.csv", "")
+    write(tmp_path, "something-something-v1-validation.csv", "")
+    with pytest.raises(
+        DatasetLayoutError, match="the train/validation CSVs under .* list no video"
+    ):
         datasets.list_dataset("something_v1", str(tmp_path))
     os.remove(tmp_path / "something-something-v1-train.csv")
     with pytest.raises(DatasetLayoutError, match="something-something-v1-train.csv not found"):
