@@ -357,9 +357,10 @@ def _list_hmdb51(input_dir: str, split_id: int) -> tuple[DatasetListing, dict[st
                 break
     if not split_files:
         raise DatasetLayoutError(
-            f"No HMDB-51 split files '<class>{suffix}' under {input_dir}/testTrainMulti_7030_splits, "
-            f"{input_dir}/splits or {input_dir}: unpack the official test_train_splits.rar there "
-            "(and point --input_dir at the folder holding the <class>/ video folders)."
+            f"No HMDB-51 split files '<class>{suffix}' under "
+            f"{input_dir}/testTrainMulti_7030_splits, {input_dir}/splits or {input_dir}: unpack "
+            "the official test_train_splits.rar there (and point --input_dir at the folder "
+            "holding the <class>/ video folders)."
         )
     class_names = sorted(n.removesuffix(suffix) for n in split_files)
     paths, labels, splits = [], [], []
@@ -445,7 +446,7 @@ def _list_kinetics(input_dir: str, split_id: int) -> tuple[DatasetListing, dict[
             youtube_id = (row["youtube_id"] or "").strip()
             try:
                 start, end = _seconds(row["time_start"]), _seconds(row["time_end"])
-            except ValueError as e:
+            except (ValueError, OverflowError) as e:
                 raise _garbled(path, n, str(row), "time_start/time_end in seconds") from e
             if not youtube_id:
                 raise _garbled(path, n, str(row), "a youtube_id")
@@ -615,7 +616,11 @@ def _list_something_v2(input_dir: str, split_id: int) -> tuple[DatasetListing, d
         if not isinstance(items, list):
             raise DatasetLayoutError(f"{path}: expected a list of {{'id', 'template', ...}}.")
         for i, item in enumerate(items):
-            if not isinstance(item, dict) or "id" not in item or "template" not in item:
+            if (
+                not isinstance(item, dict)
+                or "id" not in item
+                or not isinstance(item.get("template"), str)
+            ):
                 raise DatasetLayoutError(
                     f"{path}, item {i}: {item!r} lacks 'id' or 'template'; use the official file."
                 )
@@ -640,6 +645,7 @@ def _list_something_v2(input_dir: str, split_id: int) -> tuple[DatasetListing, d
 # ----------------------------------------------------------------------------------------------
 # public API
 
+_NUMBERED_SPLITS = ("ucf101", "hmdb51")
 _LISTERS = {
     "folder": _list_folder,
     "ucf101": _list_ucf101,
@@ -650,15 +656,19 @@ _LISTERS = {
 }
 
 
-def select_split(
-    listing: DatasetListing, split: str, _unavailable: dict[str, str] | None = None
-) -> DatasetListing:
+def select_split(listing: DatasetListing, split: str) -> DatasetListing:
     """The entries of one split; the label map is unchanged. Raises ValueError naming the
     splits present when ``split`` is not one of them."""
+    return _select_split(listing, split, {})
+
+
+def _select_split(
+    listing: DatasetListing, split: str, unavailable: dict[str, str]
+) -> DatasetListing:
     if split not in listing.splits:
         hint = f" ('{HOLDOUT}' is made by carve_holdout)" if split == HOLDOUT else ""
-        if _unavailable and split in _unavailable:
-            hint = f" ({split!r} is skipped: {_unavailable[split]})"
+        if split in unavailable:
+            hint = f" ({split!r} is skipped: {unavailable[split]})"
         raise ValueError(
             f"Unknown split. Received: split={split!r}; this dataset has {listing.splits}{hint}."
         )
@@ -674,7 +684,8 @@ def list_dataset(
       dataset_format: one of ``FORMATS`` (see the module docstring for each layout).
       input_dir: the dataset's root folder.
       split: keep only this split (``train``, ``test``, ``val``); None: every split.
-      split_id: which official split (UCF-101 and HMDB-51 ship three: 1, 2 or 3).
+      split_id: which official split (UCF-101 and HMDB-51 ship three: 1, 2 or 3; the other
+        formats have one, and accept only 1).
 
     Returns:
       A ``DatasetListing`` whose ``class_names`` do not depend on ``split``.
@@ -700,8 +711,13 @@ def list_dataset(
         )
     if split_id not in (1, 2, 3):
         raise ValueError(f"split_id must be 1, 2 or 3. Received: split_id={split_id}")
+    if split_id != 1 and dataset_format not in _NUMBERED_SPLITS:
+        raise ValueError(
+            f"split_id applies to {_NUMBERED_SPLITS} only; {dataset_format} has one official "
+            f"split. Received: split_id={split_id}"
+        )
     listing, unavailable = _LISTERS[dataset_format](input_dir, split_id)
-    return listing if split is None else select_split(listing, split, unavailable)
+    return listing if split is None else _select_split(listing, split, unavailable)
 
 
 def _holdout_rank(seed: int, path: str) -> str:

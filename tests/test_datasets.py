@@ -111,6 +111,8 @@ def test_unknown_format_split_and_split_id(tmp_path):
         datasets.list_dataset("folder", str(tmp_path), split="holdout")
     with pytest.raises(ValueError, match=r"split_id must be 1, 2 or 3. Received: split_id=4"):
         datasets.list_dataset("folder", str(tmp_path), split_id=4)
+    with pytest.raises(ValueError, match=r"folder has one official split. Received: split_id=2"):
+        datasets.list_dataset("folder", str(tmp_path), split_id=2)
     with pytest.raises(DatasetLayoutError, match="is not a folder"):
         datasets.list_dataset("folder", str(tmp_path / "missing"))
 
