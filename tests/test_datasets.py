@@ -611,3 +611,48 @@ def test_something_v2_errors(tmp_path):
         DatasetLayoutError, match=r"validation.json, item 0: .* lacks 'id' or 'template'"
     ):
         datasets.list_dataset("something_v2", str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces together
+
+
+def test_holdout_on_a_listed_dataset_leaves_other_splits_and_label_map(tmp_path):
+    classes = ("jump", "run", "walk")
+    for label in classes:
+        touch(tmp_path, *(f"train/{label}/{label}_{i:02d}.mp4" for i in range(10)))
+        touch(tmp_path, f"test/{label}/{label}_t.mp4")
+    listing = datasets.list_dataset("folder", str(tmp_path))
+    carved = datasets.carve_holdout(listing, 0.2, seed=3)
+    assert carved.splits == ["holdout", "test", "train"]
+    holdout = collections.Counter(e.label for e in carved.entries if e.split == "holdout")
+    assert holdout == {label: 2 for label in classes}
+    assert (
+        datasets.select_split(carved, "test").entries
+        == datasets.select_split(listing, "test").entries
+    )
+    assert sorted(e.path for e in carved.entries) == sorted(e.path for e in listing.entries)
+    # Listing only the train split carves the same holdout.
+    train_only = datasets.list_dataset("folder", str(tmp_path), split="train")
+    assert datasets.select_split(
+        datasets.carve_holdout(train_only, 0.2, seed=3), "holdout"
+    ) == datasets.select_split(carved, "holdout")
+
+
+def test_kinetics_duplicate_rows_and_two_segments_of_one_whole_video(tmp_path, caplog):
+    write(
+        tmp_path,
+        "train.csv",
+        "label,youtube_id,time_start,time_end,split\n"
+        "abseiling,abc,0,10,train\n"
+        "abseiling,abc,0,10,train\n"
+        "zumba,abc,20,30,train\n",
+    )
+    touch(tmp_path, "videos/abc.mp4")
+    with caplog.at_level("WARNING", logger="pipelines.datasets"):
+        listing = datasets.list_dataset("kinetics", str(tmp_path))
+    assert listing.entries == [
+        VideoEntry("videos/abc.mp4", "abseiling", "train", start_s=0.0, end_s=10.0),
+        VideoEntry("videos/abc.mp4", "zumba", "train", start_s=20.0, end_s=30.0),
+    ]
+    assert "line 3: videos/abc.mp4 listed twice" in caplog.text
