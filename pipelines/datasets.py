@@ -46,13 +46,14 @@ Formats (``FORMATS``) and the decisions each one makes:
   record ("file not found"); if NOT ONE listed video is found, ``--input_dir`` is wrong and
   listing fails. Rows without a label (the K600/K700 test CSVs) are skipped with a warning; a
   split left empty that way is reported when asked for. Classes: the sorted labels of all CSVs
-  read (their union; the train CSV holds every class). Duplicate rows are kept once.
+  read (their union; the train CSV holds every class). Duplicate rows are kept once; one whole
+  video listed for two segments gives two entries (same path, different ``start_s``).
 - ``something_v1``: ``something-something-v1-labels.csv`` (one label per line, the label map in
   its order), ``something-something-v1-train.csv`` / ``-validation.csv`` ("<id>;<label>"), in
   ``input_dir`` or ``input_dir/annotations/``; frames in
   ``input_dir/20bn-something-something-v1/<id>/00001.jpg ...``. Splits ``train`` and ``val``;
   entries are frame folders (``frame_folder=True``), ``frame_rate`` 12 fps. The test CSV has no
-  labels and is skipped.
+  labels and is skipped (asking for ``split="test"`` says so).
 - ``something_v2``: ``labels.json`` ({"<template>": "<index>"}, the label map by index),
   ``train.json`` / ``validation.json`` (lists of {"id", "label", "template", "placeholders"}),
   each also accepted with the ``something-something-v2-`` prefix, in ``input_dir`` or
@@ -64,11 +65,14 @@ Formats (``FORMATS``) and the decisions each one makes:
 
 For list-file layouts, a listing in which not one video exists on disk is an error (wrong
 ``--input_dir``); single missing videos are listed and become failure records in the Beam job.
-Every list-file problem raises ``DatasetLayoutError`` naming the file (and line) and what to do.
+Every list-file problem raises ``DatasetLayoutError`` naming the file (and line) and what to do;
+a label that is not in the dataset's label file (classInd.txt, the V1 labels CSV, labels.json)
+is such a problem, never a silently added class. ``split_id`` (1-3) picks the official split of
+``ucf101`` and ``hmdb51``; the other formats have one and refuse another ``split_id``.
 
 Splits keep the dataset's official names (``train``, ``test`` or ``val``); ``holdout`` is carved
 from ``train`` by ``carve_holdout`` (the set the architecture search scores sampled fusion
-strategies on, never the test split). Entries are sorted by (split, path).
+strategies on, never the test split). Entries are sorted by (split, path, start_s).
 
 Paths are local (or mounted, e.g. gcsfuse) file-system paths: listing stats and walks the tree.
 """
