@@ -2,8 +2,8 @@
 
 The controlled setting in which the paper's observations can be checked: in the ``motion`` task
 the classes differ only in how an object moves (each frame alone is ambiguous: the object's
-shape, colour and start position are random), so a network must fuse time and should favour ST
-units; in ``appearance`` the classes differ only in what the object is (its motion is random), so
+shape, colour and position are random, and it moves on a torus, wrapping at the edges), so a
+network must fuse time and should favour ST units; in ``appearance`` the classes differ only in what the object is (its motion is random), so
 S units suffice; ``mixed`` needs both (class = shape x direction).
 
 Videos are written in the ``folder`` layout (``<root>/<class>/<video>.mp4``) through PyAV, so the
@@ -93,25 +93,21 @@ def render_video(
     dy, dx = DIRECTIONS[direction]
     travel_y, travel_x = (h - size) * 0.8, (w - size) * 0.8
     speed = rng.uniform(0.6, 1.0)
-    # Start so the whole path stays inside the frame, at a random place across the motion axis.
-    y0 = (
-        rng.uniform(0, h - size)
-        if dy == 0
-        else ((h - size) - travel_y * speed) / 2 + (travel_y * speed if dy < 0 else 0)
-    )
-    x0 = (
-        rng.uniform(0, w - size)
-        if dx == 0
-        else ((w - size) - travel_x * speed) / 2 + (travel_x * speed if dx < 0 else 0)
-    )
+    # Start anywhere and move on a torus (an object leaving one side comes back on the other):
+    # the object's position in any single frame is then uniform whatever the class, so only the
+    # motion tells motion classes apart. A path kept inside the frame gave the class away: a
+    # right-mover always started on the left, and every horizontal mover crossed the centre
+    # column at mid-video.
+    y0, x0 = rng.uniform(0, h), rng.uniform(0, w)
+    layer = np.zeros((h, w), bool)
+    layer[:size, :size] = mask
     frames = []
     for i in range(spec.frames):
         progress = i / (spec.frames - 1) * speed
-        y = int(round(y0 + dy * travel_y * progress))
-        x = int(round(x0 + dx * travel_x * progress))
+        y = int(round(y0 + dy * travel_y * progress)) % h
+        x = int(round(x0 + dx * travel_x * progress)) % w
         frame = background.copy()
-        region = frame[y : y + size, x : x + size]
-        region[mask] = colour
+        frame[np.roll(layer, (y, x), axis=(0, 1))] = colour
         frames.append(frame)
     return frames
 
