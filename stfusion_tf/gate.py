@@ -103,10 +103,11 @@ def uniform_noise(shape, seed_generator):
       shape: the shape to draw, e.g. ``(batch_size,)`` for one draw per example.
       seed_generator: a ``keras.random.SeedGenerator``; its state advances on every call.
     """
-    seed = seed_generator.next()
     if keras.backend.backend() != "tensorflow":
         raise NotImplementedError("uniform_noise folds the replica id with TensorFlow ops.")
     import tensorflow as tf
+
+    seed = seed_generator.next()
 
     seed = tf.random.experimental.stateless_fold_in(
         tf.cast(seed, "int64"), tf.cast(_replica_id(), "int64")

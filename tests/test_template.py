@@ -186,6 +186,8 @@ def test_expected_mode_differs_from_off_and_sample_is_noisy():
 SMALL = TemplateConfig.from_dict({**TINY.to_dict(), "blocks": (1, 1)})
 
 
+# Off mode gives the drop logits no gradient; Keras warns about that, as expected here.
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")
 def test_mode_switch_takes_effect_in_an_already_traced_fit_and_predict():
     model = build_network(SMALL)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")

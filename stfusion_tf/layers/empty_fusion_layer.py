@@ -54,6 +54,8 @@ class EmptyFusionLayer(keras.layers.Layer):
     input is known, so this layer holds the map per border case (``border_table``, filled when
     weights are taken from a trained template) and spreads it over the input's grid. For a
     transition with both branches off the table is zero and ``strides=2`` gives the pooled grid.
+    The table is a non-trainable weight: it matches the template in inference mode (moving
+    batch-norm statistics) and stays fixed when a pruned network is fine-tuned.
 
     Args:
       filters: number of output channels.

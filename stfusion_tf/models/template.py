@@ -433,11 +433,12 @@ def apply_strategy(model: FusionNetwork, strategy: FusionStrategy | str) -> None
     mode changes: evaluating many strategies reuses one traced function)."""
     _require_template(model)
     strategy = _check_strategy(model.config, strategy)
-    for index, (s_gate, t_gate) in enumerate(fusion_gates(model)):
+    gates = fusion_gates(model)
+    for index, (s_gate, t_gate) in enumerate(gates):
         s_on, t_on = strategy.branches(index)
         s_gate.set_keep(s_on)
         t_gate.set_keep(t_on)
-    fusion = {id(g) for pair in fusion_gates(model) for g in pair}
+    fusion = {id(g) for pair in gates for g in pair}
     for layer in _gated_layers(model):
         if id(layer) not in fusion:
             layer.set_keep(True)
