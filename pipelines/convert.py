@@ -4,10 +4,11 @@
                                       |                          |
                                       +---- failures ------> WriteSplitReports (manifest, failures)
 
-- ``ConvertVideo`` decodes with PyAV, resizes, resamples and JPEG-encodes inside the worker. It
-  runs under Beam's ``with_exception_handling(use_subprocess=True, timeout=...)``: a Python error,
-  a decoder that hangs, and a decoder that crashes its process (a segfault in FFmpeg) all become a
-  dead-letter element instead of stopping the job. So ``examples + failures == inputs``, always.
+- ``ConvertVideo`` decodes with PyAV, resizes, resamples and JPEG-encodes inside the worker, in
+  an isolated helper process (``pipelines.isolated``), under Beam's ``with_exception_handling``:
+  a Python error, a decoder that hangs, and a decoder that crashes its process (a segfault in
+  FFmpeg) all become a dead-letter element instead of stopping the job. So
+  ``examples + failures == inputs``, always.
 - ``WriteShards`` puts each record in shard ``md5(path) mod num_shards`` and writes every shard
   itself, sorted by path: the same input and options give the same bytes, on any runner.
 - ``WriteSplitReports`` writes ``<split>.manifest.json`` (counts per class, frames, sizes, bytes,
@@ -34,7 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import datasets, video_io
+from pipelines import datasets, isolated, video_io
 from tfrecords_tools import format as fmt
 from tfrecords_tools import tfrecord_io
 
@@ -56,8 +57,9 @@ class ConvertOptions:
       jpeg_quality: JPEG quality of the stored frames (1-100).
       decode_threads: FFmpeg threads per video (0: FFmpeg chooses).
       timeout_s: a video that takes longer than this is a failure ("timed out"), None: no limit.
-      isolate_decoder: run the decoder in a helper process, so that a crash of FFmpeg on one file
-        becomes that file's failure record instead of killing the worker.
+      isolate_decoder: decode in a helper process (``pipelines.isolated``), so that a crash or a
+        hang of FFmpeg on one file becomes that file's failure record instead of killing the
+        worker.
     """
 
     short_side: int = 256
@@ -154,12 +156,11 @@ def failure_record(dead_letter) -> dict:
     """A dead-letter element as one line of ``<split>.failures.jsonl``."""
     entry, (exc_type, exc_repr, _traceback) = dead_letter
     name = getattr(exc_type, "__name__", str(exc_type))
-    if name in ("TimeoutError",):
-        reason = "timed out: the decoder did not finish within --timeout_s"
-    elif name == "BrokenProcessPool":
-        reason = "the decoder crashed its process on this file"
-    else:
-        reason = _message_of(name, exc_repr)
+    reason = _message_of(name, exc_repr)
+    if name == "ProcessTimedOut":
+        reason = f"timed out: the decoder {reason} (--timeout_s)"
+    elif name == "ProcessCrashed":
+        reason = f"the decoder crashed on this file: {reason}"
     Metrics.counter(_NAMESPACE, "videos_failed").inc()
     return {
         "split": entry.split,
@@ -177,6 +178,29 @@ def shard_index(path: str, num_shards: int) -> int:
 
 def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
     return os.path.join(output_dir, f"{split}-{index:05d}-of-{num_shards:05d}{fmt.SHARD_SUFFIX}")
+
+
+class _ConvertVideoDoFn(beam.DoFn):
+    """``convert_fn`` per video, in an isolated helper process when ``options.isolate_decoder``."""
+
+    def __init__(self, convert_fn, *args):
+        self._convert_fn, self._args = convert_fn, args
+        self._options = args[2]
+
+    def setup(self):
+        self._runner = None
+        if self._options.isolate_decoder:
+            self._runner = isolated.IsolatedProcess(self._options.timeout_s)
+
+    def process(self, entry):
+        if self._runner is None:
+            yield self._convert_fn(entry, *self._args)
+        else:
+            yield self._runner.call(self._convert_fn, entry, *self._args)
+
+    def teardown(self):
+        if self._runner is not None:
+            self._runner.close()
 
 
 class _CountProgress(beam.DoFn):
@@ -248,8 +272,14 @@ def build_pipeline(
     num_shards: dict[str, int],
     options: ConvertOptions,
     manifest_extra: dict,
+    convert_fn=None,
 ):
-    """Adds the conversion transforms to ``pipeline``; returns the PCollection of manifests."""
+    """Adds the conversion transforms to ``pipeline``; returns the PCollection of manifests.
+
+    ``convert_fn`` replaces ``convert_video`` (same signature, a module-level function so a helper
+    process can import it): tests use it to make the decoder crash or hang for real.
+    """
+    convert_fn = convert_fn or convert_video
     class_index = {name: i for i, name in enumerate(listing.class_names)}
     inputs = collections.Counter(e.split for e in listing.entries)
 
@@ -258,9 +288,9 @@ def build_pipeline(
         | "ListVideos" >> beam.Create(listing.entries, reshuffle=False)
         | "Distribute" >> beam.Reshuffle()
         | "ConvertVideo"
-        >> beam.Map(
-            convert_video, input_dir, class_index, options, listing.frame_rate
-        ).with_exception_handling(use_subprocess=options.isolate_decoder, timeout=options.timeout_s)
+        >> beam.ParDo(
+            _ConvertVideoDoFn(convert_fn, input_dir, class_index, options, listing.frame_rate)
+        ).with_exception_handling()
     )
     converted = converted | "CountProgress" >> beam.ParDo(_CountProgress())
     failures = dead_letters | "FailureRecords" >> beam.Map(failure_record)
@@ -327,6 +357,7 @@ def run_conversion(
     num_shards: int = 0,
     options: ConvertOptions = ConvertOptions(),
     pipeline_args: list[str] | None = None,
+    convert_fn=None,
 ) -> dict[str, dict]:
     """Lists the dataset, runs the Beam job, and returns the manifest of every split.
 
@@ -358,7 +389,7 @@ def run_conversion(
     }
     start = time.time()
     with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
-        build_pipeline(pipeline, listing, input_dir, output_dir, shards, options, extra)
+        build_pipeline(pipeline, listing, input_dir, output_dir, shards, options, extra, convert_fn)
     runtime = time.time() - start
     manifests = {}
     for s in splits:

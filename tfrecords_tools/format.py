@@ -16,6 +16,7 @@ written in a layout it does not know.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import tensorflow as tf
 
@@ -42,15 +43,15 @@ LABEL_MAP_FILENAME = "label_map.txt"
 
 def shard_pattern(directory: str, split: str) -> str:
     """The glob that matches every shard of ``split`` written under ``directory``."""
-    return f"{directory.rstrip('/')}/{split}-?????-of-?????{SHARD_SUFFIX}"
+    return os.path.join(os.fspath(directory), f"{split}-?????-of-?????{SHARD_SUFFIX}")
 
 
 def manifest_path(directory: str, split: str) -> str:
-    return f"{directory.rstrip('/')}/{split}.manifest.json"
+    return os.path.join(os.fspath(directory), f"{split}.manifest.json")
 
 
 def failures_path(directory: str, split: str) -> str:
-    return f"{directory.rstrip('/')}/{split}.failures.jsonl"
+    return os.path.join(os.fspath(directory), f"{split}.failures.jsonl")
 
 
 @dataclasses.dataclass

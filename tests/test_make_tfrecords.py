@@ -1,0 +1,194 @@
+"""The real Beam job (DirectRunner) on real video files, good and broken."""
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import convert, make_tfrecords, synthetic, video_io
+from tests import video_fixtures
+from tfrecords_tools import format as fmt
+
+SHORT_SIDE = 24
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A folder-layout dataset of 4 classes x 3 real H.264 videos, plus one broken file of every
+    kind placed among the classes."""
+    root = str(tmp_path_factory.mktemp("videos"))
+    synthetic.write_dataset(root, video_fixtures.tiny_spec())
+    broken = {}
+    for i, kind in enumerate(video_fixtures.BROKEN_KINDS):
+        name = synthetic.class_names("motion")[i % 4]
+        extension = ".wav" if kind == "no_video_stream" else ".mp4"
+        # .wav is not a video extension for the folder layout: give it a video one.
+        path = os.path.join(
+            root, name, f"broken_{kind}{'.mkv' if extension == '.wav' else extension}"
+        )
+        video_fixtures.write_broken_video(path, kind)
+        broken[os.path.relpath(path, root)] = kind
+    return root, broken
+
+
+def _read_records(output_dir, split):
+    files = sorted(tf.io.gfile.glob(fmt.shard_pattern(output_dir, split)))
+    return [fmt.deserialize(r.numpy()) for r in tf.data.TFRecordDataset(files)]
+
+
+def _convert(root, output_dir, **kwargs):
+    kwargs.setdefault("options", convert.ConvertOptions(short_side=SHORT_SIDE))
+    return convert.run_conversion("folder", root, str(output_dir), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def converted(dataset, tmp_path_factory):
+    root, _ = dataset
+    output_dir = tmp_path_factory.mktemp("records")
+    manifests = _convert(root, output_dir, holdout_fraction=0.34, num_shards=2)
+    return output_dir, manifests
+
+
+def test_counts_reconcile_and_every_broken_file_is_a_failure_record(dataset, converted):
+    root, broken = dataset
+    output_dir, manifests = converted
+    failures = []
+    for split, manifest in manifests.items():
+        records = _read_records(output_dir, split)
+        assert len(records) == manifest["num_examples"]
+        lines = open(fmt.failures_path(str(output_dir), split)).read().splitlines()
+        failures += [json.loads(line) for line in lines]
+        assert manifest["num_examples"] + manifest["num_failures"] == manifest["num_inputs"]
+    assert sum(m["num_examples"] for m in manifests.values()) == 12
+    assert {f["path"]: f for f in failures}.keys() == broken.keys()
+    for failure in failures:
+        assert failure["reason"], failure
+    reasons = {broken[f["path"]]: f["reason"] for f in failures}
+    assert "empty" in reasons["empty"]
+    assert "no video stream" in reasons["no_video_stream"]
+
+
+def test_frames_match_the_source_video(dataset, converted):
+    root, _ = dataset
+    output_dir, _ = converted
+    records = _read_records(output_dir, "train")
+    assert records
+    for record in records[:4]:
+        source = video_io.decode_video(
+            os.path.join(root, record.filename), video_io.DecodeOptions(short_side=SHORT_SIDE)
+        )
+        assert len(record.frames) == len(source.frames)
+        assert record.timestamps_us == source.timestamps_us
+        for i, jpeg in enumerate(record.frames):
+            stored = video_io.decode_jpeg(jpeg).astype(np.float32)
+            errors = [np.abs(stored - frame).mean() for frame in source.frames]
+            # Within JPEG tolerance (q90 on a 24x30 high-frequency texture), and in the same
+            # order: the stored frame is closer to its own source frame than to any other.
+            assert errors[i] < 8.0
+            assert errors[i] == min(errors)
+        assert (record.height, record.width) == source.frames[0].shape[:2]
+        assert min(record.height, record.width) == SHORT_SIDE
+
+
+def test_labels_and_label_map(converted):
+    output_dir, manifests = converted
+    names = fmt.read_label_map(os.path.join(output_dir, fmt.LABEL_MAP_FILENAME))
+    assert names == sorted(synthetic.class_names("motion"))
+    for split in manifests:
+        for record in _read_records(output_dir, split):
+            assert names[record.label_index] == record.label_text
+            assert record.filename.startswith(record.label_text + "/")
+
+
+def test_holdout_is_stratified_and_disjoint(converted):
+    output_dir, manifests = converted
+    assert set(manifests) == {"train", "holdout"}
+    train = {r.filename for r in _read_records(output_dir, "train")}
+    holdout = {r.filename for r in _read_records(output_dir, "holdout")}
+    assert not train & holdout
+    assert set(manifests["holdout"]["examples_per_class"].values()) == {1}
+
+
+def test_output_is_deterministic_and_runs_multi_process(dataset, converted, tmp_path):
+    """The same input and options give byte-identical shards, also from 2 worker processes."""
+    root, _ = dataset
+    output_dir, _ = converted
+    _convert(
+        root,
+        tmp_path,
+        holdout_fraction=0.34,
+        num_shards=2,
+        pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    )
+    for name in sorted(os.listdir(output_dir)):
+        if name.endswith((".tfrecord", ".jsonl", ".txt")):
+            assert (
+                open(os.path.join(output_dir, name), "rb").read()
+                == open(os.path.join(tmp_path, name), "rb").read()
+            ), name
+
+
+def test_link_out_of_input_dir_is_refused_as_a_failure(tmp_path):
+    root = tmp_path / "videos"
+    (root / "a").mkdir(parents=True)
+    video_fixtures.write_good_video(str(root / "a" / "inside.mp4"))
+    outside = tmp_path / "secret.mp4"
+    video_fixtures.write_good_video(str(outside))
+    os.symlink(outside, root / "a" / "link.mp4")
+    manifests = _convert(str(root), tmp_path / "out")
+    assert manifests["train"]["num_examples"] == 1
+    failure = json.loads(open(fmt.failures_path(str(tmp_path / "out"), "train")).read())
+    assert failure["path"] == "a/link.mp4"
+    assert "outside" in failure["reason"]
+
+
+def crash_or_hang(entry, *args):
+    """convert_video, except that it crashes its process on "crash" files and hangs on "hang"
+    files: module-level, so the job's helper process can import it."""
+    if "crash" in entry.path:
+        os.kill(os.getpid(), signal.SIGSEGV)  # what a decoder bug in C does to its process
+    if "hang" in entry.path:
+        time.sleep(60)
+    return convert.convert_video(entry, *args)
+
+
+def test_a_crashing_or_hanging_decoder_fails_only_its_own_video(tmp_path):
+    root = tmp_path / "videos"
+    (root / "a").mkdir(parents=True)
+    for name in ("good0", "crash", "good1", "hang", "good2"):
+        video_fixtures.write_good_video(str(root / "a" / f"{name}.mp4"))
+    options = convert.ConvertOptions(short_side=SHORT_SIDE, timeout_s=5)
+    manifests = _convert(str(root), tmp_path / "out", options=options, convert_fn=crash_or_hang)
+    assert manifests["train"]["num_examples"] == 3
+    lines = open(fmt.failures_path(str(tmp_path / "out"), "train")).read().splitlines()
+    reasons = {json.loads(line)["path"]: json.loads(line)["reason"] for line in lines}
+    assert "crashed" in reasons["a/crash.mp4"]
+    assert "timed out" in reasons["a/hang.mp4"]
+
+
+def test_cli_passes_unknown_flags_to_beam_and_prints_a_summary(dataset, tmp_path, capsys):
+    root, _ = dataset
+    manifests = make_tfrecords.run(
+        [
+            "make_tfrecords",
+            f"--input_dir={root}",
+            f"--output_dir={tmp_path}",
+            f"--short_side={SHORT_SIDE}",
+            "--fps=10",
+            "--direct_num_workers=1",  # a Beam option, not ours
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "Converted 12 of 17 videos" in out and "5 failed" in out
+    assert manifests["train"]["options"]["fps"] == 10
+    # 12 frames at 25 fps last 0.48 s: resampled to 10 fps that is 5 frames (0.0 ... 0.4 s).
+    assert manifests["train"]["frames"]["max"] == 5
+
+
+def test_empty_input_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="No videos found"):
+        _convert(str(tmp_path), tmp_path / "out")
