@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from pipelines import synthetic, video_io
 from tfrecords_tools import format as fmt
@@ -328,24 +329,41 @@ def test_validate_refuses_another_format_version(tmp_path):
     assert f"format_version {fmt.FORMAT_VERSION + 1} is not the version" in error["problem"]
 
 
-def _run_module(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True
-    )
+def _run_in_process(args, validate=None):
+    """``inspect.run`` with its flags parsed from ``args`` into a private FlagValues."""
+    values = flags.FlagValues()
+    inspect_lib.define_flags(values)
+    argv = values(["inspect", *args])
+    return inspect_lib.run(argv, validate=validate, flag_values=values)
 
 
-def test_command_line_json_and_validate_exit_status(dataset, tmp_path):
+def test_run_prints_json_and_exits_zero_on_good_shards(dataset, capsys):
     directory, _ = dataset
-    good = _run_module("tfrecords_tools.inspect", "--json", "--noprogress", directory)
-    assert good.returncode == 0, good.stderr
-    assert json.loads(good.stdout)["splits"]["train"]["videos"] == 4
+    assert _run_in_process(["--json", "--noprogress", directory], validate=True) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["validated"] and report["splits"]["train"]["videos"] == 4
 
+
+def test_run_exits_two_when_nothing_matches(tmp_path, capsys):
+    assert _run_in_process([str(tmp_path / "nothing-*.tfrecord")]) == 2
+    assert "No TFRecord file matches" in capsys.readouterr().err
+
+
+def test_command_line_validate_alias_exits_one_naming_the_bad_record(dataset, tmp_path):
+    directory, _ = dataset
     bad_dir = copy_dataset(directory, tmp_path)
     shard = os.path.join(bad_dir, "train-00001-of-00002.tfrecord")
     data = bytearray(open(shard, "rb").read())
     data[-10] ^= 0xFF  # In the last record's payload.
     open(shard, "wb").write(bytes(data))
-    bad = _run_module("tfrecords_tools.validate", bad_dir)
-    assert bad.returncode == 1
-    assert f"INVALID: {shard}, record 1: corrupted record data" in bad.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "tfrecords_tools.validate", "--json", bad_dir],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert (error["file"], error["record"]) == (shard, 1)
+    assert f"INVALID: {shard}, record 1: corrupted record data" in result.stderr

@@ -550,15 +550,30 @@ def format_table(report: dict) -> str:
 # ----------------------------------------------------------------------------- entry point
 
 
-def define_flags() -> None:
-    """The command-line flags (only the ``python -m`` entry points call this)."""
-    flags.DEFINE_bool("json", False, "Print the report as JSON instead of tables.")
-    flags.DEFINE_bool("validate", False, "Decode every frame and check every record.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr (when it is a terminal).")
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The command-line flags (the ``python -m`` entry points call this; tests pass their own
+    ``FlagValues``)."""
+    flags.DEFINE_bool(
+        "json", False, "Print the report as JSON instead of tables.", flag_values=flag_values
+    )
+    flags.DEFINE_bool(
+        "validate", False, "Decode every frame and check every record.", flag_values=flag_values
+    )
+    flags.DEFINE_bool(
+        "progress",
+        True,
+        "Show a progress bar on stderr (when it is a terminal).",
+        flag_values=flag_values,
+    )
 
 
-def run(argv: Sequence[str], validate: bool | None = None) -> int:
-    """Runs the command for ``argv`` (positional patterns); returns the process exit status.
+def run(
+    argv: Sequence[str],
+    validate: bool | None = None,
+    flag_values: flags.FlagValues = flags.FLAGS,
+) -> int:
+    """Runs the command for ``argv`` (positional patterns); returns the process exit status:
+    0 when every record read (and validated), 1 when one did not, 2 when nothing matched.
 
     ``validate`` overrides the flag (the ``validate`` and ``stats`` aliases).
     """
@@ -568,7 +583,7 @@ def run(argv: Sequence[str], validate: bool | None = None) -> int:
             "Give one or more shard files, globs or folders, e.g. "
             f"'examples/train-*{fmt.SHARD_SUFFIX}'."
         )
-    values = flags.FLAGS
+    values = flag_values
     try:
         report = inspect_records(
             patterns,
