@@ -1,0 +1,213 @@
+"""A contact sheet of a few converted videos: evenly spaced frames, one row per video.
+
+    python -m tfrecords_tools.contact_sheet '/data/examples/train-*.tfrecord' --out sheet.png \\
+        [--videos 6 --frames 8 --seed 0 --thumb_height 96]
+
+Counts and checksums say a dataset is well formed, not that it shows what its labels say. A
+person looking at one picture sees at once frames that are black, stretched, rotated, cut at the
+wrong time or labelled with the wrong class. Each row is headed by the label text (and index),
+the video's file name, its frame count, size and frame rate, and the shard and record index it
+came from (to find it again with ``tfrecords_tools.inspect``); each frame is captioned with its
+index and timestamp.
+
+Videos are drawn uniformly at random (``--seed``) from the first ``--scan_records`` records of
+the shards, visited in a seeded random order, so a sheet of a huge dataset does not read all of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageDraw, ImageFont
+
+from pipelines import video_io
+from tfrecords_tools import format as fmt
+from tfrecords_tools import inspect as inspect_lib
+
+PAD = 8  # Outer margin and gap between cells, pixels.
+HEADER_HEIGHT = 18  # Text line above each row.
+CAPTION_HEIGHT = 14  # Text line under each frame.
+FONT_SIZE = 12
+BACKGROUND = (24, 24, 24)
+TEXT = (235, 235, 235)
+MUTED = (160, 160, 160)
+
+
+@dataclasses.dataclass
+class SampledVideo:
+    """A record chosen for the sheet and where it came from."""
+
+    path: str
+    index: int
+    record: fmt.VideoRecord
+
+
+def sample_videos(
+    patterns: Sequence[str], videos: int, seed: int, scan_records: int = 1000
+) -> list[SampledVideo]:
+    """``videos`` records drawn uniformly (reservoir sampling) from the first ``scan_records``
+    records of the matched shards, visited in a ``seed``-shuffled order; sorted by label."""
+    if videos < 1:
+        raise ValueError(f"videos must be >= 1. Received: videos={videos}")
+    paths = inspect_lib.expand_patterns(patterns)
+    rng = random.Random(seed)
+    rng.shuffle(paths)
+    reservoir: list[tuple[str, int, bytes]] = []
+    seen = 0
+    for path in paths:
+        for index, (_, payload) in enumerate(inspect_lib.read_records(path)):
+            if len(reservoir) < videos:
+                reservoir.append((path, index, payload))
+            else:
+                slot = rng.randrange(seen + 1)
+                if slot < videos:
+                    reservoir[slot] = (path, index, payload)
+            seen += 1
+            if seen >= scan_records:
+                break
+        if seen >= scan_records:
+            break
+    sampled = [SampledVideo(p, i, inspect_lib.parse_record(data)) for p, i, data in reservoir]
+    return sorted(sampled, key=lambda s: (s.record.label_index, s.record.filename))
+
+
+def frame_indices(num_frames: int, frames: int) -> list[int]:
+    """``frames`` evenly spaced indices from first to last frame (every frame if fewer)."""
+    if num_frames <= frames:
+        return list(range(num_frames))
+    return [int(round(i)) for i in np.linspace(0, num_frames - 1, frames)]
+
+
+def cell_width(samples: Sequence[SampledVideo], thumb_height: int) -> int:
+    """Every cell is as wide as the widest frame aspect among the sampled videos needs."""
+    return max(round(s.record.width * thumb_height / s.record.height) for s in samples)
+
+
+def sheet_size(rows: int, columns: int, cell_w: int, thumb_height: int) -> tuple[int, int]:
+    """(width, height) in pixels of a sheet of ``rows`` videos x ``columns`` frames."""
+    width = PAD + columns * (cell_w + PAD)
+    height = PAD + rows * (HEADER_HEIGHT + thumb_height + CAPTION_HEIGHT + PAD)
+    return width, height
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` cut (with an ellipsis) to ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def render_sheet(
+    samples: Sequence[SampledVideo], frames: int = 8, thumb_height: int = 96
+) -> Image.Image:
+    """The contact sheet as a PIL image (RGB)."""
+    if not samples:
+        raise ValueError("No videos to draw: the shards hold no records.")
+    if frames < 1 or thumb_height < 8:
+        raise ValueError(
+            f"Need frames >= 1 and thumb_height >= 8. Received: frames={frames}, "
+            f"thumb_height={thumb_height}"
+        )
+    cell_w = cell_width(samples, thumb_height)
+    sheet = Image.new("RGB", sheet_size(len(samples), frames, cell_w, thumb_height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=FONT_SIZE)
+    text_width = sheet.width - 2 * PAD
+    row_height = HEADER_HEIGHT + thumb_height + CAPTION_HEIGHT + PAD
+    for row, sample in enumerate(samples):
+        r = sample.record
+        top = PAD + row * row_height
+        header = (
+            f"{r.label_text} ({r.label_index})   {r.filename}   {len(r.frames)} frames, "
+            f"{r.height}x{r.width}, {r.frame_rate:g} fps   "
+            f"[{os.path.basename(sample.path)} #{sample.index}]"
+        )
+        draw.text((PAD, top), _fit(draw, header, font, text_width), fill=TEXT, font=font)
+        thumb_w = round(r.width * thumb_height / r.height)
+        for column, i in enumerate(frame_indices(len(r.frames), frames)):
+            image = Image.fromarray(video_io.decode_jpeg(r.frames[i]))
+            upscale = thumb_height >= image.height
+            image = image.resize(
+                (thumb_w, thumb_height), Image.NEAREST if upscale else Image.LANCZOS
+            )
+            left = PAD + column * (cell_w + PAD) + (cell_w - thumb_w) // 2
+            sheet.paste(image, (left, top + HEADER_HEIGHT))
+            seconds = (r.timestamps_us[i] - r.timestamps_us[0]) / 1e6
+            caption = _fit(draw, f"#{i}  {seconds:.2f}s", font, cell_w)
+            draw.text(
+                (PAD + column * (cell_w + PAD), top + HEADER_HEIGHT + thumb_height + 1),
+                caption,
+                fill=MUTED,
+                font=font,
+            )
+    return sheet
+
+
+def write_contact_sheet(
+    patterns: Sequence[str],
+    out: str,
+    *,
+    videos: int = 6,
+    frames: int = 8,
+    seed: int = 0,
+    thumb_height: int = 96,
+    scan_records: int = 1000,
+) -> list[SampledVideo]:
+    """Samples videos, draws the sheet and saves it at ``out`` (PNG); returns the videos drawn."""
+    samples = sample_videos(patterns, videos, seed, scan_records)
+    sheet = render_sheet(samples, frames, thumb_height)
+    directory = os.path.dirname(out)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    sheet.save(out, format="PNG")
+    return samples
+
+
+def define_flags() -> None:
+    """The command-line flags (only the ``python -m`` entry point calls this)."""
+    flags.DEFINE_string("out", None, "Where to write the PNG.")
+    flags.DEFINE_integer("videos", 6, "Videos on the sheet (one row each).")
+    flags.DEFINE_integer("frames", 8, "Evenly spaced frames per video.")
+    flags.DEFINE_integer("seed", 0, "Which videos: the same seed draws the same ones.")
+    flags.DEFINE_integer("thumb_height", 96, "Height of each frame on the sheet, pixels.")
+    flags.DEFINE_integer("scan_records", 1000, "Draw from at most this many records.")
+    flags.mark_flag_as_required("out")
+
+
+def main(argv: Sequence[str]) -> int:
+    patterns = list(argv[1:])
+    if not patterns:
+        raise app.UsageError(
+            f"Give shard files, globs or folders, e.g. 'examples/train-*{fmt.SHARD_SUFFIX}'."
+        )
+    values = flags.FLAGS
+    try:
+        samples = write_contact_sheet(
+            patterns,
+            values.out,
+            videos=values.videos,
+            frames=values.frames,
+            seed=values.seed,
+            thumb_height=values.thumb_height,
+            scan_records=values.scan_records,
+        )
+    except (FileNotFoundError, inspect_lib.InvalidRecordError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Wrote {values.out}: {len(samples)} videos")
+    for s in samples:
+        print(f"  {s.record.label_text:<24} {s.record.filename}  ({s.path} #{s.index})")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
