@@ -95,36 +95,40 @@ def convert_video(
     class_index: dict[str, int],
     options: ConvertOptions,
     frame_rate: float | None,
+    encode_fn=video_io.encode_video,
+    runner: isolated.IsolatedProcess | None = None,
 ) -> ConvertedVideo:
     """Decodes one video (or frame folder) into one serialized SequenceExample.
 
-    Raises (and so sends the video to the dead-letter output): UnsafePathError for a list entry
-    that points outside the input root, VideoDecodeError for a file FFmpeg cannot read.
+    ``encode_fn`` (decode + JPEG, ``video_io.encode_video``) runs in ``runner``'s helper process
+    when one is given. Raises (and so sends the video to the dead-letter output): UnsafePathError
+    for a list entry that points outside the input root, VideoDecodeError for a file FFmpeg cannot
+    read, ProcessCrashed / ProcessTimedOut when the decoder crashes or hangs.
     """
     path = datasets.resolve_inside(input_dir, entry.path)
-    if entry.frame_folder:
-        video = video_io.read_frame_folder(path, frame_rate or 12.0, options.short_side)
-        if options.fps is not None:
-            raise ValueError("--fps resampling is not supported for frame-folder datasets")
-    else:
-        decode = video_io.DecodeOptions(
-            short_side=options.short_side,
-            fps=options.fps,
-            start_s=entry.start_s,
-            end_s=entry.end_s,
-            threads=options.decode_threads,
-        )
-        video = video_io.decode_video(path, decode)
-    height, width = video.frames[0].shape[:2]
+    decode = video_io.DecodeOptions(
+        short_side=options.short_side,
+        fps=options.fps,
+        start_s=entry.start_s,
+        end_s=entry.end_s,
+        threads=options.decode_threads,
+    )
+    args = (
+        path,
+        decode,
+        options.jpeg_quality,
+        (frame_rate or 12.0) if entry.frame_folder else None,
+    )
+    video = runner.call(encode_fn, *args) if runner else encode_fn(*args)
     frame_us = round(1e6 / video.frame_rate) if video.frame_rate else 0
     record = fmt.VideoRecord(
         filename=entry.path,
         label_index=class_index[entry.label],
         label_text=entry.label,
-        frames=[video_io.encode_jpeg(f, options.jpeg_quality) for f in video.frames],
+        frames=video.jpegs,
         timestamps_us=video.timestamps_us,
-        height=height,
-        width=width,
+        height=video.height,
+        width=video.width,
         frame_rate=video.frame_rate,
         start_us=video.timestamps_us[0],
         end_us=video.timestamps_us[-1] + frame_us,
@@ -134,9 +138,9 @@ def convert_video(
         entry.path,
         entry.label,
         fmt.serialize(record),
-        len(video.frames),
-        height,
-        width,
+        len(video.jpegs),
+        video.height,
+        video.width,
     )
 
 
@@ -181,11 +185,12 @@ def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
 
 
 class _ConvertVideoDoFn(beam.DoFn):
-    """``convert_fn`` per video, in an isolated helper process when ``options.isolate_decoder``."""
+    """``convert_video`` per video; its decoding in a helper process if ``isolate_decoder``."""
 
-    def __init__(self, convert_fn, *args):
-        self._convert_fn, self._args = convert_fn, args
-        self._options = args[2]
+    def __init__(self, encode_fn, input_dir, class_index, options, frame_rate):
+        self._encode_fn = encode_fn
+        self._args = (input_dir, class_index, options, frame_rate)
+        self._options = options
 
     def setup(self):
         self._runner = None
@@ -193,10 +198,7 @@ class _ConvertVideoDoFn(beam.DoFn):
             self._runner = isolated.IsolatedProcess(self._options.timeout_s)
 
     def process(self, entry):
-        if self._runner is None:
-            yield self._convert_fn(entry, *self._args)
-        else:
-            yield self._runner.call(self._convert_fn, entry, *self._args)
+        yield convert_video(entry, *self._args, encode_fn=self._encode_fn, runner=self._runner)
 
     def teardown(self):
         if self._runner is not None:
@@ -272,14 +274,14 @@ def build_pipeline(
     num_shards: dict[str, int],
     options: ConvertOptions,
     manifest_extra: dict,
-    convert_fn=None,
+    encode_fn=None,
 ):
     """Adds the conversion transforms to ``pipeline``; returns the PCollection of manifests.
 
-    ``convert_fn`` replaces ``convert_video`` (same signature, a module-level function so a helper
-    process can import it): tests use it to make the decoder crash or hang for real.
+    ``encode_fn`` replaces ``video_io.encode_video`` (same signature, a module-level function so
+    the helper process can import it): tests use it to make the decoder crash or hang for real.
     """
-    convert_fn = convert_fn or convert_video
+    encode_fn = encode_fn or video_io.encode_video
     class_index = {name: i for i, name in enumerate(listing.class_names)}
     inputs = collections.Counter(e.split for e in listing.entries)
 
@@ -289,7 +291,7 @@ def build_pipeline(
         | "Distribute" >> beam.Reshuffle()
         | "ConvertVideo"
         >> beam.ParDo(
-            _ConvertVideoDoFn(convert_fn, input_dir, class_index, options, listing.frame_rate)
+            _ConvertVideoDoFn(encode_fn, input_dir, class_index, options, listing.frame_rate)
         ).with_exception_handling()
     )
     converted = converted | "CountProgress" >> beam.ParDo(_CountProgress())
@@ -357,7 +359,7 @@ def run_conversion(
     num_shards: int = 0,
     options: ConvertOptions = ConvertOptions(),
     pipeline_args: list[str] | None = None,
-    convert_fn=None,
+    encode_fn=None,
 ) -> dict[str, dict]:
     """Lists the dataset, runs the Beam job, and returns the manifest of every split.
 
@@ -389,7 +391,7 @@ def run_conversion(
     }
     start = time.time()
     with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
-        build_pipeline(pipeline, listing, input_dir, output_dir, shards, options, extra, convert_fn)
+        build_pipeline(pipeline, listing, input_dir, output_dir, shards, options, extra, encode_fn)
     runtime = time.time() - start
     manifests = {}
     for s in splits:

@@ -213,3 +213,42 @@ def write_video(
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
+
+
+@dataclasses.dataclass
+class EncodedVideo:
+    """A video's frames as JPEG bytes, ready for a record (small to send between processes)."""
+
+    jpegs: list[bytes]
+    timestamps_us: list[int]
+    height: int
+    width: int
+    frame_rate: float
+
+
+def encode_video(
+    path: str,
+    options: DecodeOptions,
+    jpeg_quality: int = 90,
+    frame_folder_rate: float | None = None,
+) -> EncodedVideo:
+    """Decodes a video file (or, with ``frame_folder_rate``, a folder of JPEG frames at that rate)
+    and JPEG-encodes its frames: the whole per-video work of the Beam job.
+
+    This module imports no TensorFlow, so the helper process that runs it starts in a fraction of
+    a second.
+    """
+    if frame_folder_rate is not None:
+        if options.fps is not None:
+            raise VideoDecodeError("--fps resampling is not supported for frame-folder datasets")
+        video = read_frame_folder(path, frame_folder_rate, options.short_side)
+    else:
+        video = decode_video(path, options)
+    height, width = video.frames[0].shape[:2]
+    return EncodedVideo(
+        jpegs=[encode_jpeg(f, jpeg_quality) for f in video.frames],
+        timestamps_us=video.timestamps_us,
+        height=height,
+        width=width,
+        frame_rate=video.frame_rate,
+    )

@@ -11,14 +11,18 @@ MediaSequence, so their readers (and ours) read the same records:
 Everything that writes or reads records uses the constants and functions here; no other module
 spells a feature key. ``FORMAT_VERSION`` goes into every manifest so a reader can refuse records
 written in a layout it does not know.
+
+TensorFlow is imported on first use, not at import time: the keys and ``VideoRecord`` are also
+used by processes that never build a record (the Beam job's decoder helper process, which must
+start fast, and the driver of a Dataflow job).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import os
-
-import tensorflow as tf
 
 FORMAT_VERSION = 1
 
@@ -77,19 +81,29 @@ class VideoRecord:
             )
 
 
+@functools.cache
+def _tf():
+    return importlib.import_module("tensorflow")
+
+
 def _bytes(values):
+    tf = _tf()
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
 
 def _ints(values):
+    tf = _tf()
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
 def _floats(values):
+    tf = _tf()
     return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
 
-def to_sequence_example(record: VideoRecord) -> tf.train.SequenceExample:
+def to_sequence_example(record: VideoRecord):
+    """The ``tf.train.SequenceExample`` of a record."""
+    tf = _tf()
     context = {
         LABEL_INDEX: _ints([record.label_index]),
         LABEL_TEXT: _bytes([record.label_text.encode()]),
@@ -119,7 +133,7 @@ def serialize(record: VideoRecord) -> bytes:
 
 def deserialize(serialized: bytes) -> VideoRecord:
     """Reads one record back into Python values (tools and tests; training uses ``parse``)."""
-    example = tf.train.SequenceExample.FromString(serialized)
+    example = _tf().train.SequenceExample.FromString(serialized)
     ctx = example.context.feature
     lists = example.feature_lists.feature_list
 
@@ -143,41 +157,46 @@ def deserialize(serialized: bytes) -> VideoRecord:
     )
 
 
-_CONTEXT_SPEC = {
-    LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
-    LABEL_TEXT: tf.io.FixedLenFeature([], tf.string),
-    VIDEO_FILENAME: tf.io.FixedLenFeature([], tf.string),
-    CLIP_START_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
-    CLIP_END_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
-    IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-    IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    IMAGE_FRAME_RATE: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-}
-_SEQUENCE_SPEC = {
-    IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string),
-    IMAGE_TIMESTAMP: tf.io.FixedLenSequenceFeature([], tf.int64),
-}
+@functools.cache
+def _parse_specs():
+    tf = _tf()
+    context = {
+        LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        LABEL_TEXT: tf.io.FixedLenFeature([], tf.string),
+        VIDEO_FILENAME: tf.io.FixedLenFeature([], tf.string),
+        CLIP_START_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        CLIP_END_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        IMAGE_FRAME_RATE: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+    }
+    sequence = {
+        IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string),
+        IMAGE_TIMESTAMP: tf.io.FixedLenSequenceFeature([], tf.int64),
+    }
+    return context, sequence
 
 
-def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+def parse(serialized):
     """Parses one serialized record in a tf.data pipeline, WITHOUT decoding any JPEG.
 
     Returns a dict keyed by the feature keys above; ``image/encoded`` is a 1-D string tensor of
     JPEG frames, so the input pipeline can choose the clip's frames before paying for decoding.
     """
-    context, sequence = tf.io.parse_single_sequence_example(
-        serialized, context_features=_CONTEXT_SPEC, sequence_features=_SEQUENCE_SPEC
+    context_spec, sequence_spec = _parse_specs()
+    context, sequence = _tf().io.parse_single_sequence_example(
+        serialized, context_features=context_spec, sequence_features=sequence_spec
     )
     return {**context, **sequence}
 
 
 def read_label_map(path: str) -> list[str]:
     """Class names in label-index order (line number = ``clip/label/index``)."""
-    with tf.io.gfile.GFile(path) as f:
+    with _tf().io.gfile.GFile(path) as f:
         names = [line.rstrip("\n") for line in f]
     return [n for n in names if n]
 
 
 def write_label_map(path: str, names: list[str]) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
+    with _tf().io.gfile.GFile(path, "w") as f:
         f.write("".join(f"{n}\n" for n in names))

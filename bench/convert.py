@@ -1,0 +1,152 @@
+"""Conversion throughput: ``make_tfrecords`` (Beam, 2 workers) against what people do today.
+
+    apt-get install -y ffmpeg      # the baseline only; the project itself decodes with PyAV
+    .venv/bin/python bench/convert.py --videos=24 --frames=120 --height=360 --width=640
+
+Measured side by side in one run, on the same real H.264 videos (from the synthetic generator):
+  (a) the same decode + resize + JPEG work in a plain single-process Python loop (PyAV + Pillow);
+  (b) the ffmpeg command line extracting short-side-256 JPEG frames, one ffmpeg per video;
+  (c) ``python -m pipelines.make_tfrecords`` with the DirectRunner in multi_processing mode,
+      timed as a user sees it: the whole command, start-up included.
+Prints frames/s for each and the ratios (c)/(a) and (c)/(b). Goals: >= 1.7x and >= 1.5x.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pipelines import synthetic, video_io  # noqa: E402
+
+SHORT_SIDE = 256
+
+
+def make_videos(root, args):
+    spec = synthetic.SyntheticSpec(
+        task="mixed", videos_per_class=1, frames=args.frames, height=args.height, width=args.width
+    )
+    names = synthetic.class_names(spec.task)
+    for i in range(args.videos):
+        name = names[i % len(names)]
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        frames = synthetic.render_video(spec, name, np.random.default_rng(i))
+        video_io.write_video(os.path.join(root, name, f"v{i:04d}.mp4"), frames, crf=23)
+
+
+def videos_in(root):
+    return sorted(
+        os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".mp4")
+    )
+
+
+def single_process_loop(root, quality):
+    frames = 0
+    for path in videos_in(root):
+        video = video_io.decode_video(path, video_io.DecodeOptions(short_side=SHORT_SIDE))
+        frames += sum(1 for f in video.frames if video_io.encode_jpeg(f, quality))
+    return frames
+
+
+def ffmpeg_cli(root, out_dir):
+    frames = 0
+    scale = f"scale='if(gt(iw,ih),-2,{SHORT_SIDE})':'if(gt(iw,ih),{SHORT_SIDE},-2)'"
+    for i, path in enumerate(videos_in(root)):
+        target = os.path.join(out_dir, str(i))
+        os.makedirs(target)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-i",
+                path,
+                "-vf",
+                scale,
+                "-q:v",
+                "3",
+                os.path.join(target, "%05d.jpg"),
+            ],
+            check=True,
+        )
+        frames += len(os.listdir(target))
+    return frames
+
+
+def make_tfrecords(root, out_dir, workers, quality):
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.make_tfrecords",
+        f"--input_dir={root}",
+        f"--output_dir={out_dir}",
+        f"--short_side={SHORT_SIDE}",
+        f"--jpeg_quality={quality}",
+    ]
+    if workers > 1:
+        command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    import glob
+    import json
+
+    return sum(
+        json.load(open(m))["frames"]["total"]
+        for m in glob.glob(os.path.join(out_dir, "*.manifest.json"))
+    )
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    frames = fn(*args)
+    return frames, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jpeg_quality", type=int, default=90)
+    args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg not found: apt-get install -y ffmpeg (the baseline of this benchmark)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "videos")
+        make_videos(root, args)
+        results = {}
+        results["(a) single-process PyAV+Pillow loop"] = timed(
+            single_process_loop, root, args.jpeg_quality
+        )
+        ffmpeg_out = os.path.join(tmp, "ffmpeg")
+        os.makedirs(ffmpeg_out)
+        results["(b) ffmpeg CLI, one per video"] = timed(ffmpeg_cli, root, ffmpeg_out)
+        results[f"(c) make_tfrecords, {args.workers} workers"] = timed(
+            make_tfrecords, root, os.path.join(tmp, "records"), args.workers, args.jpeg_quality
+        )
+    print(
+        f"{args.videos} videos x {args.frames} frames, {args.width}x{args.height} H.264 -> short side {SHORT_SIDE} JPEG"
+    )
+    fps = {}
+    for name, (frames, seconds) in results.items():
+        fps[name] = frames / seconds
+        print(f"  {name:40s} {frames:6d} frames {seconds:7.2f} s {fps[name]:8.1f} frames/s")
+    c, a, b = fps[list(fps)[2]], fps[list(fps)[0]], fps[list(fps)[1]]
+    print(f"ratio make_tfrecords / single-process loop: {c / a:.2f}x (goal >= 1.7x)")
+    print(f"ratio make_tfrecords / ffmpeg CLI:          {c / b:.2f}x (goal >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
