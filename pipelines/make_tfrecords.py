@@ -92,6 +92,7 @@ def run(argv: list[str]) -> dict[str, dict]:
 def main():
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stfusion").setLevel(logging.INFO)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     try:
         run(sys.argv)
     except (app.UsageError, ValueError) as e:
