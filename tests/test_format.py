@@ -1,5 +1,9 @@
 """tfrecords_tools.format: the one definition of the video record, written and read back."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -142,3 +146,36 @@ def test_shard_pattern_matches_the_shards_of_one_split_only(tmp_path):
     assert [m.rsplit("/", 1)[-1] for m in matched] == names[:2]
     assert fmt.manifest_path("/w/examples", "test") == "/w/examples/test.manifest.json"
     assert fmt.failures_path("gs://b/ex/", "holdout") == "gs://b/ex/holdout.failures.jsonl"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_tf_free_serializer_writes_tensorflows_bytes(seed):
+    """serialize() writes the wire format by hand (no TensorFlow in the Beam workers): it must be
+    byte-identical to TensorFlow's deterministic serialization, for any record."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 5))
+    record = fmt.VideoRecord(
+        filename=f"class {seed}/vidéo_{seed}.mp4",
+        label_index=int(rng.integers(0, 400)),
+        label_text=["a", "Pushing something left", "ünïcode"][seed % 3],
+        frames=[rng.bytes(int(rng.integers(0, 300))) for _ in range(n)],
+        timestamps_us=sorted(int(t) for t in rng.integers(-(2**40), 2**40, n)),
+        height=int(rng.integers(0, 2000)),
+        width=int(rng.integers(0, 2000)),
+        frame_rate=float(rng.uniform(0, 60)),
+        start_us=int(rng.integers(-(2**62), 2**62)),
+        end_us=int(rng.integers(0, 2**62)),
+    )
+    expected = fmt.to_sequence_example(record).SerializeToString(deterministic=True)
+    assert fmt.serialize(record) == expected
+
+
+def test_writing_records_does_not_import_tensorflow():
+    code = (
+        "import sys; from tfrecords_tools import format as f; "
+        "f.serialize(f.VideoRecord('a', 0, 'x', [b'j'], [0], 1, 1, 25.0)); "
+        "print('tensorflow' in sys.modules)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.stdout.strip() == "False", out.stderr

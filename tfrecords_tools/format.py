@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import struct
 
 FORMAT_VERSION = 1
 
@@ -86,49 +87,104 @@ def _tf():
     return importlib.import_module("tensorflow")
 
 
-def _bytes(values):
-    tf = _tf()
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+# The record's features as plain data, kind in ("bytes", "int64", "float"): the one mapping from a
+# VideoRecord to feature keys, used by both writers below.
+def _context(record: VideoRecord) -> dict[str, tuple[str, list]]:
+    return {
+        LABEL_INDEX: ("int64", [record.label_index]),
+        LABEL_TEXT: ("bytes", [record.label_text.encode()]),
+        VIDEO_FILENAME: ("bytes", [record.filename.encode()]),
+        CLIP_START_TIMESTAMP: ("int64", [record.start_us]),
+        CLIP_END_TIMESTAMP: ("int64", [record.end_us]),
+        IMAGE_HEIGHT: ("int64", [record.height]),
+        IMAGE_WIDTH: ("int64", [record.width]),
+        IMAGE_FRAME_RATE: ("float", [record.frame_rate]),
+        IMAGE_FORMAT: ("bytes", [IMAGE_FORMAT_JPEG]),
+    }
 
 
-def _ints(values):
-    tf = _tf()
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def _floats(values):
-    tf = _tf()
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+def _feature_lists(record: VideoRecord) -> dict[str, tuple[str, list[list]]]:
+    return {
+        IMAGE_ENCODED: ("bytes", [[f] for f in record.frames]),
+        IMAGE_TIMESTAMP: ("int64", [[t] for t in record.timestamps_us]),
+    }
 
 
 def to_sequence_example(record: VideoRecord):
-    """The ``tf.train.SequenceExample`` of a record."""
+    """The ``tf.train.SequenceExample`` of a record (tools and tests; the writer uses
+    ``serialize``, which builds the same bytes without TensorFlow)."""
     tf = _tf()
-    context = {
-        LABEL_INDEX: _ints([record.label_index]),
-        LABEL_TEXT: _bytes([record.label_text.encode()]),
-        VIDEO_FILENAME: _bytes([record.filename.encode()]),
-        CLIP_START_TIMESTAMP: _ints([record.start_us]),
-        CLIP_END_TIMESTAMP: _ints([record.end_us]),
-        IMAGE_HEIGHT: _ints([record.height]),
-        IMAGE_WIDTH: _ints([record.width]),
-        IMAGE_FRAME_RATE: _floats([record.frame_rate]),
-        IMAGE_FORMAT: _bytes([IMAGE_FORMAT_JPEG]),
-    }
-    feature_lists = {
-        IMAGE_ENCODED: tf.train.FeatureList(feature=[_bytes([f]) for f in record.frames]),
-        IMAGE_TIMESTAMP: tf.train.FeatureList(feature=[_ints([t]) for t in record.timestamps_us]),
-    }
+    lists = {"bytes": tf.train.BytesList, "int64": tf.train.Int64List, "float": tf.train.FloatList}
+
+    def feature(kind, values):
+        return tf.train.Feature(**{f"{kind}_list": lists[kind](value=values)})
+
     return tf.train.SequenceExample(
-        context=tf.train.Features(feature=context),
-        feature_lists=tf.train.FeatureLists(feature_list=feature_lists),
+        context=tf.train.Features(feature={k: feature(*kv) for k, kv in _context(record).items()}),
+        feature_lists=tf.train.FeatureLists(
+            feature_list={
+                k: tf.train.FeatureList(feature=[feature(kind, v) for v in per_frame])
+                for k, (kind, per_frame) in _feature_lists(record).items()
+            }
+        ),
+    )
+
+
+# Protocol-buffer wire format of tensorflow.SequenceExample (tensorflow/core/example/*.proto):
+# SequenceExample{1: Features context, 2: FeatureLists}; Features{1: map<string, Feature>};
+# FeatureLists{1: map<string, FeatureList>}; FeatureList{1: repeated Feature};
+# Feature{oneof 1: BytesList, 2: FloatList, 3: Int64List}, each {1: repeated value (packed
+# for float and int64)}. Map entries are {1: key, 2: value}, written sorted by key as protobuf's
+# deterministic serialization does, so the bytes equal TensorFlow's (a test checks it).
+_KIND_FIELD = {"bytes": 1, "float": 2, "int64": 3}
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 values are written as 10-byte two's complement
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _wire_feature(kind: str, values: list) -> bytes:
+    if kind == "bytes":
+        inner = b"".join(_field(1, v) for v in values)
+    elif kind == "int64":
+        inner = _field(1, b"".join(_varint(int(v)) for v in values)) if values else b""
+    else:
+        inner = _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
+    return _field(_KIND_FIELD[kind], inner)
+
+
+def _wire_map(entries: dict[str, bytes]) -> bytes:
+    return b"".join(
+        _field(1, _field(1, key.encode()) + _field(2, value))
+        for key, value in sorted(entries.items())
     )
 
 
 def serialize(record: VideoRecord) -> bytes:
-    """The bytes the Beam job writes for one video."""
-    # deterministic=True: proto maps (the context) otherwise serialize in a per-process order.
-    return to_sequence_example(record).SerializeToString(deterministic=True)
+    """The bytes the Beam job writes for one video: ``to_sequence_example(record)`` serialized
+    deterministically, built without importing TensorFlow (so Beam workers start fast and
+    need no TensorFlow at all)."""
+    context = _wire_map({k: _wire_feature(*kv) for k, kv in _context(record).items()})
+    lists = _wire_map(
+        {
+            k: b"".join(_field(1, _wire_feature(kind, v)) for v in per_frame)
+            for k, (kind, per_frame) in _feature_lists(record).items()
+        }
+    )
+    return _field(1, context) + _field(2, lists)
 
 
 def deserialize(serialized: bytes) -> VideoRecord:
