@@ -379,7 +379,10 @@ def run_conversion(
         {s: num_shards for s in splits} if num_shards else default_num_shards(listing, input_dir)
     )
     FileSystems.mkdirs(output_dir) if not FileSystems.exists(output_dir) else None
-    fmt.write_label_map(os.path.join(output_dir, fmt.LABEL_MAP_FILENAME), listing.class_names)
+    tfrecord_io.write_file_atomically(
+        os.path.join(output_dir, fmt.LABEL_MAP_FILENAME),
+        [fmt.label_map_text(listing.class_names).encode()],
+    )
     extra = {
         "dataset_format": dataset_format,
         "input_dir": input_dir,

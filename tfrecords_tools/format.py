@@ -253,6 +253,11 @@ def read_label_map(path: str) -> list[str]:
     return [n for n in names if n]
 
 
+def label_map_text(names: list[str]) -> str:
+    """The contents of ``label_map.txt``: one class name per line, in label-index order."""
+    return "".join(f"{n}\n" for n in names)
+
+
 def write_label_map(path: str, names: list[str]) -> None:
     with _tf().io.gfile.GFile(path, "w") as f:
-        f.write("".join(f"{n}\n" for n in names))
+        f.write(label_map_text(names))
