@@ -1,0 +1,565 @@
+"""The network-level search of the paper: the probability space, sampled strategies scored on
+the holdout split, and the search artifacts of the workspace (``WORKSPACE.md``, ``search/``).
+
+After v-DropPath training the template holds a distribution over fusion strategies. This module
+
+1. reads it out as a table (``probability_table``: per fusion layer the drop probability ``p`` of
+   its S- and T-branch gates and the marginal probability of each unit; by supplementary Eq. S17
+   the marginal of a branch is ``1 - p`` -- NOT the main paper's ``1 - sqrt(p)`` of Eq. 7, a typo
+   the authors correct in the supplementary);
+2. scores strategies drawn from it (``strategy.sample_strategies``) with the template's shared
+   weights, no retraining (``score_strategies``), and the all-the-way baselines S, ST, S+ST the
+   same way (``score_all_the_way``, the paper's Table 2 comparison);
+3. writes ``probabilities.json``, ``strategies.csv``, ``marginals.png`` and ``best_strategy.json``
+   atomically (``write_search_artifacts``) and reads the chosen strategy back
+   (``read_best_strategy``).
+
+Strategies are scored on the HOLDOUT split (carved from training data), never on the test split:
+picking the best of many strategies on the set one then reports is selection on the test set
+(what the authors' code does, and what ``method.md`` says not to copy).
+
+Pruned network or fixed gates? A strategy can be evaluated either on the template with its gates
+fixed (``apply_strategy``, ``fixed`` mode: one traced function serves every strategy) or on the
+pruned network (``prune``: rebuilt and traced per strategy, but computes only the branches that
+are on). The two give the same accuracy (tested). ``method="pruned"`` is the default because the
+pruned network has to be built anyway to count the strategy's MACs and parameters, so the fixed
+gates save only one trace per strategy, while every clip of the holdout costs the template's full
+FLOPs instead of the strategy's (a sampled strategy with the paper's p of 0.1-0.5 per gate drops
+10-50% of the branches; over a holdout of hundreds of videos that is far more than a trace).
+BN recalibration needs a copy of the weights either way, and the pruned network is that copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stfusion_tf import data, evaluation, flops
+from stfusion_tf import strategy as strategy_lib
+from stfusion_tf.layers import GatedConv3D
+from stfusion_tf.models import template as template_lib
+from stfusion_tf.strategy import FusionStrategy
+
+PROBABILITIES_FILE = "probabilities.json"
+STRATEGIES_FILE = "strategies.csv"
+BEST_STRATEGY_FILE = "best_strategy.json"
+MARGINALS_FILE = "marginals.png"
+ARTIFACT_FORMAT_VERSION = 1
+METHODS = ("pruned", "fixed")
+SELECTION_RULE = (
+    "highest holdout video top-1; ties: fewer MACs, then higher log-probability under the "
+    "learned distribution, then the strategy string"
+)
+MARGINAL_NOTE = (
+    "marginal probability of a branch = 1 - p (supplementary Eq. S17; the main paper's "
+    "1 - sqrt(p) in Eq. 7 is a typo); units of a layer from its two independent gates: "
+    "P(S) = a(1-b), P(ST) = (1-a)b, P(S+ST) = ab, P(none) = (1-a)(1-b), a = 1 - p_S, b = 1 - p_T"
+)
+
+
+# --- The probability space ----------------------------------------------------------------------
+
+
+def probability_table(template: template_lib.FusionNetwork) -> dict:
+    """The template's probability space as the JSON-able dict of ``probabilities.json``.
+
+    ``strategy.marginal_probabilities`` of the template's drop probabilities (per fusion layer:
+    ``index``, ``block`` (0-based strategy block: a dense block and the transition after it),
+    ``layer``, ``drop_probability`` per gate, ``marginal`` per unit, ``most_probable``), with
+    each layer's ``name`` (``block1_layer1``, ``transition1``, ...), plus ``marginal_note``
+    (how marginals are computed), ``most_probable_strategy`` and ``template_config``.
+
+    Example:
+    >>> table = probability_table(template)  # doctest: +SKIP
+    >>> table["layers"][0]["marginal"]["S+ST"]  # (1 - p_S) * (1 - p_T)  # doctest: +SKIP
+    """
+    template_lib._require_template(template)
+    config = template.config
+    p = template_lib.drop_probabilities(template)
+    sizes = template_lib.fusion_block_sizes(config)
+    table = strategy_lib.marginal_probabilities(p, sizes)
+    for layer, name in zip(table["layers"], template_lib.fusion_layer_names(config), strict=True):
+        layer["name"] = name
+    table["marginal_note"] = MARGINAL_NOTE
+    table["most_probable_strategy"] = str(strategy_lib.most_probable_strategy(p, sizes))
+    table["template_config"] = config.to_dict()
+    return table
+
+
+# --- Scoring strategies on the holdout split ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class StrategyScore:
+    """One strategy scored on the holdout split with the template's weights.
+
+    Attributes:
+      strategy: the ``FusionStrategy``.
+      kind: ``"sampled"`` or ``"all_the_way"`` (the S / ST / S+ST baselines).
+      top1, top5, loss: holdout video top-1 / top-5 and clip cross-entropy.
+      metrics: every metric of the evaluation, named with its protocol.
+      protocol: the eval protocol (``clips=1x1crop``).
+      num_videos: holdout videos scored.
+      macs: multiply-accumulates of the pruned network on one clip (FLOPs = 2 x MACs).
+      params: trainable parameters of the pruned network.
+      log_probability: ``log P(strategy)`` under the learned gates (``-inf`` if impossible).
+    """
+
+    strategy: FusionStrategy
+    kind: str
+    top1: float
+    top5: float
+    loss: float
+    metrics: dict[str, float]
+    protocol: str
+    num_videos: int
+    macs: int
+    params: int
+    log_probability: float
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict:
+        """JSON-able (``-inf`` log-probability written as null)."""
+        lp = self.log_probability
+        return {
+            "strategy": str(self.strategy),
+            "kind": self.kind,
+            "holdout_top1": self.top1,
+            "holdout_top5": self.top5,
+            "holdout_loss": self.loss,
+            "metrics": dict(self.metrics),
+            "protocol": self.protocol,
+            "num_videos": self.num_videos,
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "log_probability": lp if math.isfinite(lp) else None,
+        }
+
+
+def selection_key(row: StrategyScore):
+    """Best first: holdout top-1 descending; ties (frequent on a small holdout, where accuracy
+    moves in steps of 1 / num_videos) go to the cheaper network (fewer MACs), then to the
+    more probable strategy under the learned distribution, then to the string (determinism)."""
+    return (-row.top1, row.macs, -row.log_probability, str(row.strategy))
+
+
+def sort_scores(rows: Iterable[StrategyScore]) -> list[StrategyScore]:
+    """``rows`` best first (``selection_key``)."""
+    return sorted(rows, key=selection_key)
+
+
+def _batch_norm_layers(model) -> list[keras.layers.BatchNormalization]:
+    out, stack, seen = [], list(model.layers), set()
+    while stack:
+        layer = stack.pop(0)
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            out.append(layer)
+        stack.extend(getattr(layer, "layers", []))
+    return out
+
+
+def recalibrate_batch_norm(model: keras.Model, dataset: tf.data.Dataset, num_batches: int) -> int:
+    """Re-estimates every batch-norm layer's moving statistics of ``model`` on training batches.
+
+    Why: a strategy switches branches off, so the features a layer sees (and their statistics)
+    differ from the template's, whose moving statistics were averaged over random strategies.
+    Recalibrating with the strategy's own batches ("precise BN") makes its score reflect the
+    strategy rather than a statistics mismatch.
+
+    How: each BN layer's momentum is set to 0 so one forward pass in training mode stores that
+    batch's statistics; the mean over ``num_batches`` batches (of the batch means and of the batch
+    variances) replaces the moving statistics, and the momenta are restored. Batch statistics in
+    training mode do not depend on the moving ones, so the result is exact. No gradients, no
+    optimizer: only moving statistics change, and only in ``model`` -- pass a copy (the pruned
+    network, or a copy of the template) to keep the template untouched.
+
+    Args:
+      model: the network to recalibrate (modified in place).
+      dataset: batches of ``(clips, labels)`` (``data.train_dataset``) or eval dicts.
+      num_batches: batches to average over.
+
+    Returns:
+      The number of batches used (fewer if the dataset ended).
+    """
+    data._positive_int(num_batches, "num_batches")
+    layers = _batch_norm_layers(model)
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    sums = [
+        [np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)]
+        for layer in layers
+    ]
+    used = 0
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        step = tf.function(lambda x: model(x, training=True), autograph=False)
+        for batch in dataset.take(num_batches):
+            clips = batch[data.CLIPS] if isinstance(batch, dict) else batch[0]
+            step(clips)
+            for layer, (mean, variance) in zip(layers, sums, strict=True):
+                mean += keras.ops.convert_to_numpy(layer.moving_mean)
+                variance += keras.ops.convert_to_numpy(layer.moving_variance)
+            used += 1
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    if used == 0:
+        raise ValueError("recalibrate_batch_norm: the dataset yielded no batch.")
+    for layer, (mean, variance) in zip(layers, sums, strict=True):
+        layer.moving_mean.assign(mean / used)
+        layer.moving_variance.assign(variance / used)
+    return used
+
+
+def _clip_shape(config: template_lib.TemplateConfig, clip_shape) -> tuple[int, ...]:
+    if clip_shape is not None:
+        return tuple(int(d) for d in clip_shape)
+    if config.input_frames is None or config.input_size is None:
+        raise ValueError(
+            "The template takes any clip size: pass clip_shape=(T, H, W, 3) to count MACs. "
+            f"Received: clip_shape=None, input_frames={config.input_frames}, "
+            f"input_size={config.input_size}"
+        )
+    return (config.input_frames, config.input_size, config.input_size, 3)
+
+
+def _costs(pruned: keras.Model, clip_shape) -> tuple[int, int]:
+    totals = flops.total_costs(flops.layer_costs(pruned, clip_shape))
+    return totals.macs, totals.params
+
+
+def _copy_template(template):
+    copy = template_lib.build_network(template.config, gate_mode=template.gate_mode)
+    copy.set_weights(template.get_weights())
+    return copy
+
+
+def _unique(strategies) -> list[FusionStrategy]:
+    out: dict[str, FusionStrategy] = {}
+    for s in strategies:
+        s = FusionStrategy.parse(s) if isinstance(s, str) else s
+        out.setdefault(str(s), s)
+    return list(out.values())
+
+
+def score_strategies(
+    template: template_lib.FusionNetwork,
+    strategies: Sequence[FusionStrategy | str],
+    holdout_dataset_fn: Callable[[], tf.data.Dataset],
+    *,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    method: str = "pruned",
+    recalibrate_bn_batches: int = 0,
+    train_dataset_fn: Callable[[], tf.data.Dataset] | None = None,
+    clip_shape: tuple[int, ...] | None = None,
+    max_batches: int | None = None,
+    max_videos: int | None = None,
+    kind: str = "sampled",
+    verbose: bool = True,
+) -> list[StrategyScore]:
+    """Scores each strategy with the template's weights on the holdout split, best first.
+
+    Args:
+      template: the trained template (left as it was: weights, BN statistics, gate mode and
+        fixed keep values are restored or never touched).
+      strategies: ``FusionStrategy`` or string forms; repeats are scored once.
+      holdout_dataset_fn: returns the HOLDOUT eval dataset
+        (``data.eval_dataset(data.split_files(dir, "holdout"), spec, batch, num_clips=...)``),
+        called once per strategy. Never pass the test split: the best of many strategies on
+        the test split is a result selected on the test set. Wrap it with ``.cache()`` (memory
+        or a file) to decode the holdout JPEGs once for all strategies.
+      num_clips, num_crops: the protocol of that dataset (see ``evaluation.evaluate``).
+      method: ``"pruned"`` (default) or ``"fixed"`` (the template with fixed gates); the same
+        accuracies, see the module docstring for why pruned is the default.
+      recalibrate_bn_batches: if > 0, re-estimate the BN moving statistics of each strategy's
+        network on this many batches of ``train_dataset_fn()`` before scoring (on a copy of the
+        weights; ``recalibrate_batch_norm``).
+      train_dataset_fn: returns training batches ``(clips, labels)``; needed for recalibration.
+      clip_shape: ``(T, H, W, 3)`` the MACs are counted for; default: the template's input.
+      max_batches, max_videos: quick scoring on part of the holdout (``evaluation.evaluate``).
+      kind: the label of these rows (``"sampled"``, ``"all_the_way"``).
+      verbose: a progress bar over strategies.
+
+    Returns:
+      ``StrategyScore`` rows sorted by ``selection_key`` (top-1 desc, then MACs asc).
+    """
+    template_lib._require_template(template)
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    if recalibrate_bn_batches:
+        data._positive_int(recalibrate_bn_batches, "recalibrate_bn_batches")
+        if train_dataset_fn is None:
+            raise ValueError(
+                "BN recalibration needs training batches: pass train_dataset_fn. Received: "
+                f"recalibrate_bn_batches={recalibrate_bn_batches}, train_dataset_fn=None"
+            )
+    config = template.config
+    shape = _clip_shape(config, clip_shape)
+    strategies = _unique(strategies)
+    for s in strategies:
+        template_lib._check_strategy(config, s)
+    p = template_lib.drop_probabilities(template)
+    evaluate_kwargs = dict(
+        num_clips=num_clips, num_crops=num_crops, max_batches=max_batches, max_videos=max_videos
+    )
+
+    # Fixed gates: one network (the template, or a copy of it when BN statistics will change),
+    # one traced function for every strategy.
+    gated = None
+    saved_mode, saved_keeps = template.gate_mode, None
+    if method == "fixed":
+        if recalibrate_bn_batches:
+            gated = _copy_template(template)
+        else:
+            gated = template
+            saved_keeps = [
+                (layer, keras.ops.convert_to_numpy(layer.fixed_keep))
+                for layer in template.layers
+                if isinstance(layer, GatedConv3D)
+            ]
+        template_lib.set_gate_mode(gated, "fixed")
+        gated_predict = evaluation.make_predict_fn(gated)
+
+    rows = []
+    progbar = (
+        keras.utils.Progbar(len(strategies), unit_name="strategy", stateful_metrics=["top1"])
+        if verbose
+        else None
+    )
+    try:
+        for i, strategy in enumerate(strategies):
+            if method == "pruned":
+                network = template_lib.prune(template, strategy)
+                macs, params = _costs(network, shape)
+                predict_fn = None
+            else:
+                macs, params = _costs(template_lib.build_network(config, strategy), shape)
+                network = gated
+                if recalibrate_bn_batches:  # the copy starts from the template's statistics
+                    network.set_weights(template.get_weights())
+                template_lib.apply_strategy(network, strategy)
+                predict_fn = gated_predict
+            if recalibrate_bn_batches:
+                recalibrate_batch_norm(network, train_dataset_fn(), recalibrate_bn_batches)
+            result = evaluation.evaluate(
+                network, holdout_dataset_fn(), predict_fn=predict_fn, **evaluate_kwargs
+            )
+            rows.append(
+                StrategyScore(
+                    strategy=strategy,
+                    kind=kind,
+                    top1=result.metric("video", "top1"),
+                    top5=result.metric("video", "top5"),
+                    loss=result.metric("clip", "loss"),
+                    metrics=result.metrics,
+                    protocol=result.protocol,
+                    num_videos=result.num_videos,
+                    macs=int(macs),
+                    params=int(params),
+                    log_probability=strategy_lib.strategy_log_probability(strategy, p),
+                )
+            )
+            if progbar is not None:
+                progbar.update(i + 1, values=[("top1", rows[-1].top1)])
+    finally:
+        if saved_keeps is not None:
+            for layer, keep in saved_keeps:
+                layer.fixed_keep.assign(keep)
+            template_lib.set_gate_mode(template, saved_mode)
+    return sort_scores(rows)
+
+
+def all_the_way_strategies(config: template_lib.TemplateConfig) -> list[FusionStrategy]:
+    """S, ST and S+ST in every fusion layer: the paper's baselines (Table 2)."""
+    sizes = template_lib.fusion_block_sizes(config)
+    return [FusionStrategy.all_the_way(u, sizes) for u in strategy_lib.ALL_THE_WAY_UNITS]
+
+
+def score_all_the_way(template, holdout_dataset_fn, **kwargs) -> list[StrategyScore]:
+    """The all-the-way strategies S, ST, S+ST scored exactly as ``score_strategies`` scores
+    sampled ones (same weights, split, protocol), in that order (not sorted): the comparison
+    of the paper's Table 2 (Opt vs S+ST, S, ST)."""
+    kwargs.setdefault("kind", "all_the_way")
+    strategies = all_the_way_strategies(template.config)
+    rows = {
+        str(r.strategy): r
+        for r in score_strategies(template, strategies, holdout_dataset_fn, **kwargs)
+    }
+    return [rows[str(s)] for s in strategies]
+
+
+# --- Artifacts ----------------------------------------------------------------------------------
+
+
+def write_atomically(path: str, content: str | bytes) -> None:
+    """Writes ``content`` to ``path`` through a temporary file in the same folder and
+    ``os.replace``: a reader sees the old file or the new one, never half of one, and a run
+    killed mid-write leaves no partial artifact (only, at worst, a ``.tmp`` file that a later
+    write does not trip over). Remote paths (``gs://``) go through ``tf.io.gfile`` (write to a
+    temporary name, then rename with overwrite)."""
+    path = os.fspath(path)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    if "://" in path:
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with tf.io.gfile.GFile(tmp, mode) as f:
+            f.write(content)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+CSV_COLUMNS = (
+    "rank",
+    "strategy",
+    "kind",
+    "holdout_top1",
+    "holdout_top5",
+    "holdout_loss",
+    "protocol",
+    "num_videos",
+    "macs",
+    "flops",
+    "params",
+    "log_probability",
+)
+
+
+def strategies_csv(rows: Sequence[StrategyScore]) -> str:
+    """``strategies.csv``: a header row, then one row per strategy in the given order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for rank, row in enumerate(rows, start=1):
+        d = row.to_dict()
+        d["rank"] = rank
+        writer.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+def write_search_artifacts(
+    search_dir: str,
+    table: dict,
+    rows: Sequence[StrategyScore],
+    best: StrategyScore | None = None,
+    *,
+    all_the_way: Sequence[StrategyScore] = (),
+    plot: bool = True,
+) -> dict[str, str]:
+    """Writes the search artifacts of ``WORKSPACE.md`` under ``search_dir``, each atomically.
+
+    - ``probabilities.json``: ``table`` (``probability_table``);
+    - ``strategies.csv``: every scored strategy, best first (``sort_scores``), with holdout
+      accuracy, MACs / FLOPs, params and log-probability;
+    - ``marginals.png`` (if ``plot``): ``plots.plot_marginals`` with the best strategy over it;
+    - ``best_strategy.json``, LAST, so its presence means the set is complete: the strategy
+      (``strategy`` + ``blocks``, so ``FusionStrategy.from_json`` reads the file as is), its
+      scores, the selection rule, and the all-the-way baselines if given.
+
+    Args:
+      search_dir: ``<workspace>/search``.
+      table: the probability table.
+      rows: the scored strategies (any order).
+      best: the chosen row; None: the top row. It must be the top row, so that
+        ``strategies.csv``'s first row and ``best_strategy.json`` always agree.
+      all_the_way: rows of ``score_all_the_way`` for the comparison in ``best_strategy.json``.
+      plot: also write ``marginals.png``.
+
+    Returns:
+      ``{"probabilities": path, "strategies": path, "best_strategy": path[, "marginals": path]}``.
+    """
+    rows = sort_scores(rows)
+    if not rows:
+        raise ValueError(
+            "write_search_artifacts needs at least one scored strategy. Received: rows=[]"
+        )
+    if best is None:
+        best = rows[0]
+    elif selection_key(best) != selection_key(rows[0]):
+        raise ValueError(
+            f"`best` must be the top row by the selection rule ({SELECTION_RULE}). Received: "
+            f"best={str(best.strategy)!r}, top row={str(rows[0].strategy)!r}"
+        )
+    paths = {
+        "probabilities": os.path.join(search_dir, PROBABILITIES_FILE),
+        "strategies": os.path.join(search_dir, STRATEGIES_FILE),
+    }
+    write_atomically(paths["probabilities"], json.dumps(table, indent=2, sort_keys=True) + "\n")
+    write_atomically(paths["strategies"], strategies_csv(rows))
+    if plot:
+        from stfusion_tf import plots  # matplotlib only when a chart is asked for
+
+        paths["marginals"] = os.path.join(search_dir, MARGINALS_FILE)
+        plots.plot_marginals(table, paths["marginals"], best_strategy=best.strategy)
+    record = {
+        "format_version": ARTIFACT_FORMAT_VERSION,
+        "strategy": str(best.strategy),
+        "blocks": [list(b) for b in best.strategy.blocks],
+        "split": "holdout",
+        "selection": SELECTION_RULE,
+        "num_strategies_scored": len(rows),
+        "scores": best.to_dict(),
+        "all_the_way": {r.strategy.units[0]: r.to_dict() for r in all_the_way},
+        "template_config": table.get("template_config"),
+    }
+    paths["best_strategy"] = os.path.join(search_dir, BEST_STRATEGY_FILE)
+    write_atomically(paths["best_strategy"], json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return paths
+
+
+def _artifact_path(path: str, filename: str) -> str:
+    path = os.fspath(path)
+    return os.path.join(path, filename) if tf.io.gfile.isdir(path) else path
+
+
+def read_best_strategy(path: str) -> tuple[FusionStrategy, dict]:
+    """``(strategy, record)`` from ``best_strategy.json`` (the file, or the search folder)."""
+    path = _artifact_path(path, BEST_STRATEGY_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"No best strategy at {path!r}: run the sample phase (python -m stfusion_tf.train "
+            "--phases=sample) first."
+        )
+    with tf.io.gfile.GFile(path) as f:
+        text = f.read()
+    return FusionStrategy.from_json(text), json.loads(text)
+
+
+def read_probability_table(path: str) -> dict:
+    """The table of ``probabilities.json`` (the file, or the search folder)."""
+    path = _artifact_path(path, PROBABILITIES_FILE)
+    with tf.io.gfile.GFile(path) as f:
+        table = json.load(f)
+    strategy_lib.drop_probabilities_from_table(table)  # raises if it is not a table
+    return table
