@@ -17,10 +17,10 @@ parameters), the paper's "124 GFLOPs". It matches only because everything the te
 counted: BOTH branches of every fusion layer, transitions included (S 1x1x1: 23.6 G, T 3x1x1:
 70.7 G -- the T branches cost 3x the S branches and more than the rest of the network together;
 each of the three transitions' branch pairs costs 6.6 G), the 1x3x3 convs (19.9 G) and the (5,7,7)
-stem (9.4 G), with no temporal downsampling anywhere. Batch norm, pooling, adds and ReLUs are NOT in the MACs
-(they are printed apart as "other ops"): BN folds into the convolutions at inference. A pruned
-strategy costs less: S all the way (no T branch anywhere) is 52.88 GMACs (42.8% of the template,
-7.40 M parameters), ST all the way (no S branch) 100.00 GMACs (80.9%, 16.85 M parameters).
+stem (9.4 G), with no temporal downsampling anywhere. Batch norm, pooling, adds and ReLUs are NOT
+in the MACs (they are printed apart as "other ops"): BN folds into the convolutions at inference.
+A pruned strategy costs less: S all the way (no T branch anywhere) is 52.88 GMACs (42.8% of the
+template, 7.40 M parameters), ST all the way (no S branch) 100.00 GMACs (80.9%, 16.85 M).
 """
 
 from __future__ import annotations

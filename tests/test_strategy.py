@@ -245,3 +245,24 @@ def test_most_probable_strategy_and_log_probability():
     # Closed form for a one-layer space.
     one = FusionStrategy.parse("t")
     assert strategy_log_probability(one, [[0.9, 0.2]]) == pytest.approx(np.log(0.72))
+
+
+def test_marginals_of_a_fresh_template():
+    """The template's gates start at p = 0.1 (the paper): S+ST has marginal 0.81 everywhere."""
+    from stfusion_tf.models.template import (
+        TemplateConfig,
+        build_network,
+        drop_probabilities,
+        fusion_block_sizes,
+    )
+
+    config = TemplateConfig(num_classes=3, blocks=(2, 1), growth_rate=4, stem_filters=8,
+                            input_frames=4, input_size=16)  # fmt: skip
+    p = drop_probabilities(build_network(config))
+    table = marginal_probabilities(p, fusion_block_sizes(config))
+    assert table["block_sizes"] == [3, 1]
+    for layer in table["layers"]:
+        assert layer["marginal"] == pytest.approx(
+            {"S": 0.09, "ST": 0.09, "S+ST": 0.81, "none": 0.01}, abs=1e-6
+        )
+        assert layer["most_probable"] == "S+ST"
