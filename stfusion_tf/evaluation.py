@@ -168,11 +168,20 @@ def make_predict_fn(model: keras.Model):
     def predict(clips):
         if "fn" not in traced:
             spec = tf.TensorSpec([None, *clips.shape[1:]], clips.dtype)
+            # One trace per network is the design (every pruned network is a new graph); TF's
+            # "frequent retracing" warning counts them as retraces of one function: silence it.
             traced["fn"] = tf.function(
                 lambda x: tf.cast(model(x, training=False), tf.float32),
                 input_signature=[spec],
                 autograph=False,
             )
+            logger = tf.get_logger()
+            level = logger.level
+            logger.setLevel("ERROR")
+            try:
+                return traced["fn"](clips)
+            finally:
+                logger.setLevel(level)
         return traced["fn"](clips)
 
     return predict
