@@ -1,0 +1,875 @@
+"""The training phases of the method, as a custom loop that runs under any ``tf.distribute`` strategy.
+
+    warmup   (template, gates off, E_w epochs)
+      -> search   (template, gates sampled, v-DropPath KL with lambda and N, E_s epochs)
+      -> sample   (strategies drawn from the learned probabilities, scored on the holdout split)
+      -> finetune (the best strategy as a pruned network, no KL, E_f epochs)
+      -> evaluate (clip- and video-level top-1/top-5 on the test split) -> results.json
+
+Each phase is a function with explicit arguments (``run_warmup``, ``run_search``, ...) sharing a
+``RunContext`` (where the data and the workspace are, the strategy, the batch, the clip spec);
+``stfusion_tf.train`` is the entry point that parses flags into them. The on-disk layout is
+``WORKSPACE.md``'s: ``train/<phase>/checkpoints``, ``train/<phase>/logs`` (TensorBoard) and
+``train/<phase>/DONE``.
+
+Why a custom loop: Keras 3.15's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (TF
+2.21), while ``strategy.run`` + ``optimizer.apply`` trains workers in lock-step.
+
+The loss of one replica (``replica_loss``):
+
+    tf.nn.compute_average_loss(cross_entropy, global_batch_size) + sum(KL terms) / num_replicas
+
+Gradients are summed over replicas, so the cross-entropy is the mean over the GLOBAL batch and
+the KL terms (one per gate in ``sample`` mode, ``kl_terms``, ``stfusion_tf.gate.kl_term``: they already carry
+``1/N``) count once whatever the number of replicas (``tf.nn.scale_regularization_loss``).
+
+Optimizer: SGD with momentum, a piecewise-constant learning rate (x ``decay_factor`` at each of
+``decay_epochs``, the paper's x0.1 at 40/60/80), decoupled weight decay that leaves out the
+``drop_logit`` variables (decay would pull every p towards 0.5 and flip learned strategies), and a
+separate learning-rate multiplier for the drop logits: their gradients are multiplied by
+``logit_lr_multiplier`` before the update, which for SGD with momentum (linear in the gradients)
+is exactly a ``logit_lr_multiplier`` times larger learning rate for them. Why: at the paper's
+learning rate the logits move a few hundredths in a short run (the paper trains ~240k steps); on
+a small dataset a 10-100x multiplier lets the probabilities settle in a few hundred steps. With
+fp16 mixed precision the optimizer is a ``LossScaleOptimizer``.
+
+Robustness: every phase keeps a ``tf.train.CheckpointManager`` with the model, the optimizer (its
+step counter drives the learning-rate schedule), the finished epoch and the step inside it.
+TensorFlow writes a checkpoint's files first and the ``checkpoint`` index last (an atomic
+rename), so a process killed while saving leaves the previous checkpoint as the latest. A phase
+restarted with the same arguments restores the latest checkpoint and continues; a phase with a
+``DONE`` marker is skipped. The data iterator itself is not checkpointed (its state would hold
+the shuffle buffer of JPEG frames in every checkpoint): the clips of epoch ``e`` come from a
+dataset seeded by ``(seed, e, first step)``, so a resumed epoch draws its remaining steps from a
+fresh, seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stfusion_tf import data as data_lib
+from stfusion_tf import distribute
+from stfusion_tf.layers import GatedConv3D
+from stfusion_tf.models import template as template_lib
+
+PHASES = ("warmup", "search", "sample", "finetune", "evaluate")
+TRAIN_SPLIT, HOLDOUT_SPLIT, TEST_SPLIT = "train", "holdout", "test"
+DROP_LOGIT = "drop_logit"
+DONE = "DONE"
+RUN_CONFIG = "run_config.json"
+
+
+# --- Configuration -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """SGD with momentum and a piecewise-constant learning rate, for one phase.
+
+    Args:
+      learning_rate: base learning rate (the paper: 0.005; 0.01 Kinetics).
+      decay_epochs: epochs (from the phase's start) after which the rate is multiplied by
+        ``decay_factor`` (the paper: 40, 60, 80; 40, 80 Kinetics).
+      decay_factor: the multiplier at each decay epoch (0.1).
+      momentum: SGD momentum (0.9).
+      weight_decay: decoupled weight decay, never applied to the drop logits (the authors'
+        code uses 0 during the v-DropPath phase).
+      logit_lr_multiplier: learning-rate multiplier of the drop logits (see the module
+        docstring); 1 keeps the paper's setting.
+
+    Example:
+    >>> OptimizerSpec(learning_rate=0.005, decay_epochs=(40, 60, 80)).rate_at_epoch(65)
+    5e-06
+    """
+
+    learning_rate: float = 0.005
+    decay_epochs: tuple[int, ...] = ()
+    decay_factor: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    logit_lr_multiplier: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "decay_epochs", tuple(int(e) for e in self.decay_epochs))
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate!r}"
+            )
+        if list(self.decay_epochs) != sorted(set(self.decay_epochs)) or any(
+            e < 1 for e in self.decay_epochs
+        ):
+            raise ValueError(
+                "`decay_epochs` must be increasing positive epochs. "
+                f"Received: decay_epochs={self.decay_epochs!r}"
+            )
+        if not 0 < self.decay_factor <= 1:
+            raise ValueError(
+                f"`decay_factor` must be in (0, 1]. Received: decay_factor={self.decay_factor!r}"
+            )
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={self.momentum!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(
+                f"`weight_decay` must be >= 0. Received: weight_decay={self.weight_decay!r}"
+            )
+        if not self.logit_lr_multiplier > 0:
+            raise ValueError(
+                "`logit_lr_multiplier` must be > 0. "
+                f"Received: logit_lr_multiplier={self.logit_lr_multiplier!r}"
+            )
+
+    def rate_at_epoch(self, epoch: float) -> float:
+        """The learning rate during (0-based) ``epoch``."""
+        decays = sum(1 for e in self.decay_epochs if epoch >= e)
+        return self.learning_rate * self.decay_factor**decays
+
+
+def learning_rate_schedule(spec: OptimizerSpec, steps_per_epoch: int):
+    """The piecewise-constant schedule of ``spec`` in optimizer steps (or a constant rate)."""
+    if not spec.decay_epochs:
+        return spec.learning_rate
+    # PiecewiseConstantDecay keeps value i up to AND including boundary i; the update with
+    # optimizer.iterations == e * steps_per_epoch is the first of epoch e (0-based).
+    boundaries = [e * steps_per_epoch - 1 for e in spec.decay_epochs]
+    values = [spec.rate_at_epoch(0)] + [spec.rate_at_epoch(e) for e in spec.decay_epochs]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(spec: OptimizerSpec, steps_per_epoch: int, loss_scaling: bool = False):
+    """SGD with momentum, the schedule of ``spec``, no weight decay on ``drop_logit`` variables.
+
+    Create it inside ``strategy.scope()``. With ``loss_scaling`` (fp16) it is wrapped in a
+    ``keras.optimizers.LossScaleOptimizer``; ``replica_step`` scales the loss through it.
+    """
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(spec, steps_per_epoch),
+        momentum=spec.momentum,
+        weight_decay=spec.weight_decay or None,
+    )
+    optimizer.exclude_from_weight_decay(var_names=[DROP_LOGIT])
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def current_learning_rate(optimizer) -> float:
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    rate = inner.learning_rate
+    return float(keras.ops.convert_to_numpy(rate))
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What every phase shares: the data, the workspace, the devices and the batch.
+
+    Args:
+      workspace: the run's root folder (``WORKSPACE.md``).
+      records_dir: where the TFRecords, manifests and label map are (``<workspace>/examples``).
+      template_config: the template's ``TemplateConfig`` (phases replace dropout, the KL
+        arguments and synchronized batch norm).
+      clip_spec: the ``ClipSpec`` of training and evaluation clips.
+      strategy: a ``tf.distribute.Strategy`` (``stfusion_tf.distribute.make_strategy``).
+      global_batch_size: clips per step over all replicas.
+      steps_per_epoch: optimizer steps per epoch; None: ``N // global_batch_size`` (at least 1).
+      seed: seeds the data order, the clips' augmentation, the gates' noise and sampling.
+      shuffle_buffer: clips in the training shuffle buffer.
+      eval_batch_size: views per batch in validation and evaluation.
+      mixed_precision: ``none``, ``bf16`` or ``fp16`` (set the policy with
+        ``distribute.set_precision_policy`` before building anything).
+      jit_compile: compile the train and eval steps with XLA.
+      checkpoint_steps: also save a checkpoint every this many steps inside an epoch (0: only at
+        the end of each epoch).
+      verbose: progress bars and per-epoch lines (on the chief only).
+    """
+
+    workspace: str
+    records_dir: str
+    template_config: template_lib.TemplateConfig
+    clip_spec: data_lib.ClipSpec
+    strategy: tf.distribute.Strategy
+    global_batch_size: int
+    steps_per_epoch: int | None = None
+    seed: int = 0
+    shuffle_buffer: int = 64
+    eval_batch_size: int = 8
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    checkpoint_steps: int = 0
+    verbose: bool = True
+
+    def __post_init__(self):
+        distribute.per_replica_batch_size(self.global_batch_size, self.strategy)
+        if self.steps_per_epoch is not None and (
+            not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1
+        ):
+            raise ValueError(
+                "`steps_per_epoch` must be a positive int or None (from the train split size). "
+                f"Received: steps_per_epoch={self.steps_per_epoch!r}"
+            )
+        if self.checkpoint_steps < 0:
+            raise ValueError(
+                f"`checkpoint_steps` must be >= 0. Received: checkpoint_steps={self.checkpoint_steps}"
+            )
+
+    @property
+    def is_chief(self) -> bool:
+        return distribute.is_chief(self.strategy)
+
+    def phase_dir(self, phase: str) -> str:
+        return os.path.join(self.workspace, "train", phase)
+
+    @property
+    def search_dir(self) -> str:
+        return os.path.join(self.workspace, "search")
+
+    def num_examples(self, split: str = TRAIN_SPLIT) -> int:
+        return data_lib.num_examples(self.records_dir, split)
+
+    def epoch_steps(self) -> int:
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
+        return max(1, self.num_examples(TRAIN_SPLIT) // self.global_batch_size)
+
+    def log(self, message: str) -> None:
+        if self.verbose and self.is_chief:
+            print(message, flush=True)
+
+
+# --- Checks before any training starts -------------------------------------------------------------
+
+
+def check_records(records_dir: str, splits, num_classes: int | None = None) -> list[str]:
+    """Checks that every split in ``splits`` is there, not empty and labelled like the others.
+
+    Raises a ValueError / FileNotFoundError that says what to do, BEFORE a phase starts, when:
+    the label map is missing or empty, a split has no manifest, no shards or no examples, a
+    split's manifest was written with another label map (a different class count, or classes the
+    label map does not hold: records converted separately into one folder), or ``num_classes``
+    (from a checkpointed run) differs from the label map. Returns the class names.
+    """
+    names = data_lib.class_names(records_dir)
+    known = set(names)
+    for split in splits:
+        data_lib.num_examples(records_dir, split)
+        data_lib.split_files(records_dir, split)
+        with tf.io.gfile.GFile(data_lib.fmt.manifest_path(records_dir, split)) as f:
+            manifest = json.load(f)
+        manifest_classes = manifest.get("num_classes")
+        unknown = sorted(set(manifest.get("examples_per_class", {})) - known)
+        if (manifest_classes is not None and manifest_classes != len(names)) or unknown:
+            raise ValueError(
+                f"Split {split!r} in {records_dir!r} does not match the label map "
+                f"({len(names)} classes in {data_lib.fmt.LABEL_MAP_FILENAME}; the split's manifest "
+                f"says {manifest_classes} classes"
+                + (f", unknown classes {unknown}" if unknown else "")
+                + "). Its records were converted with another label map: convert every split in "
+                "one run of pipelines.make_tfrecords into one --output_dir."
+            )
+    if num_classes is not None and num_classes != len(names):
+        raise ValueError(
+            f"The label map of {records_dir!r} has {len(names)} classes but the model has "
+            f"{num_classes}. Use the records the run was started with, or a new --workspace."
+        )
+    return names
+
+
+def splits_needed(phases) -> list[str]:
+    """The splits that ``phases`` read."""
+    needed = []
+    if {"warmup", "search", "finetune"} & set(phases):
+        needed.append(TRAIN_SPLIT)
+    if {"search", "sample"} & set(phases):
+        needed.append(HOLDOUT_SPLIT)
+    if "evaluate" in phases:
+        needed.append(TEST_SPLIT)
+    return needed
+
+
+def check_phases(phases) -> list[str]:
+    phases = [p.strip() for p in phases if p.strip()]
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown or not phases:
+        raise ValueError(f"`phases` must be a subset of {PHASES}. Received: phases={phases!r}")
+    return sorted(set(phases), key=PHASES.index)
+
+
+def write_run_config(ctx: RunContext, extra: dict) -> None:
+    """Stores the run's settings in ``train/run_config.json``; a restart must match them.
+
+    What shapes the weights (the template config, the clip spec) must not change between a run
+    and its restart: a mismatch raises and names the fields, instead of restoring checkpoints
+    into a different network. Other settings (epochs, learning rate) may change.
+    """
+    path = os.path.join(ctx.workspace, "train", RUN_CONFIG)
+    current = {
+        "template_config": ctx.template_config.to_dict(),
+        "clip_spec": ctx.clip_spec.to_dict(),
+        **extra,
+    }
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            stored = json.load(f)
+        fixed = ("template_config", "clip_spec")
+        diffs = [
+            f"{key}.{field}: {stored[key].get(field)!r} -> {current[key].get(field)!r}"
+            for key in fixed
+            for field in sorted(set(stored.get(key, {})) | set(current[key]))
+            if stored.get(key, {}).get(field) != current[key].get(field)
+        ]
+        if diffs:
+            raise ValueError(
+                f"The workspace {ctx.workspace!r} holds a run with other settings ({'; '.join(diffs)}). "
+                "Restart with the same flags, or use a new --workspace."
+            )
+    if ctx.is_chief:
+        _write_json_atomically(path, current)
+
+
+def _write_json_atomically(path: str, content) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    temp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temp, "w") as f:
+        f.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    tf.io.gfile.rename(temp, path, overwrite=True)
+
+
+def is_done(phase_dir: str) -> bool:
+    return tf.io.gfile.exists(os.path.join(phase_dir, DONE))
+
+
+def mark_done(ctx: RunContext, phase_dir: str, summary: dict) -> None:
+    """Writes the ``DONE`` marker (atomically, chief only) with the phase's summary."""
+    if ctx.is_chief:
+        _write_json_atomically(os.path.join(phase_dir, DONE), summary)
+
+
+# --- One training step -------------------------------------------------------------------------------
+
+
+def kl_terms(model) -> list:
+    """The KL terms of the model's gates that are in ``sample`` mode, from their weights.
+
+    The same terms the gates add with ``add_loss`` (``GatedConv3D.kl_divergence``), computed
+    from the layers instead of read from ``model.losses``: under ``MirroredStrategy`` the replicas
+    run the model in parallel threads that share each layer's loss list, so ``model.losses``
+    inside a replica held the terms of BOTH replicas and the KL counted twice (found by
+    ``test_mirrored_step_equals_one_device_on_the_same_global_batch``).
+    """
+    return [
+        layer.kl_divergence()
+        for layer in model.layers
+        if isinstance(layer, GatedConv3D) and layer.mode == "sample"
+    ]
+
+
+def replica_loss(model, clips, labels, global_batch_size: int, training: bool = True):
+    """``(loss, cross_entropy, kl, logits)`` of one replica's batch (see the module docstring).
+
+    ``cross_entropy`` is this replica's share of the mean over the global batch and ``kl`` its
+    share (``1 / num_replicas``) of the KL terms, so summing over replicas gives the mean
+    cross-entropy and the KL once.
+    """
+    logits = model(clips, training=training)
+    per_example = keras.losses.sparse_categorical_crossentropy(
+        labels, tf.cast(logits, tf.float32), from_logits=True
+    )
+    cross_entropy = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+    terms = kl_terms(model)
+    if terms:
+        kl = tf.nn.scale_regularization_loss(tf.add_n([tf.cast(x, tf.float32) for x in terms]))
+    else:
+        kl = tf.constant(0.0, tf.float32)
+    return cross_entropy + kl, cross_entropy, kl, logits
+
+
+def is_drop_logit(variable) -> bool:
+    name = getattr(variable, "path", None) or variable.name
+    return name.split("/")[-1].split(":")[0] == DROP_LOGIT
+
+
+class Trainer:
+    """The distributed train step of one model and optimizer.
+
+    Args:
+      model: the network, built inside ``strategy.scope()``.
+      optimizer: from ``make_optimizer``, built inside ``strategy.scope()``.
+      strategy: the ``tf.distribute.Strategy``.
+      global_batch_size: clips per step over all replicas.
+      logit_lr_multiplier: the drop logits' learning-rate multiplier (gradient scaling).
+      jit_compile: XLA for the replica step.
+
+    ``train_step(iterator)`` runs one step on every replica and returns the global
+    ``(loss, cross_entropy, kl, correct)``. A gate-mode change needs a new ``Trainer`` (the mode is
+    read when the step is traced).
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        strategy,
+        global_batch_size: int,
+        logit_lr_multiplier: float = 1.0,
+        jit_compile: bool = False,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = strategy
+        self.global_batch_size = global_batch_size
+        self.logit_lr_multiplier = float(logit_lr_multiplier)
+        self.variables = list(model.trainable_variables)
+        self._multipliers = [
+            self.logit_lr_multiplier if is_drop_logit(v) else 1.0 for v in self.variables
+        ]
+        self._replica_step = tf.function(self._step, jit_compile=jit_compile)
+
+    def _step(self, clips, labels):
+        with tf.GradientTape() as tape:
+            loss, cross_entropy, kl, logits = replica_loss(
+                self.model, clips, labels, self.global_batch_size
+            )
+            scaled = (
+                self.optimizer.scale_loss(loss)
+                if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+                else loss
+            )
+        gradients = tape.gradient(scaled, self.variables)
+        gradients = [
+            g if (g is None or m == 1.0) else g * m
+            for g, m in zip(gradients, self._multipliers, strict=True)
+        ]
+        self.optimizer.apply(gradients, self.variables)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32))
+        return loss, cross_entropy, kl, correct
+
+    @tf.function
+    def train_step(self, iterator):
+        clips, labels = next(iterator)
+        results = self.strategy.run(self._replica_step, args=(clips, labels))
+        return tuple(
+            self.strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results
+        )
+
+    def distributed_step(self, clips, labels):
+        """One step on an already distributed batch (tests; ``train_step`` reads an iterator)."""
+        results = self.strategy.run(self._replica_step, args=(clips, labels))
+        return tuple(
+            self.strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results
+        )
+
+
+# --- Data ---------------------------------------------------------------------------------------------
+
+
+def epoch_seed(seed: int, epoch: int, first_step: int) -> int:
+    """The data seed of an epoch started (or resumed) at ``first_step``."""
+    return int((seed * 1_000_003 + epoch * 10_007 + first_step) % (2**31 - 1))
+
+
+def distributed_train_data(ctx: RunContext, seed: int):
+    """The training clips for one epoch, split over the replicas (each worker reads its share)."""
+    files = data_lib.split_files(ctx.records_dir, TRAIN_SPLIT)
+
+    def dataset_fn(input_context):
+        return data_lib.train_dataset(
+            files,
+            ctx.clip_spec,
+            ctx.global_batch_size,
+            seed=seed,
+            shuffle_buffer=ctx.shuffle_buffer,
+            input_context=input_context,
+        )
+
+    return ctx.strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def clip_predictions(ctx: RunContext, model, split: str, predict_fn=None):
+    """``(logits [views, classes], labels [views])`` of ``split``'s centre clips, one crop."""
+    files = data_lib.split_files(ctx.records_dir, split)
+    dataset = data_lib.eval_dataset(files, ctx.clip_spec, ctx.eval_batch_size)
+    predict_fn = predict_fn or tf.function(lambda x: model(x, training=False))
+    logits, labels = [], []
+    for batch in dataset:
+        logits.append(np.asarray(predict_fn(batch[data_lib.CLIPS]), np.float32))
+        labels.append(batch[data_lib.LABEL].numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def clip_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Clip-level mean cross-entropy and top-1 accuracy."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    top1 = float((logits.argmax(axis=1) == labels).mean())
+    return {"loss": loss, "top1": top1}
+
+
+# --- A training phase -----------------------------------------------------------------------------------
+
+
+class _PhaseCheckpoints:
+    """A phase's CheckpointManager; workers other than the chief save into a scratch folder."""
+
+    def __init__(self, ctx: RunContext, phase_dir: str, **objects):
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        self.checkpoint = tf.train.Checkpoint(
+            epoch=self.epoch, step_in_epoch=self.step_in_epoch, **objects
+        )
+        self.directory = os.path.join(phase_dir, "checkpoints")
+        self.chief = ctx.is_chief
+        write_dir = (
+            self.directory
+            if self.chief
+            else os.path.join(
+                tempfile.gettempdir(),
+                f"stfusion-{distribute.worker_id(ctx.strategy)}-{os.getpid()}",
+            )
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=3)
+        self._write_dir = write_dir
+
+    def restore_latest(self) -> bool:
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest is None:
+            return False
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return True
+
+    def save(self, epoch: int, step_in_epoch: int) -> None:
+        self.epoch.assign(epoch)
+        self.step_in_epoch.assign(step_in_epoch)
+        self.manager.save()
+        if not self.chief:
+            shutil.rmtree(self._write_dir, ignore_errors=True)
+
+
+def restore_weights(model, phase_dir: str) -> str:
+    """Loads ``model``'s weights from the latest checkpoint of a finished phase."""
+    directory = os.path.join(phase_dir, "checkpoints")
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {directory!r}: run the phase that writes it first "
+            f"(--phases={os.path.basename(phase_dir)},...)."
+        )
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    return latest
+
+
+def _summary_metadata(plugin_name: str):
+    from tensorflow.core.framework import summary_pb2
+
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name)
+    )
+
+
+def log_scalar(name: str, value: float, step: int) -> None:
+    """A TensorBoard scalar, written without importing TensorBoard (not a dependency: the
+    event files are read by whichever TensorBoard the user runs)."""
+    tf.summary.write(
+        name,
+        tf.constant(float(value), tf.float32),
+        step=step,
+        metadata=_summary_metadata("scalars"),
+    )
+
+
+def log_histogram(name: str, values, step: int, bins: int = 20) -> None:
+    """A TensorBoard histogram (the ``[bins, 3]`` left / right / count tensor of its plugin)."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    counts, edges = np.histogram(values, bins=bins)
+    tensor = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+    tf.summary.write(name, tf.constant(tensor), step=step, metadata=_summary_metadata("histograms"))
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def train_phase(
+    ctx: RunContext,
+    phase: str,
+    model,
+    optimizer_spec: OptimizerSpec,
+    epochs: int,
+    *,
+    on_epoch_end=None,
+) -> dict:
+    """Trains ``model`` for ``epochs`` epochs with checkpoints in ``train/<phase>/``.
+
+    Restores the phase's latest checkpoint if there is one and continues from it. Calls
+    ``on_epoch_end(epoch, metrics, writer)`` after each epoch (validation, drop-probability
+    logs); its returned dict is merged into the epoch's metrics. Returns the last epoch's metrics.
+    Create ``model`` inside ``ctx.strategy.scope()``.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` of phase {phase!r} must be >= 1. Received: epochs={epochs!r}")
+    phase_dir = ctx.phase_dir(phase)
+    steps = ctx.epoch_steps()
+    with ctx.strategy.scope():
+        optimizer = make_optimizer(
+            optimizer_spec, steps, loss_scaling=distribute.needs_loss_scaling(ctx.mixed_precision)
+        )
+        optimizer.build(model.trainable_variables)
+    checkpoints = _PhaseCheckpoints(ctx, phase_dir, model=model, optimizer=optimizer)
+    start_epoch, start_step = 0, 0
+    if checkpoints.restore_latest():
+        start_epoch = int(checkpoints.epoch.numpy())
+        start_step = int(checkpoints.step_in_epoch.numpy())
+        ctx.log(
+            f"[{phase}] resuming from {tf.train.latest_checkpoint(checkpoints.directory)} "
+            f"(epoch {start_epoch + 1}, step {start_step}/{steps})"
+        )
+    trainer = Trainer(
+        model,
+        optimizer,
+        ctx.strategy,
+        ctx.global_batch_size,
+        logit_lr_multiplier=optimizer_spec.logit_lr_multiplier,
+        jit_compile=ctx.jit_compile,
+    )
+    writer = (
+        tf.summary.create_file_writer(os.path.join(phase_dir, "logs"))
+        if ctx.is_chief
+        else tf.summary.create_noop_writer()
+    )
+    history_path = os.path.join(phase_dir, "logs", "history.jsonl")
+    _truncate_jsonl(ctx, history_path, start_epoch)
+    metrics = {}
+    phase_start = time.time()
+    epoch_times = []
+    for epoch in range(start_epoch, epochs):
+        first = start_step if epoch == start_epoch else 0
+        epoch_start = time.time()
+        iterator = iter(distributed_train_data(ctx, epoch_seed(ctx.seed, epoch, first)))
+        bar = keras.utils.Progbar(
+            steps, verbose=1 if (ctx.verbose and ctx.is_chief) else 0, unit_name="step"
+        )
+        totals = np.zeros(4)
+        done_steps = 0
+        for step in range(first, steps):
+            loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(iterator))
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"[{phase}] the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower "
+                    "--learning_rate (or --logit_lr_multiplier), or check the records."
+                )
+            totals += (loss, cross_entropy, kl, correct)
+            done_steps += 1
+            bar.update(
+                step + 1,
+                values=[("loss", loss), ("ce", cross_entropy), ("kl", kl)],
+            )
+            if ctx.checkpoint_steps and (step + 1) % ctx.checkpoint_steps == 0 and step + 1 < steps:
+                checkpoints.save(epoch, step + 1)
+        n = max(done_steps, 1)
+        metrics = {
+            "epoch": epoch + 1,
+            "step": int(optimizer.iterations.numpy()),
+            "loss": totals[0] / n,
+            "cross_entropy": totals[1] / n,
+            "kl": totals[2] / n,
+            "train_top1": totals[3] / (n * ctx.global_batch_size),
+            "learning_rate": optimizer_spec.rate_at_epoch(epoch),
+        }
+        if on_epoch_end is not None:
+            metrics.update(on_epoch_end(epoch, metrics, writer) or {})
+        with writer.as_default():
+            for key, value in metrics.items():
+                if key not in ("epoch", "step") and isinstance(value, float):
+                    log_scalar(f"{phase}/{key}", value, step=epoch + 1)
+        writer.flush()
+        checkpoints.save(epoch + 1, 0)
+        _append_jsonl(ctx, history_path, metrics)
+        epoch_times.append(time.time() - epoch_start)
+        eta = np.mean(epoch_times) * (epochs - epoch - 1)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step"))
+        ctx.log(
+            f"[{phase}] epoch {epoch + 1}/{epochs}: {shown}; {epoch_times[-1]:.1f}s, "
+            f"ETA {_format_seconds(eta)}"
+        )
+    metrics["phase_seconds"] = round(time.time() - phase_start, 2)
+    return metrics
+
+
+def _truncate_jsonl(ctx: RunContext, path: str, epochs_kept: int) -> None:
+    """Drops lines of epochs after ``epochs_kept`` (written before a kill, then redone)."""
+    if not ctx.is_chief or not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["epoch"] <= epochs_kept:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut by a kill
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write("".join(line + "\n" for line in kept))
+
+
+def _append_jsonl(ctx: RunContext, path: str, record: dict) -> None:
+    if not ctx.is_chief:
+        return
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# --- The phases -------------------------------------------------------------------------------------------
+
+
+def _template(ctx: RunContext, gate_mode: str, dropout: float, **overrides):
+    config = dataclasses.replace(ctx.template_config, dropout=dropout, **overrides)
+    with ctx.strategy.scope():
+        return template_lib.build_network(config, gate_mode=gate_mode)
+
+
+def _skip_if_done(ctx: RunContext, phase: str) -> bool:
+    if is_done(ctx.phase_dir(phase)):
+        ctx.log(f"[{phase}] already done ({os.path.join(ctx.phase_dir(phase), DONE)}): skipped.")
+        return True
+    return False
+
+
+def run_warmup(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dropout: float = 0.5):
+    """Warm-up: the template with every gate off (all paths on), no KL, from scratch."""
+    if _skip_if_done(ctx, "warmup"):
+        return None
+    model = _template(ctx, "off", dropout)
+    metrics = train_phase(ctx, "warmup", model, optimizer_spec, epochs)
+    mark_done(ctx, ctx.phase_dir("warmup"), metrics)
+    return metrics
+
+
+def build_search_template(
+    ctx: RunContext,
+    gate_mode: str = "sample",
+    dropout: float = 0.0,
+    length_scale: float | None = None,
+    temperature: float | None = None,
+    init_drop_probability: float | None = None,
+):
+    """The template of the v-DropPath phase: N from the train manifest, lambda, tau, p0."""
+    overrides = {"num_examples": ctx.num_examples(TRAIN_SPLIT)}
+    for name, value in (
+        ("length_scale", length_scale),
+        ("temperature", temperature),
+        ("init_drop_probability", init_drop_probability),
+    ):
+        if value is not None:
+            overrides[name] = value
+    return _template(ctx, gate_mode, dropout, **overrides)
+
+
+def drop_probability_record(model, epoch: int, step: int) -> dict:
+    """One line of ``drop_probabilities.jsonl``: per fusion layer, p of the S and T gates."""
+    p = template_lib.drop_probabilities(model)
+    return {
+        "epoch": epoch,
+        "step": step,
+        "layers": list(template_lib.fusion_layer_names(model.config)),
+        "drop_probability": [[float(a), float(b)] for a, b in p],
+    }
+
+
+def run_search(
+    ctx: RunContext,
+    epochs: int,
+    optimizer_spec: OptimizerSpec,
+    *,
+    length_scale: float,
+    temperature: float = 0.2,
+    init_drop_probability: float = 0.1,
+    dropout: float = 0.0,
+):
+    """v-DropPath training: the warmed-up template with sampled gates and the KL terms.
+
+    N (the KL's training-set size) is the train split's size from its manifest. Each epoch the
+    template is validated on the holdout split in ``expected`` mode (every path scaled by
+    ``1 - p``, no noise), and the drop probabilities are logged: TensorBoard scalars per gate and
+    histograms per branch, plus ``train/search/logs/drop_probabilities.jsonl`` (one JSON line
+    per epoch).
+    """
+    if _skip_if_done(ctx, "search"):
+        return None
+    model = build_search_template(
+        ctx,
+        "sample",
+        dropout,
+        length_scale=length_scale,
+        temperature=temperature,
+        init_drop_probability=init_drop_probability,
+    )
+    phase_dir = ctx.phase_dir("search")
+    if tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints")) is None:
+        restore_weights(model, ctx.phase_dir("warmup"))
+        # The warm-up had no gates; its checkpoint holds the logits at their initial value.
+    predict = tf.function(lambda x: model(x, training=False), jit_compile=ctx.jit_compile)
+    probabilities_path = os.path.join(phase_dir, "logs", "drop_probabilities.jsonl")
+    resumed_epochs = 0
+    latest = tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints"))
+    if latest is not None:
+        reader = tf.train.load_checkpoint(latest)
+        resumed_epochs = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    _truncate_jsonl(ctx, probabilities_path, resumed_epochs)
+    if resumed_epochs == 0 and ctx.is_chief:
+        _truncate_jsonl(ctx, probabilities_path, -1)
+        _append_jsonl(ctx, probabilities_path, drop_probability_record(model, 0, 0))
+    names = template_lib.fusion_layer_names(model.config)
+
+    def on_epoch_end(epoch, metrics, writer):
+        template_lib.set_gate_mode(model, "expected")
+        try:
+            holdout = clip_metrics(*clip_predictions(ctx, model, HOLDOUT_SPLIT, predict))
+        finally:
+            template_lib.set_gate_mode(model, "sample")
+        record = drop_probability_record(model, epoch + 1, metrics["step"])
+        _append_jsonl(ctx, probabilities_path, record)
+        p = np.asarray(record["drop_probability"])
+        with writer.as_default():
+            log_histogram("drop_probability/s_branch", p[:, 0], step=epoch + 1)
+            log_histogram("drop_probability/t_branch", p[:, 1], step=epoch + 1)
+            for name, (ps, pt) in zip(names, p, strict=True):
+                log_scalar(f"drop_probability/{name}_s", ps, step=epoch + 1)
+                log_scalar(f"drop_probability/{name}_t", pt, step=epoch + 1)
+        return {
+            "holdout_loss": holdout["loss"],
+            "holdout_top1": holdout["top1"],
+            "mean_drop_probability": float(p.mean()),
+        }
+
+    metrics = train_phase(ctx, "search", model, optimizer_spec, epochs, on_epoch_end=on_epoch_end)
+    metrics["drop_probability"] = template_lib.drop_probabilities(model).tolist()
+    mark_done(ctx, phase_dir, metrics)
+    return metrics
+
+
+def load_search_template(ctx: RunContext, gate_mode: str = "expected"):
+    """The template with the weights and drop logits at the end of the search phase."""
+    model = build_search_template(ctx, gate_mode)
+    restore_weights(model, ctx.phase_dir("search"))
+    return model
