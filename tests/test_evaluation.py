@@ -125,3 +125,59 @@ def test_max_batches_drops_a_video_cut_short_from_the_video_level():
 def test_no_complete_video_is_an_error():
     with pytest.raises(ValueError, match="No complete video"):
         evaluation.evaluate(_identity_model(), _dataset(batch_size=1), num_clips=2, max_batches=1)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Real records: 4 classes x 2 synthetic H.264 videos (12 frames, 32x40), one shard."""
+    from pipelines import convert, synthetic
+    from tests import video_fixtures
+
+    root = str(tmp_path_factory.mktemp("videos"))
+    synthetic.write_dataset(root, video_fixtures.tiny_spec(videos_per_class=2))
+    output = str(tmp_path_factory.mktemp("records"))
+    convert.run_conversion(
+        "folder",
+        root,
+        output,
+        num_shards=1,
+        options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
+    )
+    return output
+
+
+def test_evaluate_on_real_records_with_several_clips_and_crops(records):
+    from stfusion_tf.models import TemplateConfig, build_network
+
+    spec = data.ClipSpec(
+        num_frames=4, stride=2, crop_size=24, train_short_sides=None, eval_short_side=24
+    )
+    model = build_network(
+        TemplateConfig(
+            num_classes=4,
+            blocks=(1, 1),
+            growth_rate=4,
+            stem_filters=8,
+            input_frames=4,
+            input_size=24,
+            dropout=0.0,
+        )  # fmt: skip
+    )
+    dataset = data.eval_dataset(
+        data.split_files(records, "train"), spec, 5, num_clips=2, num_crops=3
+    )
+    result = evaluation.evaluate(model, dataset, num_clips=2, num_crops=3)
+    videos = data.num_examples(records, "train")
+    assert (result.num_videos, result.num_views) == (videos, 6 * videos)
+    assert sorted(np.bincount(result.video_labels).tolist()) == [2, 2, 2, 2]
+    assert "video_top1@clips=2x3crops" in result.metrics
+    # The same numbers as scoring the views by hand with average_per_video.
+    views = list(dataset.as_numpy_iterator())
+    logits = model.predict(np.concatenate([v[data.CLIPS] for v in views]), verbose=0)
+    labels = np.concatenate([v[data.LABEL] for v in views])
+    index = np.concatenate([v[data.VIDEO_INDEX] for v in views])
+    _, probabilities = data.average_per_video(evaluation.softmax(logits), index)
+    _, video_labels = data.average_per_video(labels[:, None].astype(float), index)
+    expected = np.mean(np.argmax(probabilities, 1) == video_labels[:, 0])
+    assert result.metric("video", "top1") == pytest.approx(expected)
+    assert result.metric("clip", "top1") == pytest.approx(np.mean(np.argmax(logits, 1) == labels))
