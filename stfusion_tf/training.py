@@ -873,3 +873,243 @@ def load_search_template(ctx: RunContext, gate_mode: str = "expected"):
     model = build_search_template(ctx, gate_mode)
     restore_weights(model, ctx.phase_dir("search"))
     return model
+
+
+def _eval_files(ctx: RunContext, split: str) -> list[str]:
+    return data_lib.split_files(ctx.records_dir, split)
+
+
+def eval_clip_shape(ctx: RunContext) -> tuple[int, int, int, int]:
+    """``(T, H, W, 3)`` of an eval view: the clip the MACs of a strategy are counted on."""
+    spec = ctx.clip_spec
+    return (spec.num_frames, spec.eval_crop, spec.eval_crop, 3)
+
+
+def run_sample(
+    ctx: RunContext,
+    num_strategies: int = 100,
+    *,
+    recalibrate_bn_batches: int = 0,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    score_all_the_way: bool = True,
+    cache_holdout: bool = False,
+    max_videos: int | None = None,
+):
+    """Network-level selection: strategies drawn from the learned gates, scored on the holdout.
+
+    Draws ``num_strategies`` distinct strategies from the search template's drop probabilities
+    (``strategy.sample_strategies``, seeded by ``ctx.seed``), scores each with the template's
+    weights on the HOLDOUT split (``search.score_strategies``: video top-1 at
+    ``num_clips x num_crops`` views, optional BN recalibration on training batches) and writes
+    ``search/probabilities.json``, ``strategies.csv``, ``marginals.png`` and, last,
+    ``best_strategy.json`` (whose presence marks the phase done). With ``score_all_the_way`` the
+    S, ST and S+ST baselines are scored the same way and recorded beside the best.
+    ``cache_holdout`` keeps the decoded holdout clips in memory for all strategies (small
+    holdouts only: 16 frames of 256 x 256 take 12 MB a view).
+    """
+    from stfusion_tf import search
+    from stfusion_tf import strategy as strategy_lib
+
+    best_path = os.path.join(ctx.search_dir, search.BEST_STRATEGY_FILE)
+    if tf.io.gfile.exists(best_path):
+        ctx.log(f"[sample] already done ({best_path}): skipped.")
+        return None
+    if not is_done(ctx.phase_dir("search")):
+        raise FileNotFoundError(
+            f"The search phase has not finished (no {os.path.join(ctx.phase_dir('search'), DONE)}):"
+            " run --phases=search (after warmup) first."
+        )
+    if not isinstance(num_strategies, int) or num_strategies < 1:
+        raise ValueError(f"`num_strategies` must be >= 1. Received: {num_strategies!r}")
+    start = time.time()
+    template = load_search_template(ctx, "expected")
+    sizes = template_lib.fusion_block_sizes(template.config)
+    p = template_lib.drop_probabilities(template)
+    strategies = strategy_lib.sample_strategies(
+        p, sizes, num_strategies, seed=ctx.seed, unique=True
+    )
+    holdout = data_lib.eval_dataset(
+        _eval_files(ctx, HOLDOUT_SPLIT),
+        ctx.clip_spec,
+        ctx.eval_batch_size,
+        num_clips=num_clips,
+        num_crops=num_crops,
+    )
+    if cache_holdout:
+        holdout = holdout.cache()
+    train_files = _eval_files(ctx, TRAIN_SPLIT)
+
+    def train_batches():
+        return data_lib.train_dataset(
+            train_files,
+            ctx.clip_spec,
+            ctx.global_batch_size,
+            seed=ctx.seed,
+            shuffle_buffer=ctx.shuffle_buffer,
+        )
+
+    kwargs = dict(
+        num_clips=num_clips,
+        num_crops=num_crops,
+        recalibrate_bn_batches=recalibrate_bn_batches,
+        train_dataset_fn=train_batches if recalibrate_bn_batches else None,
+        max_videos=max_videos,
+        clip_shape=eval_clip_shape(ctx),
+        verbose=ctx.verbose and ctx.is_chief,
+    )
+    ctx.log(
+        f"[sample] scoring {len(strategies)} distinct strategies (of {num_strategies} asked) on "
+        f"the holdout split ({ctx.num_examples(HOLDOUT_SPLIT)} videos)"
+    )
+    rows = search.score_strategies(template, strategies, lambda: holdout, **kwargs)
+    baselines = (
+        search.score_all_the_way(template, lambda: holdout, **kwargs) if score_all_the_way else []
+    )
+    if ctx.is_chief:
+        search.write_search_artifacts(
+            ctx.search_dir, search.probability_table(template), rows, all_the_way=baselines
+        )
+    best = rows[0]
+    ctx.log(
+        f"[sample] best {best.strategy} holdout video top-1 {best.top1:.3f} "
+        f"({best.macs / 1e6:.1f} MMACs); "
+        + ", ".join(f"{r.strategy.units[0]} {r.top1:.3f}" for r in baselines)
+        + f"; {time.time() - start:.1f}s"
+    )
+    return {"best": best.to_dict(), "num_scored": len(rows)}
+
+
+def _pruned_from_search(ctx: RunContext, strategy, dropout: float):
+    """The pruned network of ``strategy`` with the search template's weights, under the scope."""
+    template = build_search_template(ctx, "expected", dropout)
+    restore_weights(template, ctx.phase_dir("search"))
+    with ctx.strategy.scope():
+        pruned = template_lib.build_network(template.config, strategy)
+    template_lib.transfer_weights(template, pruned)
+    return pruned
+
+
+def best_strategy(ctx: RunContext):
+    from stfusion_tf import search
+
+    strategy, _ = search.read_best_strategy(ctx.search_dir)
+    return strategy
+
+
+def run_finetune(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dropout: float = 0.5):
+    """Fine-tunes the best strategy as a PRUNED network (branches that are off are not
+    computed), starting from the search template's weights, without gates or KL."""
+    if _skip_if_done(ctx, "finetune"):
+        return None
+    strategy = best_strategy(ctx)
+    model = _pruned_from_search(ctx, strategy, dropout)
+    ctx.log(f"[finetune] strategy {strategy}")
+    metrics = train_phase(ctx, "finetune", model, optimizer_spec, epochs)
+    metrics["strategy"] = str(strategy)
+    mark_done(ctx, ctx.phase_dir("finetune"), metrics)
+    return metrics
+
+
+RESULTS_FILE = "results.json"
+
+
+def load_finetuned(ctx: RunContext):
+    """The fine-tuned pruned network of the best strategy (weights of the finetune phase)."""
+    strategy = best_strategy(ctx)
+    config = dataclasses.replace(ctx.template_config, num_examples=ctx.num_examples(TRAIN_SPLIT))
+    model = template_lib.build_network(config, strategy)
+    restore_weights(model, ctx.phase_dir("finetune"))
+    return model
+
+
+def run_evaluate(
+    ctx: RunContext,
+    *,
+    num_clips: int = 10,
+    num_crops: int = 1,
+    all_the_way: bool = False,
+    recalibrate_bn_batches: int = 0,
+    max_videos: int | None = None,
+):
+    """Clip- and video-level top-1 / top-5 on the TEST split -> ``<workspace>/results.json``.
+
+    Always the fine-tuned best strategy (``opt_finetuned``) and the same strategy pruned from
+    the search template without fine-tuning (``opt_template``). With ``all_the_way``, also S, ST
+    and S+ST all the way, pruned from the search template and NOT fine-tuned (the paper trains
+    each baseline separately; here they share the template's weights, as in its network-level
+    comparison), with BN statistics recalibrated on ``recalibrate_bn_batches`` training batches
+    when > 0. Each entry says which weights it used; each metric is named with its protocol.
+    """
+    from stfusion_tf import evaluation, flops, search
+
+    path = os.path.join(ctx.workspace, RESULTS_FILE)
+    if tf.io.gfile.exists(path):
+        ctx.log(f"[evaluate] already done ({path}): skipped.")
+        return None
+    start = time.time()
+    files = _eval_files(ctx, TEST_SPLIT)
+
+    def test_data():
+        return data_lib.eval_dataset(
+            files, ctx.clip_spec, ctx.eval_batch_size, num_clips=num_clips, num_crops=num_crops
+        )
+
+    def train_batches():
+        return data_lib.train_dataset(
+            _eval_files(ctx, TRAIN_SPLIT),
+            ctx.clip_spec,
+            ctx.global_batch_size,
+            seed=ctx.seed,
+            shuffle_buffer=ctx.shuffle_buffer,
+        )
+
+    clip_shape = eval_clip_shape(ctx)
+
+    def entry(model, strategy, weights):
+        result = evaluation.evaluate(
+            model, test_data(), num_clips=num_clips, num_crops=num_crops, max_videos=max_videos
+        )
+        totals = flops.total_costs(flops.layer_costs(model, clip_shape))
+        record = {
+            "strategy": str(strategy),
+            "weights": weights,
+            **result.to_dict(),
+            "macs": int(totals.macs),
+            "params": int(totals.params),
+        }
+        ctx.log(
+            f"[evaluate] {weights}: {strategy}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+        )
+        return record
+
+    best = best_strategy(ctx)
+    models = {}
+    models["opt_finetuned"] = entry(
+        load_finetuned(ctx), best, "fine-tuned pruned network (finetune phase)"
+    )
+    template = build_search_template(ctx, "expected")
+    restore_weights(template, ctx.phase_dir("search"))
+    candidates = [("opt_template", best)]
+    if all_the_way:
+        candidates += [(s.units[0], s) for s in search.all_the_way_strategies(template.config)]
+    for name, strategy in candidates:
+        pruned = template_lib.prune(template, strategy)
+        weights = "search template, pruned, not fine-tuned"
+        if recalibrate_bn_batches:
+            search.recalibrate_batch_norm(pruned, train_batches(), recalibrate_bn_batches)
+            weights += f", BN recalibrated on {recalibrate_bn_batches} train batches"
+        models[name] = entry(pruned, strategy, weights)
+    results = {
+        "format_version": 1,
+        "split": TEST_SPLIT,
+        "protocol": evaluation.protocol_name(num_clips, num_crops),
+        "clip_spec": ctx.clip_spec.to_dict(),
+        "best_strategy": str(best),
+        "models": models,
+        "seconds": round(time.time() - start, 2),
+    }
+    if ctx.is_chief:
+        search.write_atomically(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
