@@ -17,20 +17,11 @@ from stfusion_tf.models import (
     transfer_weights,
 )
 from stfusion_tf.strategy import UNITS, FusionStrategy
+from tests.model_fixtures import randomize, tiny_config
 
 # 24x24 clips: block1 runs on a 6x6 grid (interior positions), block2 on 3x3 and block3 on
 # 1x1 (after a floor-pooled odd grid), so every border case of the constant maps is exercised.
-CONFIG = TemplateConfig(
-    num_classes=3,
-    blocks=(2, 2, 2),
-    growth_rate=4,
-    stem_filters=8,
-    input_frames=4,
-    input_size=24,
-    dropout=0.0,
-    num_examples=100,
-    seed=0,
-)
+CONFIG = tiny_config(blocks=(2, 2, 2), input_size=24)
 CLIPS = np.random.default_rng(0).normal(size=(2, 4, 24, 24, 3)).astype("float32")
 BLOCKS = fusion_block_sizes(CONFIG)
 
@@ -39,18 +30,7 @@ BLOCKS = fusion_block_sizes(CONFIG)
 def template():
     """A template with non-trivial weights everywhere: random batch-norm statistics and
     affine parameters (beta > 0 often, so the both-off maps are not zero), random logits."""
-    model = build_network(CONFIG)
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0.2, 0.5, n))
-            layer.moving_mean.assign(rng.normal(0.0, 0.5, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-        elif isinstance(layer, GatedConv3D):
-            layer.drop_logit.assign(rng.normal(-1.0, 1.0))
-    return model
+    return randomize(build_network(CONFIG))
 
 
 def _random_strategies(count, seed=2):

@@ -17,9 +17,7 @@ import pytest
 import tensorflow as tf
 
 from stfusion_tf import data, search
-from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import (
-    TemplateConfig,
     apply_strategy,
     build_network,
     fusion_block_sizes,
@@ -27,35 +25,16 @@ from stfusion_tf.models import (
     set_gate_mode,
 )
 from stfusion_tf.strategy import UNITS, FusionStrategy, sample_strategies
+from tests.model_fixtures import randomize, tiny_config
 
-CONFIG = TemplateConfig(
-    num_classes=3,
-    blocks=(2, 2),
-    growth_rate=4,
-    stem_filters=8,
-    input_frames=4,
-    input_size=16,
-    dropout=0.0,
-    num_examples=100,
-    seed=0,
-)
+CONFIG = tiny_config()
 BLOCKS = fusion_block_sizes(CONFIG)  # (3, 2)
 NUM_VIDEOS = 24
 CLIPS = np.random.default_rng(0).normal(size=(NUM_VIDEOS, 4, 16, 16, 3)).astype("float32")
 
 
 def _randomize(model, seed=1):
-    """Non-trivial batch-norm statistics and affine parameters, random drop logits."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0.2, 0.5, n))
-            layer.moving_mean.assign(rng.normal(0.0, 0.5, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-        elif isinstance(layer, GatedConv3D):
-            layer.drop_logit.assign(rng.normal(-1.0, 1.0))
+    return randomize(model, seed)
 
 
 def _holdout(labels, batch_size=5):

@@ -17,18 +17,9 @@ from stfusion_tf.models import (
     set_gate_mode,
 )
 from stfusion_tf.strategy import FusionStrategy
+from tests.model_fixtures import tiny_config
 
-TINY = TemplateConfig(
-    num_classes=3,
-    blocks=(2, 2),
-    growth_rate=4,
-    stem_filters=8,
-    input_frames=4,
-    input_size=16,
-    dropout=0.0,
-    num_examples=100,
-    seed=0,
-)
+TINY = tiny_config()
 CLIPS = np.random.default_rng(0).normal(size=(2, 4, 16, 16, 3)).astype("float32")
 
 
