@@ -36,12 +36,12 @@ import struct
 import sys
 from collections.abc import Iterator, Sequence
 
-import google_crc32c
 import tensorflow as tf
 from absl import app, flags
 from google.protobuf import message
 
 from tfrecords_tools import format as fmt
+from tfrecords_tools import tfrecord_io
 
 _SHARD_NAME = re.compile(
     r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})" + re.escape(fmt.SHARD_SUFFIX) + "$"
@@ -97,11 +97,6 @@ def split_of(path: str) -> str:
     return name.removesuffix(fmt.SHARD_SUFFIX)
 
 
-def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def read_records(path: str) -> Iterator[tuple[int, bytes]]:
     """Yields (byte offset, payload) of every record of one TFRecord file, checking every CRC.
 
@@ -123,7 +118,7 @@ def read_records(path: str) -> Iterator[tuple[int, bytes]]:
                     "re-run the conversion for this split)",
                 )
             length, length_crc = _HEADER.unpack(header)
-            if _masked_crc(header[:8]) != length_crc:
+            if tfrecord_io.masked_crc(header[:8]) != length_crc:
                 raise InvalidRecordError(
                     path,
                     index,
@@ -139,7 +134,7 @@ def read_records(path: str) -> Iterator[tuple[int, bytes]]:
                     f"file ends inside the record starting at byte {offset} (truncated shard; "
                     "re-run the conversion for this split)",
                 )
-            if _masked_crc(payload) != _FOOTER.unpack(footer)[0]:
+            if tfrecord_io.masked_crc(payload) != _FOOTER.unpack(footer)[0]:
                 raise InvalidRecordError(
                     path,
                     index,

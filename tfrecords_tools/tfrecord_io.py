@@ -16,7 +16,8 @@ import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
 
-def _masked_crc(data: bytes) -> int:
+def masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC32C of ``data`` (written after the length and after the payload)."""
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
@@ -25,10 +26,7 @@ def frame_record(data: bytes) -> bytes:
     """One record in TFRecord framing."""
     length = struct.pack("<Q", len(data))
     return (
-        length
-        + struct.pack("<I", _masked_crc(length))
-        + data
-        + struct.pack("<I", _masked_crc(data))
+        length + struct.pack("<I", masked_crc(length)) + data + struct.pack("<I", masked_crc(data))
     )
 
 
