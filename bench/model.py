@@ -15,7 +15,9 @@ Sections:
    template: >= 35%). ``jit_compile`` on/off is compared on the tiny template.
 3. ``infer``: inference time of pruned networks (S, ST, S+ST all the way and random strategies)
    against the full template (gates off), next to their MACs share of the template (goal: time
-   share <= 1.2 x MACs share, i.e. pruning saves time in proportion to what it removes).
+   share <= 1.2 x MACs share, i.e. pruning saves time in proportion to what it removes). "S+ST
+   all the way" computes what the template computes (without gate layers): its ratio is the
+   noise floor of the run.
 4. ``ops``: where the time goes: single layers of the mid-size template's shapes (1x1x1, 3x1x1,
    1x3x3 convs, the 1x1x1 conv written as a matmul, BN+ReLU), each as a fraction of the peak.
 
@@ -52,6 +54,9 @@ _SECTIONS = flags.DEFINE_list("sections", ["peak", "train", "infer", "ops"], "Wh
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timing rounds; the minimum is reported.")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 3, "Training steps per timing round.")
 _INFER_STEPS = flags.DEFINE_integer("infer_steps", 5, "Inference batches per timing round.")
+_INFER_REPEATS = flags.DEFINE_integer(
+    "infer_repeats", 5, "Timing rounds of `infer` (cheap, and its ratios need the minimum)."
+)
 _JIT = flags.DEFINE_bool("compare_jit", True, "Also time the tiny train step with jit_compile.")
 _SAMPLES = flags.DEFINE_integer("random_strategies", 3, "Random strategies in `infer`.")
 _MATMUL_N = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n matmul peak.")
@@ -302,7 +307,7 @@ def main(argv):
     if "train" in sections:
         bench_train(_REPEATS.value, _TRAIN_STEPS.value, _JIT.value)
     if "infer" in sections:
-        bench_infer(_REPEATS.value, _INFER_STEPS.value, _SAMPLES.value)
+        bench_infer(_INFER_REPEATS.value, _INFER_STEPS.value, _SAMPLES.value)
     if "ops" in sections:
         bench_ops(_REPEATS.value)
 
