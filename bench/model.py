@@ -12,7 +12,7 @@ Sections:
    3 x the forward FLOPs per clip (the usual rule: the backward pass costs about twice the
    forward, one for input gradients and one for weight gradients) with forward FLOPs = 2 x MACs
    from ``stfusion_tf.flops``; printed as a fraction of the matmul peak (goal for the mid-size
-   template: >= 35%). ``jit_compile`` on/off is compared on the tiny template.
+   template: >= 35%). ``jit_compile`` on/off is compared with the gates sampling.
 3. ``infer``: inference time of pruned networks (S, ST, S+ST all the way and random strategies)
    against the full template (gates off), next to their MACs share of the template (goal: time
    share <= 1.2 x MACs share, i.e. pruning saves time in proportion to what it removes). "S+ST
@@ -57,7 +57,9 @@ _INFER_STEPS = flags.DEFINE_integer("infer_steps", 5, "Inference batches per tim
 _INFER_REPEATS = flags.DEFINE_integer(
     "infer_repeats", 5, "Timing rounds of `infer` (cheap, and its ratios need the minimum)."
 )
-_JIT = flags.DEFINE_bool("compare_jit", True, "Also time the tiny train step with jit_compile.")
+_JIT = flags.DEFINE_bool(
+    "compare_jit", True, "Also time the tiny and mid train steps (gates sampling) with jit_compile."
+)
 _SAMPLES = flags.DEFINE_integer("random_strategies", 3, "Random strategies in `infer`.")
 _MATMUL_N = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n matmul peak.")
 
@@ -151,7 +153,9 @@ def make_train_step(model, jit_compile: bool):
                 loss = loss + tf.add_n(model.losses)
         grads = tape.gradient(loss, model.trainable_variables)
         # With the gates off, the drop logits take no part in the loss: nothing to update.
-        pairs = [(g, v) for g, v in zip(grads, model.trainable_variables, strict=True) if g is not None]
+        pairs = [
+            (g, v) for g, v in zip(grads, model.trainable_variables, strict=True) if g is not None
+        ]
         optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         return loss
 
@@ -164,7 +168,13 @@ def bench_train(repeats: int, steps: int, compare_jit: bool):
     cases = [("tiny", TINY, "sample", False)]
     if compare_jit:
         cases.append(("tiny", TINY, "sample", True))
-    cases += [("tiny", TINY, "off", False), ("mid", MID, "sample", False), ("mid", MID, "off", False)]
+    cases += [
+        ("tiny", TINY, "off", False),
+        ("mid", MID, "sample", False),
+        ("mid", MID, "off", False),
+    ]
+    if compare_jit:
+        cases.append(("mid", MID, "sample", True))
     fns, meta = {}, {}
     rng = np.random.default_rng(0)
     for name, config, mode, jit in cases:
@@ -179,7 +189,9 @@ def bench_train(repeats: int, steps: int, compare_jit: bool):
         meta[label] = (macs, batch)
     results, peak_gflops = with_peak(fns, steps, repeats)
     print(f"matmul peak in the same rounds: {peak_gflops:.1f} GFLOP/s")
-    print(f"{'case':32s} {'batch':>5s} {'fwd GMACs/clip':>14s} {'clips/s':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(
+        f"{'case':32s} {'batch':>5s} {'fwd GMACs/clip':>14s} {'clips/s':>8s} {'GFLOP/s':>8s} {'of peak':>8s}"
+    )
     for label, (best, median) in results.items():
         macs, batch = meta[label]
         clips = batch / best
