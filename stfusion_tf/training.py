@@ -304,6 +304,29 @@ def check_phases(phases) -> list[str]:
     return sorted(set(phases), key=PHASES.index)
 
 
+def check_prerequisites(ctx: RunContext, phases) -> None:
+    """Each phase needs the one before it, run now or finished before (its marker exists)."""
+    from stfusion_tf import search
+
+    markers = {
+        "warmup": os.path.join(ctx.phase_dir("warmup"), DONE),
+        "search": os.path.join(ctx.phase_dir("search"), DONE),
+        "sample": os.path.join(ctx.search_dir, search.BEST_STRATEGY_FILE),
+        "finetune": os.path.join(ctx.phase_dir("finetune"), DONE),
+    }
+    for phase in phases:
+        index = PHASES.index(phase)
+        if index == 0:
+            continue
+        before = PHASES[index - 1]
+        if before not in phases and not tf.io.gfile.exists(markers[before]):
+            raise ValueError(
+                f"Phase {phase!r} needs phase {before!r}, which has not finished in "
+                f"{ctx.workspace!r} (no {markers[before]}): add it to --phases "
+                f"(e.g. --phases={','.join(PHASES[: index + 1])})."
+            )
+
+
 def write_run_config(ctx: RunContext, extra: dict) -> None:
     """Stores the run's settings in ``train/run_config.json``; a restart must match them.
 
@@ -428,7 +451,14 @@ class Trainer:
         self.strategy = strategy
         self.global_batch_size = global_batch_size
         self.logit_lr_multiplier = float(logit_lr_multiplier)
-        self.variables = list(model.trainable_variables)
+        # Drop logits of gates that are not sampling take no part in the loss: leave them out
+        # (the optimizer would warn about their missing gradients every step).
+        idle = {
+            id(layer.drop_logit)
+            for layer in model.layers
+            if isinstance(layer, GatedConv3D) and layer.mode != "sample"
+        }
+        self.variables = [v for v in model.trainable_variables if id(v) not in idle]
         self._multipliers = [
             self.logit_lr_multiplier if is_drop_logit(v) else 1.0 for v in self.variables
         ]
@@ -445,11 +475,14 @@ class Trainer:
                 else loss
             )
         gradients = tape.gradient(scaled, self.variables)
-        gradients = [
-            g if (g is None or m == 1.0) else g * m
-            for g, m in zip(gradients, self._multipliers, strict=True)
+        pairs = [
+            (g if m == 1.0 else g * m, v)
+            for g, m, v in zip(gradients, self._multipliers, self.variables, strict=True)
+            # None: a variable the loss does not reach, e.g. everything before a transition
+            # that a strategy switches off entirely.
+            if g is not None
         ]
-        self.optimizer.apply(gradients, self.variables)
+        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32))
         return loss, cross_entropy, kl, correct

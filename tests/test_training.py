@@ -114,6 +114,7 @@ def test_drop_logits_get_no_weight_decay_and_a_faster_learning_rate():
 
     class _Model:  # the Trainer only reads the variable list here
         trainable_variables = [kernel, logit]
+        layers = []
 
     trainer = training.Trainer(_Model, optimizer, strategy, 1, logit_lr_multiplier=10.0)
     assert trainer._multipliers == [1.0, 10.0]

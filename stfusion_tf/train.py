@@ -1,0 +1,313 @@
+"""Trains the template, searches the fusion strategy space, fine-tunes and evaluates the best.
+
+    python -m stfusion_tf.train --flagfile=configs/demo_cpu.cfg
+    python -m stfusion_tf.train --flagfile=configs/ucf101.cfg --workspace=/data/ucf101_run
+    python -m stfusion_tf.train --flagfile=configs/demo_cpu.cfg --phases=sample,finetune
+
+Phases (``--phases``, in this order; ``stfusion_tf.training``): ``warmup`` (template, gates off),
+``search`` (v-DropPath: gates sampled, KL with ``--length_scale`` and N = the train split's size),
+``sample`` (``--num_strategies`` strategies scored on the holdout split -> ``search/``),
+``finetune`` (the best strategy as a pruned network), ``evaluate`` (test split ->
+``results.json``). Every flag of a flagfile can be overridden on the command line after it.
+
+Restarting the same command after a crash or a kill continues the current phase from its latest
+checkpoint; finished phases (``train/<phase>/DONE``, ``search/best_strategy.json``,
+``results.json``) are skipped. Settings that shape the network or its input (template flags,
+clip flags) must stay the same for a workspace (checked against ``train/run_config.json``).
+
+Choosing lambda, N and the logit learning-rate multiplier: the KL term of a gate is
+``lambda (1-p) ||w||^2 / N + (p log p + (1-p) log(1-p)) / N`` (N = training videos, from the
+manifest). Its pull on the drop logits grows with ``lambda ||w||^2 / N``; the cross-entropy's
+pull is what a path contributes. The paper's numbers (lambda 10-250 with N = 86k-240k) keep the
+weight term at the scale of the cross-entropy; with N in the tens, lambda must shrink by the same
+factor, or every gate drops (p -> 1 within a few steps: measured with lambda 1 and N 16). The
+demo (N = 52, lambda 0.01, multiplier 20) keeps the KL near zero (-0.01 to -0.04: the entropy
+term, which pulls p towards 0.5, outweighs the weight term) and its 48 search steps move the drop
+probabilities from 0.1 to 0.05-0.32. ``--logit_lr_multiplier`` (10-100 for a run of a few hundred
+steps, 1 for the paper's ~240k steps) lets the probabilities settle within the run; too large and
+they saturate at 0 / 1 after a few steps.
+
+Distribution: ``--strategy=auto|one_device|mirrored|multi_worker`` (``multi_worker`` reads
+``TF_CONFIG``; start the same command on every worker, the chief writes the workspace);
+``--batch_size`` is global and split evenly over all replicas; ``--synchronized_batch_norm``
+defaults to on with more than one replica; ``--mixed_precision=bf16|fp16|none``;
+``--jit_compile=auto`` turns XLA on with a GPU only (it made CPU training 8x slower).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from absl import app, flags
+
+_TRISTATE = ("auto", "true", "false")
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Every flag of the entry point (tests pass their own ``FlagValues``)."""
+    fv = dict(flag_values=flag_values)
+    # Where.
+    flags.DEFINE_string("workspace", None, "The run's root folder (WORKSPACE.md).", **fv)
+    flags.DEFINE_string(
+        "records_dir",
+        None,
+        "TFRecords, manifests and label map; default <workspace>/examples.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        "phases",
+        ["warmup", "search", "sample", "finetune", "evaluate"],
+        "Phases to run, in order (finished ones are skipped).",
+        **fv,
+    )
+    # Template network (classes come from the label map).
+    flags.DEFINE_list("blocks", ["6", "12", "24", "16"], "Dense layers per dense block.", **fv)
+    flags.DEFINE_integer("growth_rate", 32, "Channels each dense layer adds.", **fv)
+    flags.DEFINE_integer("bottleneck_factor", 4, "Branch width = factor x growth rate.", **fv)
+    flags.DEFINE_integer("stem_filters", 64, "Channels of the stem conv.", **fv)
+    flags.DEFINE_bool("layer_gate", False, "Also gate each dense layer's 1x3x3 conv (D1).", **fv)
+    # Clips (data.ClipSpec).
+    flags.DEFINE_integer("num_frames", 16, "T: frames per clip.", **fv)
+    flags.DEFINE_integer("stride", 2, "Frame step inside a clip.", **fv)
+    flags.DEFINE_bool("random_stride", False, "Train on a random stride in [1, stride].", **fv)
+    flags.DEFINE_integer("crop_size", 224, "Training crop side.", **fv)
+    flags.DEFINE_list(
+        "train_short_sides", ["256", "288", "320"], "Training scale jitter (empty: none).", **fv
+    )
+    flags.DEFINE_integer("eval_short_side", 256, "Short side of eval frames.", **fv)
+    flags.DEFINE_integer("eval_crop_size", 0, "Eval crop side; 0: --crop_size.", **fv)
+    flags.DEFINE_bool("flip", True, "Random horizontal flips (off for direction labels).", **fv)
+    # Optimisation.
+    flags.DEFINE_integer("batch_size", 32, "Global batch size (split over replicas).", **fv)
+    flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0: train videos // batch.", **fv)
+    flags.DEFINE_integer("warmup_epochs", 50, "Epochs of the warm-up phase.", **fv)
+    flags.DEFINE_integer("search_epochs", 90, "Epochs of the v-DropPath phase.", **fv)
+    flags.DEFINE_integer("finetune_epochs", 10, "Epochs of the fine-tune phase.", **fv)
+    flags.DEFINE_float("learning_rate", 0.005, "Base learning rate of the search phase.", **fv)
+    flags.DEFINE_list("lr_decay_epochs", ["40", "60", "80"], "Search phase lr decay epochs.", **fv)
+    flags.DEFINE_float("warmup_learning_rate", 0.0, "Warm-up lr; 0: --learning_rate.", **fv)
+    flags.DEFINE_list("warmup_lr_decay_epochs", [], "Warm-up lr decay epochs.", **fv)
+    flags.DEFINE_float("finetune_learning_rate", 0.0, "Fine-tune lr; 0: --learning_rate.", **fv)
+    flags.DEFINE_list("finetune_lr_decay_epochs", [], "Fine-tune lr decay epochs.", **fv)
+    flags.DEFINE_float("lr_decay_factor", 0.1, "Learning-rate multiplier at each decay.", **fv)
+    flags.DEFINE_float("momentum", 0.9, "SGD momentum.", **fv)
+    flags.DEFINE_float("weight_decay", 1e-4, "Weight decay of warm-up and fine-tune.", **fv)
+    flags.DEFINE_float("search_weight_decay", 0.0, "Weight decay of the search phase.", **fv)
+    flags.DEFINE_float("warmup_dropout", 0.5, "Dropout before the classifier, warm-up.", **fv)
+    flags.DEFINE_float("search_dropout", 0.0, "Dropout before the classifier, search.", **fv)
+    flags.DEFINE_float("finetune_dropout", 0.5, "Dropout before the classifier, fine-tune.", **fv)
+    # v-DropPath.
+    flags.DEFINE_float("length_scale", 50.0, "lambda of the KL (250 Sth V1, 10 K400, 50).", **fv)
+    flags.DEFINE_float(
+        "logit_lr_multiplier", 1.0, "Learning-rate multiplier of the drop logits.", **fv
+    )
+    flags.DEFINE_float("temperature", 0.2, "tau of the relaxed Bernoulli draws.", **fv)
+    flags.DEFINE_float("init_drop_probability", 0.1, "p the gates start at.", **fv)
+    # Selection and evaluation.
+    flags.DEFINE_integer("num_strategies", 100, "Strategies sampled and scored.", **fv)
+    flags.DEFINE_integer(
+        "bn_recalibration_batches", 0, "Train batches to re-estimate BN statistics (0: off).", **fv
+    )
+    flags.DEFINE_integer("holdout_num_clips", 1, "Clips per holdout video when scoring.", **fv)
+    flags.DEFINE_bool("cache_holdout", False, "Keep decoded holdout clips in memory.", **fv)
+    flags.DEFINE_integer("test_num_clips", 10, "Clips per test video.", **fv)
+    flags.DEFINE_integer("test_num_crops", 1, "Crops per test clip (1 or 3).", **fv)
+    flags.DEFINE_bool(
+        "evaluate_all_the_way", False, "Also test S, ST, S+ST pruned from the template.", **fv
+    )
+    flags.DEFINE_integer("eval_batch_size", 8, "Views per eval batch.", **fv)
+    # Devices and numerics.
+    flags.DEFINE_enum(
+        "strategy",
+        "auto",
+        ["auto", "one_device", "mirrored", "multi_worker"],
+        "Distribution.",
+        **fv,
+    )
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "bf16", "fp16"], "Precision.", **fv)
+    flags.DEFINE_enum("jit_compile", "auto", _TRISTATE, "XLA (auto: on with a GPU).", **fv)
+    flags.DEFINE_enum(
+        "synchronized_batch_norm", "auto", _TRISTATE, "Sync BN (auto: >1 replica).", **fv
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of data order, augmentation, gate noise, sampling.", **fv)
+    flags.DEFINE_integer("shuffle_buffer", 256, "Clips in the training shuffle buffer.", **fv)
+    flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
+    flags.DEFINE_bool("verbose", True, "Progress bars and per-epoch lines.", **fv)
+
+
+class SetupError(ValueError):
+    """A flag, config or data problem found before any training starts."""
+
+
+def _ints(values, name) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in values if str(v).strip())
+    except ValueError:
+        raise SetupError(
+            f"--{name} must be a comma-separated list of ints. Received: {values!r}"
+        ) from None
+
+
+def _tristate(value: str) -> bool | None:
+    return None if value == "auto" else value == "true"
+
+
+def build_context(f: flags.FlagValues):
+    """Strategy, precision, checks and the ``RunContext``, all before any training."""
+    from stfusion_tf import data, distribute, training
+    from stfusion_tf.models import template as template_lib
+
+    if not f.workspace:
+        raise SetupError("--workspace is required: the run's root folder (WORKSPACE.md).")
+    phases = training.check_phases(f.phases)
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
+    strategy = distribute.make_strategy(f.strategy)
+    distribute.set_precision_policy(f.mixed_precision)
+    records_dir = f.records_dir or os.path.join(f.workspace, "examples")
+    names = training.check_records(records_dir, training.splits_needed(phases))
+    jit = _tristate(f.jit_compile)
+    clip_spec = data.ClipSpec(
+        num_frames=f.num_frames,
+        stride=f.stride,
+        random_stride=f.random_stride,
+        crop_size=f.crop_size,
+        train_short_sides=_ints(f.train_short_sides, "train_short_sides") or None,
+        eval_short_side=f.eval_short_side,
+        eval_crop_size=f.eval_crop_size or None,
+        flip=f.flip,
+    )
+    config = template_lib.TemplateConfig(
+        num_classes=len(names),
+        blocks=_ints(f.blocks, "blocks"),
+        growth_rate=f.growth_rate,
+        bottleneck_factor=f.bottleneck_factor,
+        stem_filters=f.stem_filters,
+        layer_gate=f.layer_gate,
+        input_frames=f.num_frames,
+        input_size=None,  # fully convolutional: train crops and test crops differ
+        dropout=f.warmup_dropout,
+        synchronized_batch_norm=distribute.use_synchronized_batch_norm(
+            strategy, _tristate(f.synchronized_batch_norm)
+        ),
+        length_scale=f.length_scale,
+        temperature=f.temperature,
+        init_drop_probability=f.init_drop_probability,
+        seed=f.seed,
+    )
+    ctx = training.RunContext(
+        workspace=f.workspace,
+        records_dir=records_dir,
+        template_config=config,
+        clip_spec=clip_spec,
+        strategy=strategy,
+        global_batch_size=f.batch_size,
+        steps_per_epoch=f.steps_per_epoch or None,
+        seed=f.seed,
+        shuffle_buffer=f.shuffle_buffer,
+        eval_batch_size=f.eval_batch_size,
+        mixed_precision=f.mixed_precision,
+        jit_compile=distribute.default_jit_compile() if jit is None else jit,
+        checkpoint_steps=f.checkpoint_steps,
+        verbose=f.verbose,
+    )
+    optimizers = {}
+    for phase, rate, decays, decay in (
+        ("warmup", f.warmup_learning_rate, f.warmup_lr_decay_epochs, f.weight_decay),
+        ("search", f.learning_rate, f.lr_decay_epochs, f.search_weight_decay),
+        ("finetune", f.finetune_learning_rate, f.finetune_lr_decay_epochs, f.weight_decay),
+    ):
+        optimizers[phase] = training.OptimizerSpec(
+            learning_rate=rate or f.learning_rate,
+            decay_epochs=_ints(decays, f"{phase}_lr_decay_epochs"),
+            decay_factor=f.lr_decay_factor,
+            momentum=f.momentum,
+            weight_decay=decay,
+            logit_lr_multiplier=f.logit_lr_multiplier if phase == "search" else 1.0,
+        )
+    for name in ("warmup_epochs", "search_epochs", "finetune_epochs", "num_strategies"):
+        if f[name].value < 1:
+            raise SetupError(f"--{name} must be >= 1. Received: {f[name].value}")
+    for name in ("warmup_dropout", "search_dropout", "finetune_dropout"):
+        if not 0 <= f[name].value < 1:
+            raise SetupError(f"--{name} must be in [0, 1). Received: {f[name].value}")
+    training.check_prerequisites(ctx, phases)
+    training.write_run_config(
+        ctx, {"phases": phases, "strategy": f.strategy, "replicas": strategy.num_replicas_in_sync}
+    )
+    return ctx, phases, optimizers
+
+
+def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
+    """Runs the phases the (parsed) flags ask for; returns each phase's summary."""
+    return run_phases(flag_values, *build_context(flag_values))
+
+
+def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
+    """Runs ``phases`` with a context from ``build_context``."""
+    from stfusion_tf import training
+
+    ctx.log(
+        f"stfusion_tf.train: phases {','.join(phases)}; {ctx.strategy.num_replicas_in_sync} "
+        f"replica(s), global batch {ctx.global_batch_size}, {ctx.epoch_steps()} steps/epoch, "
+        f"workspace {ctx.workspace}"
+    )
+    start = time.time()
+    summaries = {}
+    for phase in phases:
+        if phase == "warmup":
+            summaries[phase] = training.run_warmup(
+                ctx, f.warmup_epochs, optimizers["warmup"], dropout=f.warmup_dropout
+            )
+        elif phase == "search":
+            summaries[phase] = training.run_search(
+                ctx,
+                f.search_epochs,
+                optimizers["search"],
+                length_scale=f.length_scale,
+                temperature=f.temperature,
+                init_drop_probability=f.init_drop_probability,
+                dropout=f.search_dropout,
+            )
+        elif phase == "sample":
+            summaries[phase] = training.run_sample(
+                ctx,
+                f.num_strategies,
+                recalibrate_bn_batches=f.bn_recalibration_batches,
+                num_clips=f.holdout_num_clips,
+                cache_holdout=f.cache_holdout,
+            )
+        elif phase == "finetune":
+            summaries[phase] = training.run_finetune(
+                ctx, f.finetune_epochs, optimizers["finetune"], dropout=f.finetune_dropout
+            )
+        elif phase == "evaluate":
+            summaries[phase] = training.run_evaluate(
+                ctx,
+                num_clips=f.test_num_clips,
+                num_crops=f.test_num_crops,
+                all_the_way=f.evaluate_all_the_way,
+                recalibrate_bn_batches=f.bn_recalibration_batches,
+            )
+    ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
+    return summaries
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]} (every setting is a --flag).")
+    try:
+        setup = build_context(flags.FLAGS)
+    except (ValueError, FileNotFoundError) as e:
+        # Flags, config, data and phase-order checks, all before any training: the message
+        # says what to do, a traceback would only hide it.
+        print(f"stfusion_tf.train: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    run_phases(flags.FLAGS, *setup)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

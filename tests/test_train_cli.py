@@ -1,0 +1,422 @@
+"""The training entry point (python -m stfusion_tf.train) on real records of the synthetic dataset:
+all phases end to end with consistent artifacts, finished phases not redone, kill -9 and restart,
+and errors that stop a run before any training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from pipelines import convert, synthetic
+from stfusion_tf import search, train, training
+from tests import video_fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A template and clips small enough for a CPU step of ~0.1 s (blocks of one layer, 4 frames).
+TINY_FLAGS = """
+--blocks=1,2
+--growth_rate=4
+--bottleneck_factor=2
+--stem_filters=4
+--num_frames=4
+--stride=2
+--crop_size=24
+--train_short_sides=28,32
+--eval_short_side=24
+--eval_crop_size=24
+--noflip
+--batch_size=4
+--warmup_epochs=2
+--search_epochs=2
+--finetune_epochs=1
+--learning_rate=0.05
+--lr_decay_epochs=2
+--length_scale=0.01
+--logit_lr_multiplier=20
+--num_strategies=6
+--holdout_num_clips=1
+--cache_holdout
+--test_num_clips=2
+--evaluate_all_the_way
+--eval_batch_size=8
+--shuffle_buffer=16
+--strategy=one_device
+--jit_compile=false
+"""
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """4 classes: train 4 videos each (1 carved into holdout), test 1 each; real H.264 videos
+    converted by the Beam job (``folder`` layout with train/ and test/ sub-folders)."""
+    videos = str(tmp_path_factory.mktemp("videos"))
+    synthetic.write_dataset(
+        os.path.join(videos, "train"), video_fixtures.tiny_spec(videos_per_class=4)
+    )
+    synthetic.write_dataset(
+        os.path.join(videos, "test"), video_fixtures.tiny_spec(videos_per_class=1, seed=1)
+    )
+    output = str(tmp_path_factory.mktemp("examples"))
+    manifests = convert.run_conversion(
+        "folder",
+        videos,
+        output,
+        holdout_fraction=0.25,
+        num_shards=1,
+        options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
+    )
+    assert {s: m["num_examples"] for s, m in manifests.items()} == {
+        "train": 12,
+        "holdout": 4,
+        "test": 4,
+    }
+    return output
+
+
+@pytest.fixture(scope="module")
+def flagfile(tmp_path_factory):
+    path = tmp_path_factory.mktemp("configs") / "tiny.cfg"
+    path.write_text(TINY_FLAGS)
+    return str(path)
+
+
+def _flags(*args) -> flags.FlagValues:
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["train", *args])
+    return values
+
+
+@pytest.fixture(scope="module")
+def finished_run(records, flagfile, tmp_path_factory):
+    """All five phases run once, in-process."""
+    workspace = str(tmp_path_factory.mktemp("workspace"))
+    summaries = train.run(
+        _flags(f"--flagfile={flagfile}", f"--workspace={workspace}", f"--records_dir={records}")
+    )
+    return workspace, summaries
+
+
+def _read_logits(checkpoint_dir):
+    """Every drop logit saved in the latest checkpoint, read from the raw file.
+
+    The checkpoint stores each variable once, under the first object path that reaches it (here
+    the optimizer's list of trainable variables, by index, without the layer's name); the drop
+    logits are the template's only trainable scalars.
+    """
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(checkpoint_dir))
+    shapes = reader.get_variable_to_shape_map()
+    keys = [
+        key
+        for key, shape in shapes.items()
+        if shape == [] and re.fullmatch(r"(optimizer|model)/_trainable_variables/\d+/.*", key)
+    ]
+    return np.array(sorted(float(reader.get_tensor(key)) for key in keys))
+
+
+@pytest.mark.slow
+def test_all_phases_write_consistent_artifacts(finished_run):
+    workspace, summaries = finished_run
+    for phase in ("warmup", "search", "finetune"):
+        phase_dir = os.path.join(workspace, "train", phase)
+        assert os.path.exists(os.path.join(phase_dir, "DONE")), phase
+        assert tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints")), phase
+        assert any(n.startswith("events.out.tfevents") for n in os.listdir(f"{phase_dir}/logs"))
+        history = training.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
+        assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
+        assert all(np.isfinite(h["loss"]) for h in history)
+    search_dir = os.path.join(workspace, "search")
+
+    # best_strategy.json is the top row of strategies.csv.
+    with open(os.path.join(search_dir, "strategies.csv")) as f:
+        rows = list(csv.DictReader(f))
+    best, record = search.read_best_strategy(search_dir)
+    assert rows[0]["strategy"] == str(best) == record["strategy"]
+    assert 1 <= len(rows) <= 6
+    assert os.path.getsize(os.path.join(search_dir, "marginals.png")) > 1000
+
+    # probabilities.json holds 1 - p of the logits in the search checkpoint.
+    with open(os.path.join(search_dir, "probabilities.json")) as f:
+        table = json.load(f)
+    p = np.array(
+        [[g["s_branch"], g["t_branch"]] for g in (x["drop_probability"] for x in table["layers"])]
+    )
+    logits = _read_logits(os.path.join(workspace, "train", "search", "checkpoints"))
+    assert len(logits) == p.size == 2 * 4  # fusion layers: 1 + transition + 2, two gates each
+    np.testing.assert_allclose(np.sort(p.reshape(-1)), 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    for layer, (p_s, p_t) in zip(table["layers"], p, strict=True):
+        marginal = layer["marginal"]
+        assert all(0 <= v <= 1 for v in marginal.values())
+        assert sum(marginal.values()) == pytest.approx(1.0)
+        assert marginal["S"] == pytest.approx((1 - p_s) * p_t)
+        assert marginal["ST"] == pytest.approx(p_s * (1 - p_t))
+        assert marginal["S+ST"] == pytest.approx((1 - p_s) * (1 - p_t))
+
+    # The last logged drop probabilities are the ones the search ended with, and they moved.
+    logged = training.read_jsonl(
+        os.path.join(workspace, "train", "search", "logs", "drop_probabilities.jsonl")
+    )
+    assert [x["epoch"] for x in logged] == [0, 1, 2]
+    np.testing.assert_allclose(logged[-1]["drop_probability"], p, rtol=1e-6)
+    np.testing.assert_allclose(logged[0]["drop_probability"], 0.1, rtol=1e-5)
+    assert np.abs(np.asarray(logged[-1]["drop_probability"]) - 0.1).max() > 0.01
+
+    # results.json: the fine-tuned best and the all-the-way baselines, named with the protocol.
+    with open(os.path.join(workspace, "results.json")) as f:
+        results = json.load(f)
+    assert results["split"] == "test" and results["protocol"] == "clips=2x1crop"
+    assert set(results["models"]) == {"opt_finetuned", "opt_template", "S", "ST", "S+ST"}
+    assert results["models"]["opt_finetuned"]["strategy"] == str(best)
+    assert "fine-tuned" in results["models"]["opt_finetuned"]["weights"]
+    assert "not fine-tuned" in results["models"]["S"]["weights"]
+    for entry in results["models"].values():
+        assert entry["num_videos"] == 4
+        assert set(entry["metrics"]) == {
+            f"{level}_{m}@clips=2x1crop" for level in ("clip", "video") for m in ("top1", "top5")
+        } | {"clip_loss@clips=2x1crop"}
+    assert summaries["finetune"]["strategy"] == str(best)
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_not_redone(finished_run, records, flagfile, capsys):
+    workspace, _ = finished_run
+    markers = [
+        os.path.join(workspace, "train", p, "DONE") for p in ("warmup", "search", "finetune")
+    ] + [os.path.join(workspace, "search", "best_strategy.json"), f"{workspace}/results.json"]
+    before = {m: os.path.getmtime(m) for m in markers}
+    summaries = train.run(
+        _flags(f"--flagfile={flagfile}", f"--workspace={workspace}", f"--records_dir={records}")
+    )
+    assert all(s is None for s in summaries.values())
+    assert {m: os.path.getmtime(m) for m in markers} == before
+    assert capsys.readouterr().out.count("skipped") == 5
+
+
+def _command(flagfile, workspace, records, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "stfusion_tf.train",
+        f"--flagfile={flagfile}",
+        f"--workspace={workspace}",
+        f"--records_dir={records}",
+        *extra,
+    ]
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+@pytest.mark.slow
+def test_kill_9_mid_phase_then_the_same_command_resumes(records, flagfile, tmp_path):
+    workspace = str(tmp_path / "workspace")
+    command = _command(
+        flagfile,
+        workspace,
+        records,
+        "--phases=warmup,search",
+        "--warmup_epochs=1",
+        "--search_epochs=4",
+        "--noverbose",
+    )
+    index = os.path.join(workspace, "train", "search", "checkpoints", "checkpoint")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while not os.path.exists(index) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert os.path.exists(index), "the search phase never wrote a checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = training.read_jsonl(
+        os.path.join(workspace, "train", "search", "logs", "history.jsonl")
+    )
+    assert 1 <= len(killed_at) < 4  # killed mid-phase
+    warmup_done = os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE"))
+
+    finished = subprocess.run(
+        command[:-1], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "[warmup] already done" in finished.stdout
+    assert "[search] resuming from" in finished.stdout
+    assert os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE")) == warmup_done
+    history = training.read_jsonl(
+        os.path.join(workspace, "train", "search", "logs", "history.jsonl")
+    )
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["step"] == 4 * 3  # 12 train videos / batch 4: no step done twice
+    logged = training.read_jsonl(
+        os.path.join(workspace, "train", "search", "logs", "drop_probabilities.jsonl")
+    )
+    assert [x["epoch"] for x in logged] == [0, 1, 2, 3, 4]
+    assert os.path.exists(os.path.join(workspace, "train", "search", "DONE"))
+
+
+def _setup_error(*args) -> str:
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        train.build_context(_flags(*args))
+    return str(error.value)
+
+
+def test_a_missing_split_stops_before_training(records, flagfile, tmp_path):
+    partial = tmp_path / "examples"
+    shutil.copytree(records, partial)
+    for name in os.listdir(partial):
+        if name.startswith("test"):
+            os.remove(partial / name)
+    workspace = tmp_path / "workspace"
+    message = _setup_error(
+        f"--flagfile={flagfile}", f"--workspace={workspace}", f"--records_dir={partial}"
+    )
+    assert "'test'" in message and "make_tfrecords" in message
+    assert not (workspace / "train").exists()
+
+
+def test_an_empty_split_stops_before_training(records, flagfile, tmp_path):
+    partial = tmp_path / "examples"
+    shutil.copytree(records, partial)
+    manifest = partial / "holdout.manifest.json"
+    content = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**content, "num_examples": 0}))
+    message = _setup_error(
+        f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={partial}"
+    )
+    assert "'holdout' has no examples" in message
+
+
+def test_a_label_map_mismatch_between_splits_stops_before_training(records, flagfile, tmp_path):
+    other = tmp_path / "examples"
+    shutil.copytree(records, other)
+    manifest = other / "test.manifest.json"
+    content = json.loads(manifest.read_text())
+    content["num_classes"] = 5
+    content["examples_per_class"]["move_sideways"] = 1
+    manifest.write_text(json.dumps(content))
+    message = _setup_error(
+        f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={other}"
+    )
+    assert "does not match the label map" in message and "move_sideways" in message
+
+
+def test_flag_and_phase_order_errors_name_what_to_do(records, flagfile, tmp_path):
+    base = (f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={records}")
+    assert "phases" in _setup_error(*base, "--phases=warmup,serach")
+    assert "needs phase 'search'" in _setup_error(*base, "--phases=sample")
+    assert "batch_size" in _setup_error(*base, "--batch_size=0")
+    assert "lr_decay_epochs" in _setup_error(*base, "--lr_decay_epochs=2,x")
+    assert "learning_rate" in _setup_error(*base, "--learning_rate=-1")
+    with pytest.raises(flags.IllegalFlagValueError):
+        _flags(*base, "--strategy=tpu")
+
+
+def test_a_restart_with_another_network_is_refused(records, flagfile, tmp_path):
+    base = (f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={records}")
+    train.build_context(_flags(*base))
+    message = _setup_error(*base, "--growth_rate=8")
+    assert "growth_rate: 4 -> 8" in message and "new --workspace" in message
+
+
+@pytest.mark.parametrize(
+    "name, length_scale, epochs, batch, flip",
+    [
+        ("something_v1", 250, 90, 32, False),
+        ("something_v2", 50, 90, 32, False),
+        ("kinetics400", 10, 110, 64, True),
+        ("ucf101", 50, 90, 32, True),
+    ],
+)
+def test_paper_recipes_parse_with_the_papers_numbers(name, length_scale, epochs, batch, flip):
+    values = _flags(f"--flagfile={os.path.join(ROOT, 'configs', f'{name}.cfg')}")
+    assert values.length_scale == length_scale
+    assert values.search_epochs == epochs and values.warmup_epochs == 50
+    assert values.batch_size == batch and values.flip == flip
+    assert values.init_drop_probability == 0.1 and values.temperature == 0.2
+    assert values.num_strategies == 100
+    assert values.blocks == ["6", "12", "24", "16"]
+    assert values.lr_decay_epochs == (["40", "80"] if name == "kinetics400" else ["40", "60", "80"])
+    assert values.learning_rate == (0.01 if name == "kinetics400" else 0.005)
+
+
+def test_demo_config_parses():
+    values = _flags(f"--flagfile={os.path.join(ROOT, 'configs', 'demo_cpu.cfg')}")
+    assert values.phases == ["warmup", "search", "sample", "finetune", "evaluate"]
+    assert not values.flip  # the synthetic classes name directions
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_local_workers_train_in_lock_step_and_write_one_set_of_checkpoints(
+    records, flagfile, tmp_path
+):
+    workspace = str(tmp_path / "workspace")
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    command = _command(
+        flagfile,
+        workspace,
+        records,
+        "--phases=warmup",
+        "--warmup_epochs=1",
+        "--strategy=multi_worker",
+        "--noverbose",
+    )
+    processes = []
+    for index in range(2):
+        env = _env()
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        processes.append(
+            subprocess.Popen(
+                [*command, "--verbose"] if index == 0 else command,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=300)[0])
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    assert "2 replica(s), global batch 4, 3 steps/epoch" in outputs[0]
+    phase_dir = os.path.join(workspace, "train", "warmup")
+    history = training.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
+    assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
+    assert os.path.exists(os.path.join(phase_dir, "DONE"))
+    checkpoints = os.listdir(os.path.join(phase_dir, "checkpoints"))
+    assert sorted(c for c in checkpoints if c.endswith(".index")) == ["ckpt-1.index"]
