@@ -155,6 +155,17 @@ def set_precision_policy(mixed_precision: str) -> str:
     return policy
 
 
+def check_precision_supported(mixed_precision: str, jit_compile: bool) -> None:
+    """fp16 without a GPU works only under XLA: TensorFlow has no float16 CPU kernel for 3-D
+    pooling (``MaxPool3D``), so the stem fails at its first step; say so before training."""
+    if mixed_precision == "fp16" and not jit_compile and not tf.config.list_logical_devices("GPU"):
+        raise ValueError(
+            "mixed_precision='fp16' needs a GPU (TensorFlow has no float16 CPU kernel for "
+            "MaxPool3D) or jit_compile=True. Received: mixed_precision='fp16' on CPU; use "
+            "mixed_precision='bf16' on CPU."
+        )
+
+
 def needs_loss_scaling(mixed_precision: str) -> bool:
     """float16 gradients underflow without loss scaling; bfloat16 has float32's range."""
     return mixed_precision == "fp16"

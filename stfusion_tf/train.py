@@ -213,6 +213,7 @@ def build_context(f: flags.FlagValues):
         checkpoint_steps=f.checkpoint_steps,
         verbose=f.verbose,
     )
+    distribute.check_precision_supported(f.mixed_precision, ctx.jit_compile)
     optimizers = {}
     for phase, rate, decays, decay in (
         ("warmup", f.warmup_learning_rate, f.warmup_lr_decay_epochs, f.weight_decay),

@@ -59,7 +59,8 @@ import numpy as np
 import tensorflow as tf
 
 from stfusion_tf import data as data_lib
-from stfusion_tf import distribute
+from stfusion_tf import distribute, evaluation
+from stfusion_tf import gate as gate_lib
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
 
@@ -528,27 +529,6 @@ def distributed_train_data(ctx: RunContext, seed: int):
     return ctx.strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def clip_predictions(ctx: RunContext, model, split: str, predict_fn=None):
-    """``(logits [views, classes], labels [views])`` of ``split``'s centre clips, one crop."""
-    files = data_lib.split_files(ctx.records_dir, split)
-    dataset = data_lib.eval_dataset(files, ctx.clip_spec, ctx.eval_batch_size)
-    predict_fn = predict_fn or tf.function(lambda x: model(x, training=False))
-    logits, labels = [], []
-    for batch in dataset:
-        logits.append(np.asarray(predict_fn(batch[data_lib.CLIPS]), np.float32))
-        labels.append(batch[data_lib.LABEL].numpy())
-    return np.concatenate(logits), np.concatenate(labels)
-
-
-def clip_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Clip-level mean cross-entropy and top-1 accuracy."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
-    top1 = float((logits.argmax(axis=1) == labels).mean())
-    return {"loss": loss, "top1": top1}
-
-
 # --- A training phase -----------------------------------------------------------------------------------
 
 
@@ -860,8 +840,13 @@ def run_search(
     phase_dir = ctx.phase_dir("search")
     if tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints")) is None:
         restore_weights(model, ctx.phase_dir("warmup"))
-        # The warm-up had no gates; its checkpoint holds the logits at their initial value.
-    predict = tf.function(lambda x: model(x, training=False), jit_compile=ctx.jit_compile)
+        # The warm-up never trained the drop logits, but its checkpoint holds them at the value
+        # the warm-up template was built with: start every gate at this phase's p0.
+        logit = gate_lib.drop_logit_from_probability(model.config.init_drop_probability)
+        for layer in model.layers:
+            if isinstance(layer, GatedConv3D):
+                layer.drop_logit.assign(logit)
+    predict = evaluation.make_predict_fn(model)
     probabilities_path = os.path.join(phase_dir, "logs", "drop_probabilities.jsonl")
     resumed_epochs = 0
     latest = tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints"))
@@ -873,11 +858,18 @@ def run_search(
         _truncate_jsonl(ctx, probabilities_path, -1)
         _append_jsonl(ctx, probabilities_path, drop_probability_record(model, 0, 0))
     names = template_lib.fusion_layer_names(model.config)
+    holdout_files = _eval_files(ctx, HOLDOUT_SPLIT)
+
+    def holdout_data():
+        return data_lib.eval_dataset(holdout_files, ctx.clip_spec, ctx.eval_batch_size)
 
     def on_epoch_end(epoch, metrics, writer):
+        # Validation without noise: every path scaled by its keep probability 1 - p. The mode
+        # is read when a function is traced: ``predict`` is traced in expected mode (its first
+        # call) and the train step in sample mode, and each is only ever called in its mode.
         template_lib.set_gate_mode(model, "expected")
         try:
-            holdout = clip_metrics(*clip_predictions(ctx, model, HOLDOUT_SPLIT, predict))
+            holdout = evaluation.evaluate(model, holdout_data(), predict_fn=predict)
         finally:
             template_lib.set_gate_mode(model, "sample")
         record = drop_probability_record(model, epoch + 1, metrics["step"])
@@ -890,8 +882,7 @@ def run_search(
                 log_scalar(f"drop_probability/{name}_s", ps, step=epoch + 1)
                 log_scalar(f"drop_probability/{name}_t", pt, step=epoch + 1)
         return {
-            "holdout_loss": holdout["loss"],
-            "holdout_top1": holdout["top1"],
+            **{f"holdout_{k}": float(v) for k, v in holdout.metrics.items() if "top5" not in k},
             "mean_drop_probability": float(p.mean()),
         }
 
@@ -1074,7 +1065,7 @@ def run_evaluate(
     comparison), with BN statistics recalibrated on ``recalibrate_bn_batches`` training batches
     when > 0. Each entry says which weights it used; each metric is named with its protocol.
     """
-    from stfusion_tf import evaluation, flops, search
+    from stfusion_tf import flops, search
 
     path = os.path.join(ctx.workspace, RESULTS_FILE)
     if tf.io.gfile.exists(path):

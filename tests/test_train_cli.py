@@ -174,6 +174,20 @@ def test_all_phases_write_consistent_artifacts(finished_run):
     np.testing.assert_allclose(logged[0]["drop_probability"], 0.1, rtol=1e-5)
     assert np.abs(np.asarray(logged[-1]["drop_probability"]) - 0.1).max() > 0.01
 
+    # TensorBoard: losses per phase, drop probabilities per gate and as histograms per branch.
+    tags = set()
+    for path in tf.io.gfile.glob(f"{workspace}/train/search/logs/events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert {
+        "search/loss",
+        "search/kl",
+        "drop_probability/s_branch",
+        "drop_probability/t_branch",
+        "drop_probability/block1_layer1_s",
+        "drop_probability/transition1_t",
+    } <= tags
+
     # results.json: the fine-tuned best and the all-the-way baselines, named with the protocol.
     with open(os.path.join(workspace, "results.json")) as f:
         results = json.load(f)

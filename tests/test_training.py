@@ -161,3 +161,39 @@ def test_multi_worker_without_tf_config_says_what_to_set(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG"):
         distribute.make_strategy("multi_worker")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_step_keeps_the_kl_float32_and_scales_fp16_losses(batch, precision):
+    clips, labels = batch
+    strategy = distribute.make_strategy("one_device")
+    previous = keras.config.dtype_policy()
+    try:
+        distribute.set_precision_policy(precision)
+        model, _ = _model(strategy, "sample", init_drop_probability=0.2)
+        optimizer = training.make_optimizer(
+            training.OptimizerSpec(learning_rate=0.01),
+            10,
+            loss_scaling=distribute.needs_loss_scaling(precision),
+        )
+        optimizer.build(model.trainable_variables)
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "fp16")
+        # No float16 CPU kernel for MaxPool3D: fp16 runs on CPU only under XLA.
+        jit = precision == "fp16" and not tf.config.list_logical_devices("GPU")
+        trainer = training.Trainer(model, optimizer, strategy, global_batch_size=4, jit_compile=jit)
+        before = training.kl_terms(model)
+        assert all(keras.backend.standardize_dtype(t.dtype) == "float32" for t in before)
+        loss, cross_entropy, kl, _ = (
+            float(x) for x in tf.function(trainer.distributed_step)(clips, labels)
+        )
+        assert np.isfinite([loss, cross_entropy, kl]).all() and kl > 0
+        assert int(optimizer.iterations.numpy()) == 1
+        kernel = model.get_layer("block1_layer1_s").kernel
+        assert keras.backend.standardize_dtype(kernel.dtype) == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        distribute.set_precision_policy("fp8")
+    if not tf.config.list_logical_devices("GPU"):
+        with pytest.raises(ValueError, match="bf16"):
+            distribute.check_precision_supported("fp16", jit_compile=False)
