@@ -434,3 +434,39 @@ def test_two_local_workers_train_in_lock_step_and_write_one_set_of_checkpoints(
     assert os.path.exists(os.path.join(phase_dir, "DONE"))
     checkpoints = os.listdir(os.path.join(phase_dir, "checkpoints"))
     assert sorted(c for c in checkpoints if c.endswith(".index")) == ["ckpt-1.index"]
+
+
+@pytest.mark.slow
+def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
+    records, flagfile, tmp_path, monkeypatch, capsys
+):
+    args = (
+        f"--flagfile={flagfile}",
+        f"--workspace={tmp_path / 'ws'}",
+        f"--records_dir={records}",
+        "--phases=warmup",
+        "--warmup_epochs=1",
+        "--checkpoint_steps=1",
+    )
+    saves = []
+    save = training._PhaseCheckpoints.save
+
+    def save_then_stop(self, epoch, step_in_epoch):
+        save(self, epoch, step_in_epoch)
+        saves.append((epoch, step_in_epoch))
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # the process dies right after its second checkpoint
+
+    monkeypatch.setattr(training._PhaseCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_flags(*args))
+    assert saves == [(0, 1), (0, 2)]  # mid-epoch checkpoints: 3 steps per epoch
+    monkeypatch.setattr(training._PhaseCheckpoints, "save", save)
+    capsys.readouterr()
+    summaries = train.run(_flags(*args))
+    assert "(epoch 1, step 2/3)" in capsys.readouterr().out
+    assert summaries["warmup"]["step"] == 3  # one step left, not redone
+    history = training.read_jsonl(
+        str(tmp_path / "ws" / "train" / "warmup" / "logs" / "history.jsonl")
+    )
+    assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
