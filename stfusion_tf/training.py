@@ -385,10 +385,13 @@ def kl_terms(model) -> list:
     """The KL terms of the model's gates that are in ``sample`` mode, from their weights.
 
     The same terms the gates add with ``add_loss`` (``GatedConv3D.kl_divergence``), computed
-    from the layers instead of read from ``model.losses``: under ``MirroredStrategy`` the replicas
-    run the model in parallel threads that share each layer's loss list, so ``model.losses``
-    inside a replica held the terms of BOTH replicas and the KL counted twice (found by
-    ``test_mirrored_step_equals_one_device_on_the_same_global_batch``).
+    from the layers instead of read from ``model.losses``. Under ``MirroredStrategy`` the
+    replicas run the model in threads that share each layer's loss list, and synchronized batch
+    norm switches threads in the middle of the forward pass (at each cross-replica reduction):
+    ``model.losses`` inside a replica then holds the terms of EVERY replica (measured with two
+    replicas: 12 terms for 6 gates, twice the KL), so the KL would count once per replica (found
+    by ``test_mirrored_step_equals_one_device_on_the_same_global_batch``; Keras' own ``fit``
+    reads ``model.losses`` the same way).
     """
     return [
         layer.kl_divergence()
