@@ -55,7 +55,10 @@ _OUTPUT_JSON = flags.DEFINE_string(
 
 
 def _row(cells, widths):
-    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return "  ".join(
+        str(c).ljust(w) if i == 0 else str(c).rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def describe_network(config, strategy, clip_shape, per_layer=False):
@@ -157,7 +160,11 @@ def _units(part, strategy, config, per_layer):
     if part in ("stem", "head", "other"):
         return ""
     if per_layer:
-        return "S+ST gated" if strategy is None else strategy.units[fusion_layer_names(config).index(part)]
+        return (
+            "S+ST gated"
+            if strategy is None
+            else strategy.units[fusion_layer_names(config).index(part)]
+        )
     b = int(part[len("block") :]) - 1
     if strategy is None:
         return f"S+ST gated x{fusion_block_sizes(config)[b]}"
@@ -182,7 +189,9 @@ def main(argv):
     try:
         blocks = tuple(int(b) for b in _BLOCKS.value)
     except ValueError:
-        raise app.UsageError(f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}") from None
+        raise app.UsageError(
+            f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}"
+        ) from None
     config = _config(
         num_classes=_NUM_CLASSES.value,
         blocks=blocks,

@@ -38,7 +38,11 @@ import numpy as np
 import tensorflow as tf
 
 _KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel")
-_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
 _POOLS = (
     keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
     keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D,
@@ -122,9 +126,7 @@ def _all_layers(model: keras.layers.Layer) -> list[tuple[keras.layers.Layer, str
 
 def _own_weights(layer: keras.layers.Layer) -> tuple[int, int]:
     sub = {
-        id(w)
-        for s in layer._flatten_layers(include_self=False, recursive=True)
-        for w in s.weights
+        id(w) for s in layer._flatten_layers(include_self=False, recursive=True) for w in s.weights
     }
     trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights if id(w) not in sub)
     fixed = sum(int(np.prod(w.shape)) for w in layer.non_trainable_weights if id(w) not in sub)
@@ -234,7 +236,9 @@ def layer_costs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> list[
     """
     clip_shape = tuple(int(d) for d in clip_shape)
     if not clip_shape or any(d <= 0 for d in clip_shape):
-        raise ValueError(f"clip_shape must be positive dims without batch axis. Received: clip_shape={clip_shape!r}")
+        raise ValueError(
+            f"clip_shape must be positive dims without batch axis. Received: clip_shape={clip_shape!r}"
+        )
     layers = _all_layers(model)
     paths = {id(layer): path for layer, path in layers}
     records: list = []
@@ -249,17 +253,20 @@ def layer_costs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> list[
         params, fixed = _own_weights(layer)
         costs.append(
             LayerCost(
-                path=paths[id(layer)], kind=type(layer).__name__, input_shape=in_shape,
-                output_shape=out_shape, params=params, non_trainable_params=fixed, macs=macs,
+                path=paths[id(layer)],
+                kind=type(layer).__name__,
+                input_shape=in_shape,
+                output_shape=out_shape,
+                params=params,
+                non_trainable_params=fixed,
+                macs=macs,
                 other_ops=_other_ops(layer, inputs, in_shape, out_shape),
             )  # fmt: skip
         )
     for layer, path in layers:
         if id(layer) not in called:
             params, fixed = _own_weights(layer)
-            costs.append(
-                LayerCost(path, type(layer).__name__, None, None, params, fixed, 0, 0)
-            )
+            costs.append(LayerCost(path, type(layer).__name__, None, None, params, fixed, 0, 0))
     # A layer called several times owns its weights once: keep its parameters on the first call.
     seen: set[str] = set()
     out = []
@@ -279,7 +286,9 @@ def total_costs(costs: Iterable[LayerCost]) -> Totals:
     return totals
 
 
-def group_costs(costs: Iterable[LayerCost], key: Callable[[LayerCost], str | None]) -> dict[str, Totals]:
+def group_costs(
+    costs: Iterable[LayerCost], key: Callable[[LayerCost], str | None]
+) -> dict[str, Totals]:
     """Sums ``costs`` per ``key(cost)`` (insertion order); a key of None drops the cost."""
     groups: dict[str, Totals] = {}
     for c in costs:

@@ -209,7 +209,9 @@ class FusionStrategy:
         try:
             data = json.loads(text)
         except (TypeError, json.JSONDecodeError) as e:
-            raise ValueError(f"A fusion strategy JSON is not valid JSON ({e}). Received: text={text!r}") from None
+            raise ValueError(
+                f"A fusion strategy JSON is not valid JSON ({e}). Received: text={text!r}"
+            ) from None
         if not isinstance(data, dict) or not ({"blocks", "strategy"} & set(data)):
             raise ValueError(
                 'A fusion strategy JSON must be an object with "blocks" (lists of unit names) '
@@ -219,7 +221,9 @@ class FusionStrategy:
             return cls.parse(data["strategy"])
         blocks = data["blocks"]
         if not isinstance(blocks, list) or not all(isinstance(b, list) for b in blocks):
-            raise ValueError(f'"blocks" must be a list of lists of unit names. Received: blocks={blocks!r}')
+            raise ValueError(
+                f'"blocks" must be a list of lists of unit names. Received: blocks={blocks!r}'
+            )
         strategy = cls(tuple(tuple(b) for b in blocks))
         if "strategy" in data and cls.parse(data["strategy"]) != strategy:
             raise ValueError(
@@ -332,7 +336,9 @@ def sample_branch_masks(drop_probabilities, num_samples: int, seed=None) -> np.n
     """``num_samples`` boolean ``[L, 2]`` masks, each gate kept with probability ``1 - p``."""
     p = check_drop_probabilities(drop_probabilities)
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
-        raise ValueError(f"num_samples must be a non-negative int. Received: num_samples={num_samples!r}")
+        raise ValueError(
+            f"num_samples must be a non-negative int. Received: num_samples={num_samples!r}"
+        )
     rng = _generator(seed)
     return rng.random((int(num_samples),) + p.shape) >= p
 

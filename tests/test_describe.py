@@ -39,7 +39,9 @@ def _number(pattern, text):
 def test_strategy_totals_match_flops(tmp_path):
     strategy = "st,t,-|s,st"
     out_json = tmp_path / "costs.json"
-    result = _describe(*TINY_FLAGS, f"--strategy={strategy}", "--per_layer", f"--output_json={out_json}")
+    result = _describe(
+        *TINY_FLAGS, f"--strategy={strategy}", "--per_layer", f"--output_json={out_json}"
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout
     pruned = total_costs(layer_costs(build_network(TINY, FusionStrategy.parse(strategy)), CLIP))
@@ -52,7 +54,9 @@ def test_strategy_totals_match_flops(tmp_path):
     assert re.search(r"^transition1\s+none\s", text, re.M)
     assert re.search(r"^block2_layer2\s+S\+ST\s", text, re.M)
     summary = json.loads(out_json.read_text())
-    assert summary["totals"]["macs"] == pruned.macs and summary["totals"]["flops"] == 2 * pruned.macs
+    assert (
+        summary["totals"]["macs"] == pruned.macs and summary["totals"]["flops"] == 2 * pruned.macs
+    )
     assert sum(p["macs"] for p in summary["parts"]) == pruned.macs
     assert [p["part"] for p in summary["parts"]][:2] == ["stem", "block1_layer1"]
 

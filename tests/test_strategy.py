@@ -22,8 +22,17 @@ from stfusion_tf.strategy import (
 BLOCKS = (3, 2, 4)
 # Deliberately varied: certain keep, certain drop, even, skewed.
 P = np.array(
-    [[0.1, 0.1], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.9, 0.2], [0.3, 0.7], [0.05, 0.6],
-     [0.25, 0.25], [1.0, 1.0]]
+    [
+        [0.1, 0.1],
+        [0.0, 1.0],
+        [1.0, 0.0],
+        [0.5, 0.5],
+        [0.9, 0.2],
+        [0.3, 0.7],
+        [0.05, 0.6],
+        [0.25, 0.25],
+        [1.0, 1.0],
+    ]
 )
 
 
@@ -100,7 +109,9 @@ def test_resolve_all_the_way_names_and_compact_form():
 
 
 def test_resolve_wrong_block_sizes_error():
-    with pytest.raises(ValueError, match=r"has block sizes \(1, 1\).*fusion-block sizes \(3, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"has block sizes \(1, 1\).*fusion-block sizes \(3, 2, 4\)"
+    ):
         FusionStrategy.resolve("s|t", BLOCKS)
 
 
@@ -119,7 +130,9 @@ def test_branch_mask_round_trip():
 
 
 def test_from_branch_mask_shape_error():
-    with pytest.raises(ValueError, match=r"L = sum\(block_sizes\) = 9.*Received: mask.shape=\(8, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"L = sum\(block_sizes\) = 9.*Received: mask.shape=\(8, 2\)"
+    ):
         FusionStrategy.from_branch_mask(np.ones((8, 2)), BLOCKS)
 
 
