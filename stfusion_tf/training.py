@@ -262,8 +262,16 @@ def check_records(records_dir: str, splits, num_classes: int | None = None) -> l
     names = data_lib.class_names(records_dir)
     known = set(names)
     for split in splits:
-        data_lib.num_examples(records_dir, split)
-        data_lib.split_files(records_dir, split)
+        try:
+            data_lib.num_examples(records_dir, split)
+            data_lib.split_files(records_dir, split)
+        except FileNotFoundError as e:
+            if split != HOLDOUT_SPLIT:
+                raise
+            raise FileNotFoundError(
+                f"{e} The holdout split (scored by the search and sample phases) is carved from "
+                "train by pipelines.make_tfrecords --holdout_fraction=0.05 (for example)."
+            ) from None
         with tf.io.gfile.GFile(data_lib.fmt.manifest_path(records_dir, split)) as f:
             manifest = json.load(f)
         manifest_classes = manifest.get("num_classes")

@@ -470,3 +470,29 @@ def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
         str(tmp_path / "ws" / "train" / "warmup" / "logs" / "history.jsonl")
     )
     assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
+
+
+def test_the_command_line_reports_setup_errors_without_a_traceback(records, tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "stfusion_tf.train", f"--records_dir={records}"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 2
+    assert "stfusion_tf.train: error: --workspace is required" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_a_missing_holdout_split_says_how_to_carve_one(records, flagfile, tmp_path):
+    partial = tmp_path / "examples"
+    shutil.copytree(records, partial)
+    for name in os.listdir(partial):
+        if name.startswith("holdout"):
+            os.remove(partial / name)
+    message = _setup_error(
+        f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={partial}"
+    )
+    assert "--holdout_fraction" in message
