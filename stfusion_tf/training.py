@@ -69,6 +69,17 @@ TRAIN_SPLIT, HOLDOUT_SPLIT, TEST_SPLIT = "train", "holdout", "test"
 DROP_LOGIT = "drop_logit"
 DONE = "DONE"
 RUN_CONFIG = "run_config.json"
+# TemplateConfig fields that change the network's weights (a checkpoint fits only the same ones).
+ARCHITECTURE_FIELDS = (
+    "num_classes",
+    "blocks",
+    "growth_rate",
+    "bottleneck_factor",
+    "stem_filters",
+    "layer_gate",
+    "input_frames",
+    "input_size",
+)
 
 
 # --- Configuration -------------------------------------------------------------------------------
@@ -339,9 +350,11 @@ def check_prerequisites(ctx: RunContext, phases) -> None:
 def write_run_config(ctx: RunContext, extra: dict) -> None:
     """Stores the run's settings in ``train/run_config.json``; a restart must match them.
 
-    What shapes the weights (the template config, the clip spec) must not change between a run
-    and its restart: a mismatch raises and names the fields, instead of restoring checkpoints
-    into a different network. Other settings (epochs, learning rate) may change.
+    What shapes the weights (the template's architecture fields, ``ARCHITECTURE_FIELDS``) and
+    what the network is fed (the clip spec) must not change between a run and its restart: a
+    mismatch raises and names the fields, instead of restoring checkpoints into a different
+    network. Everything else may change: epochs, learning rates, lambda, tau and p0 of a new
+    search from the same warm-up, synchronized batch norm on another number of GPUs.
     """
     path = os.path.join(ctx.workspace, "train", RUN_CONFIG)
     current = {
@@ -352,11 +365,11 @@ def write_run_config(ctx: RunContext, extra: dict) -> None:
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             stored = json.load(f)
-        fixed = ("template_config", "clip_spec")
+        fixed = {"template_config": ARCHITECTURE_FIELDS, "clip_spec": None}
         diffs = [
             f"{key}.{field}: {stored[key].get(field)!r} -> {current[key].get(field)!r}"
-            for key in fixed
-            for field in sorted(set(stored.get(key, {})) | set(current[key]))
+            for key, fields in fixed.items()
+            for field in sorted(fields or set(stored.get(key, {})) | set(current[key]))
             if stored.get(key, {}).get(field) != current[key].get(field)
         ]
         if diffs:

@@ -346,6 +346,9 @@ def test_a_restart_with_another_network_is_refused(records, flagfile, tmp_path):
     train.build_context(_flags(*base))
     message = _setup_error(*base, "--growth_rate=8")
     assert "growth_rate: 4 -> 8" in message and "new --workspace" in message
+    assert "crop_size: 24 -> 28" in _setup_error(*base, "--crop_size=28")
+    # What does not shape the weights may change (a new search from the same warm-up).
+    train.build_context(_flags(*base, "--length_scale=0.5", "--synchronized_batch_norm=true"))
 
 
 @pytest.mark.parametrize(
