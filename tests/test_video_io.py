@@ -189,3 +189,20 @@ def test_frame_folder_reads_frames_in_name_order(tmp_path, video):
         )
     with pytest.raises(video_io.VideoDecodeError, match="frame folder not found"):
         video_io.read_frame_folder(str(tmp_path / "missing"), frame_rate=12, short_side=0)
+
+
+def test_encode_video_reads_a_frame_folder_in_name_order(tmp_path):
+    """Something-Something V1 ships frames as JPEG folders: encode_video keeps their order, gives
+    them timestamps at the dataset's rate and resizes them like decoded video."""
+    from PIL import Image
+
+    for i in range(5):
+        frame = np.full((40, 60, 3), 40 * i, np.uint8)
+        Image.fromarray(frame).save(tmp_path / f"{i + 1:05d}.jpg", quality=95)
+    video = video_io.encode_video(
+        str(tmp_path), video_io.DecodeOptions(short_side=20), 90, frame_folder_rate=12.0, threads=2
+    )
+    assert video.timestamps_us == [round(i * 1e6 / 12) for i in range(5)]
+    assert (video.height, video.width, video.frame_rate) == (20, 30, 12.0)
+    means = [video_io.decode_jpeg(j).mean() for j in video.jpegs]
+    assert np.allclose(means, [40 * i for i in range(5)], atol=3)
