@@ -77,6 +77,14 @@ def resize(frame: np.ndarray, short_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
 
 
+def _to_rgb(frame: av.VideoFrame, short_side: int) -> np.ndarray:
+    """The frame as RGB at its output size: FFmpeg's swscale converts YUV to RGB and scales in one
+    pass, at the smaller size (converting at full size and resizing afterwards cost 2x the
+    time of decoding itself)."""
+    height, width = resized_shape(frame.height, frame.width, short_side)
+    return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+
+
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
@@ -148,7 +156,7 @@ def iter_frames(
                         continue
                     if end_us is not None and t >= end_us:
                         break
-                    yield t, resize(frame.to_ndarray(format="rgb24"), options.short_side)
+                    yield t, _to_rgb(frame, options.short_side)
             except av.FFmpegError as e:
                 raise VideoDecodeError(f"decoding failed: {e}") from e
 
