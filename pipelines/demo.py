@@ -7,11 +7,17 @@
 2. converts them with the Beam job (``pipelines.make_tfrecords``'s library call, two local worker
    processes) into ``<workdir>/workspace/examples``, carving a holdout split from train;
 3. validates every record (``tfrecords_tools.inspect``), prints its table, and draws a contact
-   sheet for a person to look at.
+   sheet for a person to look at;
+4. runs every training phase with ``configs/demo_cpu.cfg`` (warm-up, v-DropPath search, sampling
+   strategies on the holdout split, fine-tuning the best, evaluation on the test split) and says
+   where the marginal-probability chart, the best strategy and the results are.
 """
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
 
 from absl import app, flags
 
@@ -24,6 +30,10 @@ _TASK = flags.DEFINE_enum(
 )
 _VIDEOS = flags.DEFINE_integer("videos_per_class", 16, "Training videos per class.")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Beam DirectRunner worker processes.")
+_TRAIN = flags.DEFINE_bool("train", True, "Also run the training phases (configs/demo_cpu.cfg).")
+_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo_cpu.cfg"
+)
 
 
 def make_videos(root: str, task: str, videos_per_class: int) -> None:
@@ -37,13 +47,30 @@ def make_videos(root: str, task: str, videos_per_class: int) -> None:
         synthetic.write_dataset(os.path.join(root, split), spec)
 
 
+_MARKER = ".stfusion_demo"
+
+
+def fresh_workdir(workdir: str) -> None:
+    """Starts each demo from an empty folder: an earlier demo's (marked) folder is replaced, any
+    other non-empty folder is refused rather than deleted."""
+    if os.path.isdir(workdir) and os.listdir(workdir):
+        if not os.path.exists(os.path.join(workdir, _MARKER)):
+            raise SystemExit(
+                f"demo: {workdir} is not empty and not an earlier demo: pass DEMO_DIR=..."
+            )
+        shutil.rmtree(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    open(os.path.join(workdir, _MARKER), "w").close()
+
+
 def main(argv):
     del argv
     logging.getLogger("apache_beam").setLevel(logging.ERROR)  # the local workers' start-up chatter
     workdir = _WORKDIR.value
     videos = os.path.join(workdir, "videos")
+    fresh_workdir(workdir)
     examples = os.path.join(workdir, "workspace", "examples")
-    print(f"[1/3] Writing synthetic videos ({_TASK.value}) to {videos}")
+    print(f"[1/4] Writing synthetic videos ({_TASK.value}) to {videos}")
     make_videos(videos, _TASK.value, _VIDEOS.value)
     print(
         f"[2/3] Converting them to TFRecords with Beam ({_WORKERS.value} workers) into {examples}"
@@ -60,7 +87,7 @@ def main(argv):
         ],
     )
     print(convert.summary_line(manifests))
-    print("[3/3] Validating every record and drawing a contact sheet")
+    print("[3/4] Validating every record and drawing a contact sheet")
     report = inspect.inspect_records([examples], validate=True)
     print(inspect.format_table(report))
     if not report["ok"]:
@@ -68,6 +95,26 @@ def main(argv):
     sheet = os.path.join(workdir, "contact_sheet.png")
     contact_sheet.write_contact_sheet([os.path.join(examples, "train-*.tfrecord")], sheet)
     print(f"Records: {examples}\nContact sheet: {sheet}")
+    if not _TRAIN.value:
+        return
+    workspace = os.path.join(workdir, "workspace")
+    print(f"[4/4] Training, searching and evaluating ({_CONFIG}) in {workspace}")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stfusion_tf.train",
+            f"--flagfile={_CONFIG}",
+            f"--workspace={workspace}",
+        ],
+        check=True,
+    )
+    search = os.path.join(workspace, "search")
+    print(
+        f"Marginal probabilities chart: {search}/marginals.png\n"
+        f"Best strategy: {search}/best_strategy.json (all sampled: {search}/strategies.csv)\n"
+        f"Results: {workspace}/results.json"
+    )
 
 
 if __name__ == "__main__":
