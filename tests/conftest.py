@@ -17,3 +17,20 @@ if _cpus and len(tf.config.get_logical_device_configuration(_cpus[0]) or []) < 2
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
+
+
+import itertools  # noqa: E402
+
+import pytest  # noqa: E402
+
+_KEY_BASES = itertools.count(1000, 1000)
+
+
+@pytest.fixture(autouse=True)
+def _separate_collective_keys():
+    """Every strategy of a process numbers its collectives from the same group and instance keys,
+    and TensorFlow's runtime remembers the shapes it saw under a key: two MirroredStrategy tests
+    with different models then fail with "Shape mismatch in the collective instance". TensorFlow's
+    own tests give each strategy its own key range through this class attribute; so do we."""
+    tf.distribute.MirroredStrategy._collective_key_base = next(_KEY_BASES)
+    yield
