@@ -125,6 +125,17 @@ def iter_frames(
       VideoDecodeError: the file is missing, empty, not a video, has no video stream, or FFmpeg
         fails on its frames.
     """
+    for t, frame in _iter_av_frames(path, options):
+        yield t, _to_rgb(frame, options.short_side)
+
+
+def _iter_av_frames(path: str, options: DecodeOptions) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``iter_frames`` before the conversion to RGB (which ``encode_video`` runs on threads).
+
+    Raises:
+      VideoDecodeError: the file is missing, empty, not a video, has no video stream, or FFmpeg
+        fails on its frames.
+    """
     if not os.path.exists(path):
         raise VideoDecodeError(f"file not found: {path}")
     if os.path.getsize(path) == 0:
@@ -156,7 +167,7 @@ def iter_frames(
                         continue
                     if end_us is not None and t >= end_us:
                         break
-                    yield t, _to_rgb(frame, options.short_side)
+                    yield t, frame
             except av.FFmpegError as e:
                 raise VideoDecodeError(f"decoding failed: {e}") from e
 
@@ -237,6 +248,12 @@ class EncodedVideo:
     frame_rate: float
 
 
+def _frame_shape(frame, short_side: int) -> tuple[int, int]:
+    if isinstance(frame, av.VideoFrame):
+        return resized_shape(frame.height, frame.width, short_side)
+    return frame.shape[:2]
+
+
 def encode_video(
     path: str,
     options: DecodeOptions,
@@ -247,9 +264,10 @@ def encode_video(
     """Decodes a video file (or, with ``frame_folder_rate``, a folder of JPEG frames at that rate)
     and JPEG-encodes its frames: the whole per-video work of the Beam job.
 
-    Frames are resized and JPEG-encoded on ``threads`` threads (0: one per CPU) while FFmpeg goes
-    on decoding: Pillow releases the GIL in both, so one video keeps every core busy (about 1.6x
-    a plain loop on 2 cores). At most a few frames per thread wait undecoded in memory.
+    Frames are converted to RGB at their output size (swscale) and JPEG-encoded on ``threads``
+    threads (0: one per CPU) while FFmpeg goes on decoding: both release the GIL, so one video
+    keeps every core busy (1.6x a plain loop on 2 cores, measured). At most a few decoded frames
+    per thread wait in memory.
 
     This module imports no TensorFlow, so the helper process that runs it starts in a fraction of
     a second.
@@ -258,7 +276,9 @@ def encode_video(
     window = 4 * workers
 
     def encode(frame):
-        return encode_jpeg(resize(frame, options.short_side), jpeg_quality)
+        if isinstance(frame, av.VideoFrame):
+            frame = _to_rgb(frame, options.short_side)
+        return encode_jpeg(frame, jpeg_quality)
 
     timestamps, futures, shape = [], [], None
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -267,14 +287,14 @@ def encode_video(
                 raise VideoDecodeError(
                     "--fps resampling is not supported for frame-folder datasets"
                 )
-            folder = read_frame_folder(path, frame_folder_rate, 0)
+            folder = read_frame_folder(path, frame_folder_rate, options.short_side)
             frames = zip(folder.timestamps_us, folder.frames, strict=True)
             rate = frame_folder_rate
         else:
-            frames = iter_frames(path, dataclasses.replace(options, short_side=0))
+            frames = _iter_av_frames(path, options)
             rate = None
         for t, frame in frames:
-            shape = shape or frame.shape[:2]
+            shape = shape or _frame_shape(frame, options.short_side)
             timestamps.append(t)
             futures.append(pool.submit(encode, frame))
             if len(futures) > window:
@@ -282,7 +302,7 @@ def encode_video(
         jpegs = [f.result() for f in futures]
     if not jpegs:
         raise VideoDecodeError(_NO_FRAMES)
-    height, width = resized_shape(*shape, options.short_side)
+    height, width = shape
     if rate is None:
         rate = options.fps if options.fps is not None else frame_rate_of(path)
     return EncodedVideo(jpegs, timestamps, height, width, rate)
