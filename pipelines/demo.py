@@ -4,8 +4,8 @@
 
 1. writes real H.264 videos of the synthetic ``mixed`` task (``pipelines.synthetic``), a train
    and a test folder with different seeds, into ``<workdir>/videos``;
-2. converts them with the Beam job (``pipelines.make_tfrecords``'s library call, two local worker
-   processes) into ``<workdir>/workspace/examples``, carving a holdout split from train;
+2. converts them with the Beam job (``pipelines.make_tfrecords``'s library call, two local
+   workers, each decoding in a helper process) into ``<workdir>/workspace/examples``, carving a holdout split from train;
 3. validates every record (``tfrecords_tools.inspect``), prints its table, and draws a contact
    sheet for a person to look at;
 4. runs every training phase with ``configs/demo_cpu.cfg`` (warm-up, v-DropPath search, sampling
@@ -29,7 +29,9 @@ _TASK = flags.DEFINE_enum(
     "task", "mixed", synthetic.TASKS, "Synthetic task (see pipelines/synthetic.py)."
 )
 _VIDEOS = flags.DEFINE_integer("videos_per_class", 16, "Training videos per class.")
-_WORKERS = flags.DEFINE_integer("workers", 2, "Beam DirectRunner worker processes.")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 2, "Beam DirectRunner workers (threads, each decoding in its own process)."
+)
 _TRAIN = flags.DEFINE_bool("train", True, "Also run the training phases (configs/demo_cpu.cfg).")
 _CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo_cpu.cfg"
@@ -82,7 +84,7 @@ def main(argv):
         holdout_fraction=0.2,
         options=convert.ConvertOptions(short_side=64),
         pipeline_args=[
-            "--direct_running_mode=multi_processing",
+            "--direct_running_mode=multi_threading",
             f"--direct_num_workers={_WORKERS.value}",
         ],
     )

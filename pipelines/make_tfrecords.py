@@ -5,7 +5,8 @@
 
 Runs on the DirectRunner by default. Every flag this module does not define is handed to Beam's
 ``PipelineOptions``, so the same command runs in parallel locally
-(``--direct_running_mode=multi_processing --direct_num_workers=4``) or on a cluster
+(``--direct_running_mode=multi_threading --direct_num_workers=4``: each thread decodes in its own
+helper process; ``multi_processing`` also works) or on a cluster
 (``--runner=DataflowRunner --project=... --region=... --temp_location=gs://...``,
 ``--runner=FlinkRunner``, ``--runner=SparkRunner``).
 
