@@ -147,22 +147,13 @@ def records(tmp_path_factory):
 
 
 def test_evaluate_on_real_records_with_several_clips_and_crops(records):
-    from stfusion_tf.models import TemplateConfig, build_network
+    from stfusion_tf.models import build_network
+    from tests.model_fixtures import tiny_config
 
     spec = data.ClipSpec(
         num_frames=4, stride=2, crop_size=24, train_short_sides=None, eval_short_side=24
     )
-    model = build_network(
-        TemplateConfig(
-            num_classes=4,
-            blocks=(1, 1),
-            growth_rate=4,
-            stem_filters=8,
-            input_frames=4,
-            input_size=24,
-            dropout=0.0,
-        )  # fmt: skip
-    )
+    model = build_network(tiny_config(num_classes=4, blocks=(1, 1), input_size=24))
     dataset = data.eval_dataset(
         data.split_files(records, "train"), spec, 5, num_clips=2, num_crops=3
     )
