@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from pipelines import convert, synthetic  # noqa: E402
-from stfusion_tf import data  # noqa: E402
+from stfusion_tf import data, preprocessing  # noqa: E402
 from tfrecords_tools import format as fmt  # noqa: E402
 
 _RECORDS = flags.DEFINE_string("records_dir", None, "Converted records (default: generate).")
@@ -53,7 +53,7 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Batches timed per round.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timing rounds; the best is reported.")
 _TRAIN = flags.DEFINE_bool("train", True, "Also time a tiny template's training step.")
 
-SPEC = data.ClipSpec(
+SPEC = preprocessing.PreprocessingSpec(
     num_frames=8, stride=2, crop_size=112, train_short_sides=(128, 144, 160), eval_short_side=128
 )
 

@@ -71,7 +71,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("bottleneck_factor", 4, "Branch width = factor x growth rate.", **fv)
     flags.DEFINE_integer("stem_filters", 64, "Channels of the stem conv.", **fv)
     flags.DEFINE_bool("layer_gate", False, "Also gate each dense layer's 1x3x3 conv (D1).", **fv)
-    # Clips (data.ClipSpec).
+    # Clips (preprocessing.PreprocessingSpec).
     flags.DEFINE_integer("num_frames", 16, "T: frames per clip.", **fv)
     flags.DEFINE_integer("stride", 2, "Frame step inside a clip.", **fv)
     flags.DEFINE_bool("random_stride", False, "Train on a random stride in [1, stride].", **fv)
@@ -159,7 +159,7 @@ def _tristate(value: str) -> bool | None:
 
 def build_context(f: flags.FlagValues):
     """Strategy, precision, checks and the ``RunContext``, all before any training."""
-    from stfusion_tf import data, distribute, training
+    from stfusion_tf import distribute, preprocessing, training
     from stfusion_tf.models import template as template_lib
 
     if not f.workspace:
@@ -171,7 +171,7 @@ def build_context(f: flags.FlagValues):
     records_dir = f.records_dir or os.path.join(f.workspace, "examples")
     names = training.check_records(records_dir, training.splits_needed(phases))
     jit = _tristate(f.jit_compile)
-    clip_spec = data.ClipSpec(
+    spec = preprocessing.PreprocessingSpec(
         num_frames=f.num_frames,
         stride=f.stride,
         random_stride=f.random_stride,
@@ -203,7 +203,7 @@ def build_context(f: flags.FlagValues):
         workspace=f.workspace,
         records_dir=records_dir,
         template_config=config,
-        clip_spec=clip_spec,
+        spec=spec,
         strategy=strategy,
         global_batch_size=f.batch_size,
         steps_per_epoch=f.steps_per_epoch or None,

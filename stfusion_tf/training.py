@@ -63,6 +63,7 @@ from stfusion_tf import distribute, evaluation
 from stfusion_tf import gate as gate_lib
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
+from stfusion_tf.preprocessing import PreprocessingSpec
 
 PHASES = ("warmup", "search", "sample", "finetune", "evaluate")
 TRAIN_SPLIT, HOLDOUT_SPLIT, TEST_SPLIT = "train", "holdout", "test"
@@ -190,7 +191,7 @@ class RunContext:
       records_dir: where the TFRecords, manifests and label map are (``<workspace>/examples``).
       template_config: the template's ``TemplateConfig`` (phases replace dropout, the KL
         arguments and synchronized batch norm).
-      clip_spec: the ``ClipSpec`` of training and evaluation clips.
+      spec: the ``PreprocessingSpec`` of every clip (its conversion part from the records).
       strategy: a ``tf.distribute.Strategy`` (``stfusion_tf.distribute.make_strategy``).
       global_batch_size: clips per step over all replicas.
       steps_per_epoch: optimizer steps per epoch; None: ``N // global_batch_size`` (at least 1).
@@ -208,7 +209,7 @@ class RunContext:
     workspace: str
     records_dir: str
     template_config: template_lib.TemplateConfig
-    clip_spec: data_lib.ClipSpec
+    spec: PreprocessingSpec
     strategy: tf.distribute.Strategy
     global_batch_size: int
     steps_per_epoch: int | None = None
@@ -359,13 +360,13 @@ def write_run_config(ctx: RunContext, extra: dict) -> None:
     path = os.path.join(ctx.workspace, "train", RUN_CONFIG)
     current = {
         "template_config": ctx.template_config.to_dict(),
-        "clip_spec": ctx.clip_spec.to_dict(),
+        "preprocessing": ctx.spec.to_dict(),
         **extra,
     }
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             stored = json.load(f)
-        fixed = {"template_config": ARCHITECTURE_FIELDS, "clip_spec": None}
+        fixed = {"template_config": ARCHITECTURE_FIELDS, "preprocessing": None}
         diffs = [
             f"{key}.{field}: {stored[key].get(field)!r} -> {current[key].get(field)!r}"
             for key, fields in fixed.items()
@@ -543,7 +544,7 @@ def distributed_train_data(ctx: RunContext, seed: int):
     def dataset_fn(input_context):
         return data_lib.train_dataset(
             files,
-            ctx.clip_spec,
+            ctx.spec,
             ctx.global_batch_size,
             seed=seed,
             shuffle_buffer=ctx.shuffle_buffer,
@@ -885,7 +886,7 @@ def run_search(
     holdout_files = _eval_files(ctx, HOLDOUT_SPLIT)
 
     def holdout_data():
-        return data_lib.eval_dataset(holdout_files, ctx.clip_spec, ctx.eval_batch_size)
+        return data_lib.eval_dataset(holdout_files, ctx.spec, ctx.eval_batch_size)
 
     def on_epoch_end(epoch, metrics, writer):
         # Validation without noise: every path scaled by its keep probability 1 - p. The mode
@@ -929,7 +930,7 @@ def _eval_files(ctx: RunContext, split: str) -> list[str]:
 
 def eval_clip_shape(ctx: RunContext) -> tuple[int, int, int, int]:
     """``(T, H, W, 3)`` of an eval view: the clip the MACs of a strategy are counted on."""
-    spec = ctx.clip_spec
+    spec = ctx.spec
     return (spec.num_frames, spec.eval_crop, spec.eval_crop, 3)
 
 
@@ -979,7 +980,7 @@ def run_sample(
     )
     holdout = data_lib.eval_dataset(
         _eval_files(ctx, HOLDOUT_SPLIT),
-        ctx.clip_spec,
+        ctx.spec,
         ctx.eval_batch_size,
         num_clips=num_clips,
         num_crops=num_crops,
@@ -991,7 +992,7 @@ def run_sample(
     def train_batches():
         return data_lib.train_dataset(
             train_files,
-            ctx.clip_spec,
+            ctx.spec,
             ctx.global_batch_size,
             seed=ctx.seed,
             shuffle_buffer=ctx.shuffle_buffer,
@@ -1100,13 +1101,13 @@ def run_evaluate(
 
     def test_data():
         return data_lib.eval_dataset(
-            files, ctx.clip_spec, ctx.eval_batch_size, num_clips=num_clips, num_crops=num_crops
+            files, ctx.spec, ctx.eval_batch_size, num_clips=num_clips, num_crops=num_crops
         )
 
     def train_batches():
         return data_lib.train_dataset(
             _eval_files(ctx, TRAIN_SPLIT),
-            ctx.clip_spec,
+            ctx.spec,
             ctx.global_batch_size,
             seed=ctx.seed,
             shuffle_buffer=ctx.shuffle_buffer,
@@ -1153,7 +1154,7 @@ def run_evaluate(
         "format_version": 1,
         "split": TEST_SPLIT,
         "protocol": evaluation.protocol_name(num_clips, num_crops),
-        "clip_spec": ctx.clip_spec.to_dict(),
+        "preprocessing": ctx.spec.to_dict(),
         "best_strategy": str(best),
         "models": models,
         "seconds": round(time.time() - start, 2),

@@ -16,7 +16,8 @@ import tensorflow as tf
 from PIL import Image
 
 from pipelines import convert, synthetic
-from stfusion_tf import data
+from stfusion_tf import data, preprocessing
+from stfusion_tf.preprocessing import PreprocessingSpec
 from tests import video_fixtures
 from tfrecords_tools import format as fmt
 
@@ -93,20 +94,20 @@ def records(tmp_path_factory):
     return output, manifests
 
 
-SMALL = data.ClipSpec(
+SMALL = PreprocessingSpec(
     num_frames=4, stride=2, crop_size=24, train_short_sides=(32, 40), eval_short_side=32
 )
 
 
-# --- ClipSpec ------------------------------------------------------------------------------------
+# --- PreprocessingSpec ------------------------------------------------------------------------------------
 
 
-def test_clip_spec_round_trips_through_json():
-    spec = data.ClipSpec(num_frames=8, stride=1, random_stride=True, flip=False, **RAW)
-    assert data.ClipSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    assert data.ClipSpec.from_dict(data.ClipSpec(train_short_sides=None).to_dict()).train_sides == (
-        256,
-    )
+def test_preprocessing_spec_round_trips_through_json():
+    spec = PreprocessingSpec(num_frames=8, stride=1, random_stride=True, flip=False, **RAW)
+    assert PreprocessingSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert PreprocessingSpec.from_dict(
+        PreprocessingSpec(train_short_sides=None).to_dict()
+    ).train_sides == (256,)
 
 
 @pytest.mark.parametrize(
@@ -122,26 +123,28 @@ def test_clip_spec_round_trips_through_json():
         (dict(value_range=(1.0, 0.0)), r"Received: value_range=\(1.0, 0.0\)"),
     ],
 )
-def test_clip_spec_rejects_bad_arguments(kwargs, message):
+def test_preprocessing_spec_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        data.ClipSpec(**kwargs)
+        PreprocessingSpec(**kwargs)
 
 
-def test_clip_spec_from_dict_rejects_unknown_fields():
-    with pytest.raises(ValueError, match=r"Unknown ClipSpec fields: \['frames'\]"):
-        data.ClipSpec.from_dict({"frames": 8})
+def test_preprocessing_spec_from_dict_rejects_unknown_fields():
+    with pytest.raises(ValueError, match=r"Unknown PreprocessingSpec fields: \['frames'\]"):
+        PreprocessingSpec.from_dict({"frames": 8})
 
 
 # --- Sampling ------------------------------------------------------------------------------------
 
 
 def test_train_indices_are_at_stride_inside_the_video_from_every_start():
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=4, stride=3, crop_size=16, train_short_sides=None, eval_short_side=16, **RAW
     )
     starts = set()
     for i in range(300):
-        indices = data.sample_train_indices(30, spec, tf.constant([7, i], tf.int64)).numpy()
+        indices = preprocessing.sample_train_indices(
+            30, spec, tf.constant([7, i], tf.int64)
+        ).numpy()
         assert np.all(np.diff(indices) == 3)
         assert 0 <= indices[0] and indices[-1] <= 29
         starts.add(int(indices[0]))
@@ -149,12 +152,14 @@ def test_train_indices_are_at_stride_inside_the_video_from_every_start():
 
 
 def test_random_stride_draws_every_stride_up_to_the_maximum():
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=4, stride=3, random_stride=True, crop_size=16, eval_short_side=16, **RAW
     )
     strides = set()
     for i in range(200):
-        indices = data.sample_train_indices(30, spec, tf.constant([1, i], tf.int64)).numpy()
+        indices = preprocessing.sample_train_indices(
+            30, spec, tf.constant([1, i], tf.int64)
+        ).numpy()
         steps = np.diff(indices)
         assert np.all(steps == steps[0]) and indices[-1] <= 29
         strides.add(int(steps[0]))
@@ -163,7 +168,7 @@ def test_random_stride_draws_every_stride_up_to_the_maximum():
 
 def test_train_pipeline_samples_consecutive_frames_at_stride(tmp_path):
     path = _write_coded(tmp_path / "a.tfrecord", num_frames=30, videos=2)
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=5, stride=3, crop_size=16, train_short_sides=(16, 20), eval_short_side=16, **RAW
     )
     clips = _train_clips(path, spec, clips=32)
@@ -176,7 +181,7 @@ def test_train_pipeline_samples_consecutive_frames_at_stride(tmp_path):
 
 def test_short_video_is_padded_with_its_last_frame(tmp_path):
     path = _write_coded(tmp_path / "short.tfrecord", num_frames=5)
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=8, stride=2, crop_size=16, train_short_sides=None, eval_short_side=16, **RAW
     )
     expected = [0, 2, 4, 4, 4, 4, 4, 4]
@@ -190,13 +195,13 @@ def test_only_the_sampled_jpegs_are_decoded(tmp_path):
     # Frame 9 is not a JPEG. T=2 at stride 18 in 20 frames samples (0, 18) or (1, 19): frame 9 is
     # never sampled, so training works only if decoding comes after sampling.
     path = _write_coded(tmp_path / "corrupt.tfrecord", num_frames=20, corrupt={9})
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=2, stride=18, crop_size=16, train_short_sides=None, eval_short_side=16, **RAW
     )
     clips = _train_clips(path, spec, clips=16)
     assert {tuple(_frame_indices(c)) for c in clips} == {(0, 18), (1, 19)}
     # The eval centre clip of 4 frames at stride 2 is frames 6..12: it skips frame 13 too.
-    eval_spec = data.ClipSpec(num_frames=4, stride=2, crop_size=16, eval_short_side=16, **RAW)
+    eval_spec = PreprocessingSpec(num_frames=4, stride=2, crop_size=16, eval_short_side=16, **RAW)
     path = _write_coded(tmp_path / "corrupt_eval.tfrecord", num_frames=20, corrupt={13})
     (batch,) = data.eval_dataset(path, eval_spec, 4).as_numpy_iterator()
     assert _frame_indices(batch[data.CLIPS][0]).tolist() == [6, 8, 10, 12]
@@ -219,7 +224,7 @@ def _offsets(clip: np.ndarray) -> np.ndarray:
 
 def test_crop_is_the_same_for_every_frame_and_differs_between_clips(tmp_path):
     path = _write_coded(tmp_path / "ramp.tfrecord", num_frames=12, height=48, width=64)
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=6, stride=2, crop_size=32, train_short_sides=(48, 64), flip=False, **RAW
     )
     clips = _train_clips(path, spec, clips=32)
@@ -240,7 +245,7 @@ def test_crop_is_the_same_for_every_frame_and_differs_between_clips(tmp_path):
 @pytest.mark.parametrize("flip", [False, True])
 def test_flip_is_per_clip_and_off_never_flips(tmp_path, flip):
     path = _write_coded(tmp_path / "ramp.tfrecord", num_frames=8, height=32, width=40)
-    spec = data.ClipSpec(
+    spec = PreprocessingSpec(
         num_frames=4, stride=1, crop_size=24, train_short_sides=(32,), flip=flip, **RAW
     )
     clips = _train_clips(path, spec, clips=48)
@@ -260,13 +265,15 @@ def test_normalisation_numbers(tmp_path):
     path = str(tmp_path / "flat.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         writer.write(_record("flat.mp4", 0, [_jpeg(frame)] * 3, 16, 16))
-    imagenet = data.ClipSpec(num_frames=2, stride=1, crop_size=16, eval_short_side=16)
+    imagenet = PreprocessingSpec(num_frames=2, stride=1, crop_size=16, eval_short_side=16)
     (batch,) = data.eval_dataset(path, imagenet, 1).as_numpy_iterator()
-    expected = (colour / 255.0 - np.array(data.IMAGENET_MEAN)) / np.array(data.IMAGENET_STD)
-    tolerance = 2.0 / 255.0 / np.array(data.IMAGENET_STD)
+    expected = (colour / 255.0 - np.array(preprocessing.IMAGENET_MEAN)) / np.array(
+        preprocessing.IMAGENET_STD
+    )
+    tolerance = 2.0 / 255.0 / np.array(preprocessing.IMAGENET_STD)
     assert batch[data.CLIPS].dtype == np.float32
     assert np.all(np.abs(batch[data.CLIPS][0] - expected) <= tolerance)
-    symmetric = data.ClipSpec(
+    symmetric = PreprocessingSpec(
         num_frames=2,
         stride=1,
         crop_size=16,
@@ -285,7 +292,7 @@ def test_normalisation_numbers(tmp_path):
 
 def test_eval_clips_are_evenly_spaced_and_the_centre_clip_is_centred(tmp_path):
     path = _write_coded(tmp_path / "long.tfrecord", num_frames=30)
-    spec = data.ClipSpec(num_frames=4, stride=2, crop_size=16, eval_short_side=16, **RAW)
+    spec = PreprocessingSpec(num_frames=4, stride=2, crop_size=16, eval_short_side=16, **RAW)
     (batch,) = data.eval_dataset(path, spec, 8, num_clips=3).as_numpy_iterator()
     # span 7 in 30 frames: starts linspace(0, 23, 3) = 0, 11.5 -> 12, 23.
     starts = [_frame_indices(c)[0] for c in batch[data.CLIPS]]
@@ -299,7 +306,7 @@ def test_eval_clips_are_evenly_spaced_and_the_centre_clip_is_centred(tmp_path):
 def test_three_crops_run_along_the_long_side_and_views_differ(tmp_path, portrait):
     height, width = (40, 24) if portrait else (24, 40)
     path = _write_coded(tmp_path / "ramp.tfrecord", num_frames=20, height=height, width=width)
-    spec = data.ClipSpec(num_frames=2, stride=3, crop_size=24, eval_short_side=24, **RAW)
+    spec = PreprocessingSpec(num_frames=2, stride=3, crop_size=24, eval_short_side=24, **RAW)
     (batch,) = data.eval_dataset(path, spec, 16, num_clips=2, num_crops=3).as_numpy_iterator()
     clips = batch[data.CLIPS]
     assert clips.shape == (6, 2, 24, 24, 3)
@@ -317,7 +324,7 @@ def test_three_crops_run_along_the_long_side_and_views_differ(tmp_path, portrait
 
 def test_eval_views_of_real_records_cover_every_video_once(records):
     output, manifests = records
-    spec = data.ClipSpec(num_frames=4, stride=2, crop_size=24, eval_short_side=32)
+    spec = PreprocessingSpec(num_frames=4, stride=2, crop_size=24, eval_short_side=32)
     dataset = data.eval_dataset(
         fmt.shard_pattern(output, "holdout"), spec, 5, num_clips=2, num_crops=3
     )
@@ -343,7 +350,7 @@ def test_eval_views_of_real_records_cover_every_video_once(records):
 
 def test_eval_shards_split_videos_between_input_pipelines(records):
     output, manifests = records
-    spec = data.ClipSpec(num_frames=2, stride=2, crop_size=24, eval_short_side=32)
+    spec = PreprocessingSpec(num_frames=2, stride=2, crop_size=24, eval_short_side=32)
     seen = []
     for pipeline in range(2):
         context = tf.distribute.InputContext(2, pipeline, 2)

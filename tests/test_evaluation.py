@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stfusion_tf import data, evaluation
+from stfusion_tf import data, evaluation, preprocessing
 
 # 4 videos x 2 views (num_clips=2, num_crops=1), 3 classes.
 LOGITS = np.array(
@@ -150,7 +150,7 @@ def test_evaluate_on_real_records_with_several_clips_and_crops(records):
     from stfusion_tf.models import build_network
     from tests.model_fixtures import tiny_config
 
-    spec = data.ClipSpec(
+    spec = preprocessing.PreprocessingSpec(
         num_frames=4, stride=2, crop_size=24, train_short_sides=None, eval_short_side=24
     )
     model = build_network(tiny_config(num_classes=4, blocks=(1, 1), input_size=24))
