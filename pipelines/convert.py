@@ -12,8 +12,12 @@
 - ``WriteShards`` puts each record in shard ``md5(path) mod num_shards`` and writes every shard
   itself, sorted by path: the same input and options give the same bytes, on any runner.
 - ``WriteSplitReports`` writes ``<split>.manifest.json`` (counts per class, frames, sizes, bytes,
-  options, format version) and ``<split>.failures.jsonl`` (one line per failed video, with its
-  reason) for every split, even when a split has no failures.
+  options, format version, the split's dataset fingerprint), ``<split>.failures.jsonl`` (one
+  line per failed video, with its reason) and ``<split>.videos.jsonl`` (one line per converted
+  video: path, label, frames, size) for every split, even when a split has no failures.
+- ``run_conversion`` then writes ``fingerprint.json`` for the whole output folder
+  (``tfrecords_tools.fingerprint``): the splits just converted, plus, after ``split=...``, the
+  splits already there.
 
 Library code only: ``pipelines.make_tfrecords`` is the entry point that parses flags.
 """
@@ -31,11 +35,14 @@ import time
 
 import apache_beam as beam
 import av
+import PIL
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from PIL import features as pil_features
 
 from pipelines import datasets, isolated, video_io
+from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
 from tfrecords_tools import tfrecord_io
 
@@ -49,7 +56,8 @@ _TARGET_SHARD_BYTES = 256 * 2**20
 
 @dataclasses.dataclass(frozen=True)
 class ConvertOptions:
-    """How every video is converted (all written into the manifest).
+    """How every video is converted (all written into the manifest; the ones that change the
+    stored frames, ``fingerprint.PIXEL_OPTIONS``, also into the dataset fingerprint).
 
     Args:
       short_side: resize frames so the shorter side is this many pixels (0: keep).
@@ -229,9 +237,12 @@ def _write_shard(item, output_dir: str):
     yield split, {"path": os.path.basename(path), "records": len(records), "bytes": size}
 
 
-def _write_split_report(item, output_dir: str, inputs: dict[str, int], extra: dict):
+def _write_split_report(
+    item, output_dir: str, inputs: dict[str, int], extra: dict, shared_fingerprint: dict
+):
     split, grouped = item
-    videos, failures = list(grouped["videos"]), sorted(grouped["failures"], key=lambda f: f["path"])
+    videos = sorted(grouped["videos"], key=lambda v: v["path"])
+    failures = sorted(grouped["failures"], key=lambda f: f["path"])
     shards = sorted(grouped["shards"], key=lambda s: s["path"])
     frames = sorted(v["frames"] for v in videos)
     manifest = {
@@ -256,11 +267,21 @@ def _write_split_report(item, output_dir: str, inputs: dict[str, int], extra: di
         "bytes": sum(s["bytes"] for s in shards),
         "shards": shards,
         **extra,
+        "fingerprint": fingerprint_lib.make_fingerprint(
+            shared_fingerprint,
+            {
+                split: fingerprint_lib.split_part(
+                    ((v["path"], v["label"]) for v in videos), (f["path"] for f in failures)
+                )
+            },
+        ),
     }
     if manifest["num_examples"] + manifest["num_failures"] != manifest["num_inputs"]:
         raise RuntimeError(f"Split {split!r}: examples + failures != inputs in {manifest}")
     with FileSystems.create(fmt.failures_path(output_dir, split)) as f:
         f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in failures).encode())
+    with FileSystems.create(fingerprint_lib.videos_index_path(output_dir, split)) as f:
+        f.write("".join(json.dumps(v, sort_keys=True) + "\n" for v in videos).encode())
     with FileSystems.create(fmt.manifest_path(output_dir, split)) as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     yield manifest
@@ -275,13 +296,22 @@ def build_pipeline(
     options: ConvertOptions,
     manifest_extra: dict,
     encode_fn=None,
+    shared_fingerprint: dict | None = None,
 ):
     """Adds the conversion transforms to ``pipeline``; returns the PCollection of manifests.
+
+    ``shared_fingerprint`` is ``fingerprint.shared_part`` of this conversion (computed from
+    ``listing``, ``options`` and ``manifest_extra["decoder"]`` when not given); each manifest's
+    ``fingerprint`` is it plus that split's videos.
 
     ``encode_fn`` replaces ``video_io.encode_video`` (same signature, a module-level function so
     the helper process can import it): tests use it to make the decoder crash or hang for real.
     """
     encode_fn = encode_fn or video_io.encode_video
+    if shared_fingerprint is None:
+        shared_fingerprint = fingerprint_lib.shared_part(
+            listing.class_names, dataclasses.asdict(options), manifest_extra["decoder"]
+        )
     class_index = {name: i for i, name in enumerate(listing.class_names)}
     inputs = collections.Counter(e.split for e in listing.entries)
 
@@ -314,7 +344,13 @@ def build_pipeline(
     video_stats = converted | "VideoStats" >> beam.Map(
         lambda v: (
             v.split,
-            {"label": v.label, "frames": v.num_frames, "height": v.height, "width": v.width},
+            {
+                "path": v.path,
+                "label": v.label,
+                "frames": v.num_frames,
+                "height": v.height,
+                "width": v.width,
+            },
         )
     )
     return (
@@ -325,7 +361,9 @@ def build_pipeline(
         }
         | "GroupSplits" >> beam.CoGroupByKey()
         | "WriteSplitReports"
-        >> beam.FlatMap(_write_split_report, output_dir, dict(inputs), manifest_extra)
+        >> beam.FlatMap(
+            _write_split_report, output_dir, dict(inputs), manifest_extra, shared_fingerprint
+        )
     )
 
 
@@ -348,6 +386,48 @@ def default_num_shards(listing: datasets.DatasetListing, input_dir: str) -> dict
     }
 
 
+def pixel_libraries() -> dict[str, str]:
+    """Versions of the libraries that make the stored pixels, recorded by the driver (on a
+    cluster, run the workers from the same image): PyAV and FFmpeg decode, resample and scale
+    (swscale), Pillow and its libjpeg encode the JPEG frames; another version of any of them can
+    change the stored bytes."""
+    return {
+        "pyav": av.__version__,
+        "ffmpeg": av.ffmpeg_version_info,
+        "pillow": PIL.__version__,
+        "libjpeg": pil_features.version("jpg") or "unknown",
+    }
+
+
+def _manifest_split(path: str) -> str:
+    return os.path.basename(path).removesuffix(".manifest.json")
+
+
+def _existing_fingerprints(output_dir: str, skip: list[str]) -> dict[str, dict]:
+    """``{manifest path: fingerprint}`` of the split manifests already in ``output_dir``, except
+    the splits in ``skip``; a manifest without a fingerprint (an older conversion) is left out,
+    with a warning."""
+    pattern = fmt.manifest_path(output_dir, "*")
+    found = {}
+    for metadata in FileSystems.match([pattern])[0].metadata_list:
+        path = metadata.path
+        if _manifest_split(path) in skip:
+            continue
+        with FileSystems.open(path) as f:
+            manifest = json.loads(f.read())
+        if "fingerprint" in manifest:
+            found[path] = manifest["fingerprint"]
+        else:
+            _LOG.warning(
+                "%s has no fingerprint (converted by an older version): split %r is left out of "
+                "%s; convert it again to include it.",
+                path,
+                _manifest_split(path),
+                fingerprint_lib.FINGERPRINT_FILENAME,
+            )
+    return dict(sorted(found.items()))
+
+
 def run_conversion(
     dataset_format: str,
     input_dir: str,
@@ -364,6 +444,16 @@ def run_conversion(
     """Lists the dataset, runs the Beam job, and returns the manifest of every split.
 
     ``pipeline_args`` are Beam pipeline options (``--runner=...``, ``--direct_num_workers=...``).
+
+    Writes ``fingerprint.json`` last: the dataset fingerprint of the splits converted, and with
+    ``split`` given, also of the other splits whose manifests are already in ``output_dir`` (so
+    converting train and test in two runs gives the same file as one run).
+
+    Raises:
+      ValueError: no videos listed.
+      fingerprint.FingerprintMismatchError: with ``split`` given, a split already in
+        ``output_dir`` was converted with other pixel options, label map or library versions
+        (checked before converting anything: one dataset must not mix them).
     """
     listing = datasets.list_dataset(dataset_format, input_dir, split=split, split_id=split_id)
     if holdout_fraction:
@@ -378,7 +468,23 @@ def run_conversion(
     shards = (
         {s: num_shards for s in splits} if num_shards else default_num_shards(listing, input_dir)
     )
-    FileSystems.mkdirs(output_dir) if not FileSystems.exists(output_dir) else None
+    decoder = pixel_libraries()
+    shared = fingerprint_lib.shared_part(listing.class_names, dataclasses.asdict(options), decoder)
+    others = {}
+    if FileSystems.exists(output_dir):
+        others = _existing_fingerprints(output_dir, skip=splits)
+        if split is None:
+            for path in others:
+                _LOG.warning(
+                    "%s is from an earlier conversion and not part of this one (delete it, or "
+                    "convert into a fresh --output_dir).",
+                    path,
+                )
+            others = {}
+        else:  # Refuse now, not after converting: the splits must form one dataset.
+            fingerprint_lib.merge({"this conversion": {**shared, "splits": {}}, **others})
+    else:
+        FileSystems.mkdirs(output_dir)
     tfrecord_io.write_file_atomically(
         os.path.join(output_dir, fmt.LABEL_MAP_FILENAME),
         [fmt.label_map_text(listing.class_names).encode()],
@@ -390,11 +496,13 @@ def run_conversion(
         "holdout_fraction": holdout_fraction,
         "num_classes": len(listing.class_names),
         "options": dataclasses.asdict(options),
-        "decoder": {"pyav": av.__version__, "ffmpeg": av.ffmpeg_version_info},
+        "decoder": decoder,
     }
     start = time.time()
     with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
-        build_pipeline(pipeline, listing, input_dir, output_dir, shards, options, extra, encode_fn)
+        build_pipeline(
+            pipeline, listing, input_dir, output_dir, shards, options, extra, encode_fn, shared
+        )
     runtime = time.time() - start
     manifests = {}
     for s in splits:
@@ -405,6 +513,16 @@ def run_conversion(
         with FileSystems.create(path) as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
         manifests[s] = manifest
+    dataset_fingerprint = fingerprint_lib.merge(
+        {
+            **{fmt.manifest_path(output_dir, s): manifests[s]["fingerprint"] for s in splits},
+            **others,
+        }
+    )
+    tfrecord_io.write_file_atomically(
+        os.path.join(output_dir, fingerprint_lib.FINGERPRINT_FILENAME),
+        [fingerprint_lib.to_json(dataset_fingerprint).encode()],
+    )
     return manifests
 
 

@@ -114,7 +114,8 @@ def test_holdout_is_stratified_and_disjoint(converted):
 
 
 def test_output_is_deterministic_and_runs_multi_process(dataset, converted, tmp_path):
-    """The same input and options give byte-identical shards, also from 2 worker processes."""
+    """The same input and options give byte-identical shards, video indexes and fingerprint, also
+    from 2 worker processes."""
     root, _ = dataset
     output_dir, _ = converted
     _convert(
@@ -125,7 +126,7 @@ def test_output_is_deterministic_and_runs_multi_process(dataset, converted, tmp_
         pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
     )
     for name in sorted(os.listdir(output_dir)):
-        if name.endswith((".tfrecord", ".jsonl", ".txt")):
+        if name.endswith((".tfrecord", ".jsonl", ".txt")) or name == "fingerprint.json":
             assert (
                 open(os.path.join(output_dir, name), "rb").read()
                 == open(os.path.join(tmp_path, name), "rb").read()
