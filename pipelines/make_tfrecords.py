@@ -10,9 +10,14 @@ helper process; ``multi_processing`` also works) or on a cluster
 (``--runner=DataflowRunner --project=... --region=... --temp_location=gs://...``,
 ``--runner=FlinkRunner``, ``--runner=SparkRunner``).
 
-Writes ``<split>-00000-of-000NN.tfrecord``, ``<split>.manifest.json``, ``<split>.failures.jsonl``
-and ``label_map.txt`` into ``--output_dir`` (see WORKSPACE.md). A video that cannot be converted
-never stops the job: it becomes a line in ``<split>.failures.jsonl`` with its reason.
+Writes ``<split>-00000-of-000NN.tfrecord``, ``<split>.manifest.json``, ``<split>.failures.jsonl``,
+``<split>.videos.jsonl``, ``label_map.txt`` and ``fingerprint.json`` (the dataset fingerprint:
+``python -m tfrecords_tools.compare A B`` says how two conversions differ) into ``--output_dir``
+(see WORKSPACE.md). A video that cannot be converted never stops the job: it becomes a line in
+``<split>.failures.jsonl`` with its reason. With ``--split``, the other splits already in
+``--output_dir`` must have been converted with the same pixel options, label map and libraries
+(else the job stops before converting, naming the difference); ``fingerprint.json`` then covers
+them all.
 """
 
 from __future__ import annotations
