@@ -173,9 +173,14 @@ def test_splits_converted_one_by_one_give_the_same_fingerprint(videos, converted
 
 
 def test_read_fingerprint_says_what_to_run_and_refuses_an_edited_file(converted, tmp_path):
-    with pytest.raises(FileNotFoundError, match="Run python -m pipelines.make_tfrecords"):
+    with pytest.raises(FileNotFoundError, match="holds no converted records.*make_tfrecords"):
         fingerprint.read_fingerprint(str(tmp_path))
     output_dir, _ = converted
+    older = tmp_path / "older"  # records converted before fingerprints existed
+    older.mkdir()
+    (older / "train.manifest.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="Run python -m pipelines.make_tfrecords.*again"):
+        fingerprint.read_fingerprint(str(older))
     fp = fingerprint.read_fingerprint(output_dir)
     fp["splits"]["test"]["num_examples"] += 1
     with open(os.path.join(tmp_path, fingerprint.FINGERPRINT_FILENAME), "w") as f:

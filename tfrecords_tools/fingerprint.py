@@ -43,6 +43,7 @@ it do not pay for importing TensorFlow.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -262,12 +263,20 @@ def read_fingerprint(records_dir: str) -> dict:
     try:
         text = read_text(path)
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"No {FINGERPRINT_FILENAME} in {records_dir}: these records were written before "
-            "datasets had fingerprints, or this is not a records folder. Run "
-            + _MAKE_TFRECORDS.format(dir=records_dir)
-            + " to convert the videos again (the same options give the same shards)."
-        ) from None
+        if "://" not in os.fspath(records_dir) and not glob.glob(
+            fmt.manifest_path(records_dir, "*")
+        ):
+            message = (
+                "it holds no converted records (no <split>.manifest.json). Give a folder written "
+                "by " + _MAKE_TFRECORDS.format(dir="<records>")
+            )
+        else:
+            message = (
+                "its records were written before datasets had fingerprints. Run "
+                + _MAKE_TFRECORDS.format(dir=records_dir)
+                + " to convert the videos again (the same options give the same shards)"
+            )
+        raise FileNotFoundError(f"No {FINGERPRINT_FILENAME} in {records_dir}: {message}.") from None
     try:
         fp = json.loads(text)
     except json.JSONDecodeError as e:
