@@ -483,6 +483,11 @@ def run_conversion(
             others = {}
         else:  # Refuse now, not after converting: the splits must form one dataset.
             fingerprint_lib.merge({"this conversion": {**shared, "splits": {}}, **others})
+        # Until the job has finished, no fingerprint may describe the folder: a job that stops
+        # halfway leaves none (readers then say to convert again), never the previous one.
+        old = os.path.join(output_dir, fingerprint_lib.FINGERPRINT_FILENAME)
+        if FileSystems.exists(old):
+            FileSystems.delete([old])
     else:
         FileSystems.mkdirs(output_dir)
     tfrecord_io.write_file_atomically(
