@@ -189,13 +189,16 @@ class FusionStrategy:
         """A strategy from user input: a unit name all the way, or the compact string form.
 
         ``"S"``, ``"ST"`` and ``"S+ST"`` (exactly these, case-sensitive: the compact code ``st``
-        means S+ST) give that unit in every layer; anything else is parsed with ``parse`` and must
-        have the template's ``block_sizes``.
+        means S+ST) give that unit in every layer; a name of ``NAMED_STRATEGIES`` gives that
+        recipe (``named_strategy``); anything else is parsed with ``parse`` and must have the
+        template's ``block_sizes``.
         """
         sizes = _check_block_sizes(block_sizes)
         stripped = text.strip() if isinstance(text, str) else text
         if stripped in ALL_THE_WAY_UNITS:
             return cls.all_the_way(stripped, sizes)
+        if stripped in NAMED_STRATEGIES:
+            return named_strategy(stripped, sizes)
         strategy = cls.parse(text)
         strategy.check_block_sizes(sizes)
         return strategy
@@ -416,3 +419,99 @@ def strategy_log_probability(strategy: FusionStrategy, drop_probabilities) -> fl
     idx = [UNITS.index(u) for u in strategy.units]
     with np.errstate(divide="ignore"):
         return float(np.sum(np.log(marginals[np.arange(len(idx)), idx])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies for other networks: the paper's "Opt" recipes and transfer by relative depth
+# (section 4.5 and supplementary section 3: hints from the probability space on other backbones).
+
+OPT_SOMETHING = "opt_something"
+OPT_KINETICS = "opt_kinetics"
+NAMED_STRATEGIES = (OPT_SOMETHING, OPT_KINETICS)
+
+
+def named_strategy(name: str, block_sizes) -> FusionStrategy:
+    """The paper's "Opt" recipe ``name`` for a network with these fusion-block sizes.
+
+    The recipes turn the observations of section 4.4 into per-layer rules over the L fusion
+    layers in network order (method.md, "Generalization"):
+
+    - ``opt_something`` (Something-Something): S+ST in the first half (layers ``i < L // 2``) and
+      the last three layers, ST elsewhere (observations I and II: S+ST low, ST high).
+    - ``opt_kinetics`` (Kinetics): S+ST and S alternating over the first two thirds (layers
+      ``i < 2L // 3``; S+ST at even ``i``, S at odd), ST in the rest (observation III: scenes
+      ask for more spatial units).
+
+    "Half" and "two thirds" round down, so a network with fewer layers never gets more of the
+    lower-layer units than the fraction says.
+
+    Example:
+    >>> str(named_strategy("opt_something", (3, 3, 2)))
+    'st,st,st|st,t,st|st,st'
+    >>> str(named_strategy("opt_kinetics", (3, 3)))
+    'st,s,st|s,t,t'
+    """
+    sizes = _check_block_sizes(block_sizes)
+    n = sum(sizes)
+    if name == OPT_SOMETHING:
+        units = ["S+ST" if i < n // 2 or i >= n - 3 else "ST" for i in range(n)]
+    elif name == OPT_KINETICS:
+        units = [("S+ST" if i % 2 == 0 else "S") if i < 2 * n // 3 else "ST" for i in range(n)]
+    else:
+        raise ValueError(
+            f"Unknown named strategy {name!r}: use one of {NAMED_STRATEGIES}. Received: name={name!r}"
+        )
+    return FusionStrategy(_split(units, sizes))
+
+
+def _depth_overlaps(source_layers: int, target_layers: int) -> np.ndarray:
+    """``[target, source]`` weights: how much of target layer i's relative-depth interval
+    ``[i / T, (i + 1) / T)`` falls in source layer j's ``[j / S, (j + 1) / S)``; rows sum to 1."""
+    s_edges = np.arange(source_layers + 1) / source_layers
+    t_edges = np.arange(target_layers + 1) / target_layers
+    low = np.maximum(t_edges[:-1, None], s_edges[None, :-1])
+    high = np.minimum(t_edges[1:, None], s_edges[None, 1:])
+    overlap = np.clip(high - low, 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def strategy_from_probabilities(probabilities, target_block_sizes, units=ALL_THE_WAY_UNITS):
+    """A strategy for another network from a template's probability space, by relative depth.
+
+    Each target layer i of L_t covers the relative depths ``[i / L_t, (i + 1) / L_t)`` of the
+    network; the template's layers j of L_s cover ``[j / L_s, (j + 1) / L_s)``. The target layer's
+    unit marginals are the template's marginals (supplementary Eq. S17, ``unit_marginals``)
+    averaged over the template layers it overlaps, weighted by the overlap, and it takes the most
+    probable of ``units``. Averaging, rather than reading the one nearest template layer, keeps
+    every template layer's evidence when a 61-layer template maps to a 16-block ResNet.
+
+    Args:
+      probabilities: the table of ``probabilities.json`` (``marginal_probabilities`` /
+        ``stfusion_tf.search.probability_table``), a path to that file, or a drop-probability
+        array ``[L, 2]``.
+      target_block_sizes: the target network's fusion-block sizes (``backbone_block_sizes``).
+      units: the units the target may use. By default S, ST and S+ST: a backbone block whose
+        shortcut changes the shape cannot be ``none``; pass ``UNITS`` to allow it.
+
+    Example:
+    >>> table = marginal_probabilities([[0.0, 0.9], [0.0, 0.0], [0.9, 0.0]], (3,))
+    >>> str(strategy_from_probabilities(table, (2, 1, 3)))
+    's,s|st|st,t,t'
+    """
+    sizes = _check_block_sizes(target_block_sizes)
+    units = tuple(units)
+    if not units or any(u not in UNITS for u in units):
+        raise ValueError(
+            f"`units` must be a non-empty subset of {UNITS}. Received: units={units!r}"
+        )
+    if isinstance(probabilities, (str, bytes)) or hasattr(probabilities, "__fspath__"):
+        with open(probabilities) as f:
+            probabilities = json.load(f)
+    if isinstance(probabilities, dict):
+        p, _ = drop_probabilities_from_table(probabilities)
+    else:
+        p = check_drop_probabilities(probabilities)
+    marginals = _depth_overlaps(p.shape[0], sum(sizes)) @ unit_marginals(p)
+    allowed = [UNITS.index(u) for u in units]
+    choice = [units[int(i)] for i in np.argmax(marginals[:, allowed], axis=1)]
+    return FusionStrategy(_split(choice, sizes))
