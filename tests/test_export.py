@@ -1,0 +1,241 @@
+"""The TF Serving export: signatures as saved_model_cli sees them, numbers equal to the Keras
+pruned network, warm-up records that run, clear errors, and versions that appear whole."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from stfusion_tf import export, preprocessing
+from stfusion_tf import serving_client as api
+from stfusion_tf.models import build_network, prune
+from stfusion_tf.preprocessing import PreprocessingSpec
+from tests.model_fixtures import randomize, tiny_config
+
+CLASSES = ["move_left", "move_right", "still"]
+STRATEGY = "st,t,s|t,-"  # S+ST, ST, S in block 1 (+ transition), ST and none in block 2
+SPEC = PreprocessingSpec(
+    num_frames=4,
+    stride=2,
+    crop_size=16,
+    train_short_sides=None,
+    eval_short_side=20,
+    flip=False,
+    mean=(0.5, 0.4, 0.3),
+    std=(0.2, 0.25, 0.3),
+    fps=None,
+    frame_short_side=24,
+    jpeg_quality=90,
+)
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+@pytest.fixture(scope="module")
+def template():
+    return randomize(build_network(tiny_config()))
+
+
+@pytest.fixture(scope="module")
+def pruned(template):
+    return prune(template, STRATEGY)
+
+
+@pytest.fixture(scope="module")
+def exported(pruned, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    card = {"metrics": {"video_top1@clips=2x1crop": 0.75}, "training_data": ["train-manifest"]}
+    path = export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny", model_card=card)
+    return root, path, export.load(path)
+
+
+def _run(args):
+    result = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _clips(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, *SPEC.eval_clip_shape)).astype("float32")
+
+
+def _keras_logits(model, clips):
+    return model(preprocessing.normalize(clips, SPEC), training=False).numpy()
+
+
+def _signature_block(text, name):
+    start = text.index(f"signature_def['{name}']")
+    end = text.find("signature_def[", start + 1)
+    return text[start : end if end > 0 else len(text)]
+
+
+def test_saved_model_cli_show_lists_both_signatures(exported):
+    _, path, _ = exported
+    code, out, err = _run([SAVED_MODEL_CLI, "show", "--all", "--dir", path])
+    assert code == 0, err
+    assert "args_0" not in out and "output_0" not in out
+    default = _signature_block(out, "serving_default")
+    assert "inputs['clips']" in default
+    assert "DT_FLOAT" in default and "shape: (-1, 4, 16, 16, 3)" in default
+    frames = _signature_block(out, "serve_frames")
+    assert "inputs['frames']" in frames
+    assert "DT_STRING" in frames and "shape: (-1, 4)" in frames
+    for block in (default, frames):
+        for name, dtype in (
+            ("probabilities", "DT_FLOAT"),
+            ("logits", "DT_FLOAT"),
+            ("top_k_classes", "DT_INT32"),
+            ("top_k_labels", "DT_STRING"),
+        ):
+            output = block[block.index(f"outputs['{name}']") :]
+            assert output.split("dtype: ")[1].startswith(dtype), (name, block)
+            assert output.split("shape: ")[1].startswith("(-1, 3)"), (name, block)
+        assert "tensorflow/serving/predict" in block
+
+
+def test_saved_model_cli_run_equals_the_keras_pruned_network(exported, pruned, tmp_path):
+    _, path, _ = exported
+    clips = _clips(2)
+    np.save(tmp_path / "clips.npy", clips)
+    code, _, err = _run(
+        [SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve"]
+        + ["--signature_def", "serving_default", "--inputs", f"clips={tmp_path / 'clips.npy'}"]
+        + ["--outdir", str(tmp_path / "out")]
+    )
+    assert code == 0, err
+    probabilities = np.load(tmp_path / "out" / "probabilities.npy")
+    logits = np.load(tmp_path / "out" / "logits.npy")
+    expected = _keras_logits(pruned, clips)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(probabilities, tf.nn.softmax(expected).numpy(), atol=1e-4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    top = np.load(tmp_path / "out" / "top_k_classes.npy")
+    labels = np.load(tmp_path / "out" / "top_k_labels.npy", allow_pickle=True)
+    np.testing.assert_array_equal(top, np.argsort(-expected, axis=1))
+    assert [[x.decode() for x in row] for row in labels] == [
+        [CLASSES[i] for i in row] for row in top
+    ]
+
+
+def test_jpeg_signature_agrees_with_the_float_signature(exported):
+    _, _, served = exported
+    # Square frames at the eval short side: the frames signature's resize is the identity and
+    # its centre crop is rows/columns 2..17, which the float clip gets directly.
+    rng = np.random.default_rng(3)
+    base = rng.uniform(40, 215, (1, 5, 5, 3))
+    frames = np.stack(
+        [
+            tf.image.resize(base + 20 * t, (20, 20), method="bilinear").numpy()
+            for t in range(SPEC.num_frames)
+        ],
+        axis=1,
+    )[0]  # [T, 20, 20, 3], smooth
+    frames = np.clip(frames, 0, 255).astype(np.uint8)
+    jpegs = np.array([[tf.io.encode_jpeg(f, quality=95).numpy() for f in frames]], dtype=object)
+    from_jpegs = served.serve_frames(jpegs)
+    from_floats = served.serve_clips(frames[None, :, 2:18, 2:18, :].astype(np.float32))
+    np.testing.assert_allclose(from_jpegs["probabilities"], from_floats["probabilities"], atol=0.02)
+    np.testing.assert_allclose(from_jpegs["logits"], from_floats["logits"], atol=0.1, rtol=0.05)
+    # And exactly the decoded JPEGs through the float signature: the same numbers.
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs[0]])
+    exact = served.serve_clips(decoded[None, :, 2:18, 2:18, :].astype(np.float32))
+    np.testing.assert_allclose(from_jpegs["logits"], exact["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_warmup_records_are_prediction_logs_that_run(exported):
+    _, path, served = exported
+    records = list(
+        tf.data.TFRecordDataset(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
+    )
+    seen = []
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.name == "tiny"
+        signature = request.model_spec.signature_name
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        outputs = served.signature(signature)(**{k: tf.constant(v) for k, v in inputs.items()})
+        batch = next(iter(inputs.values())).shape[0]
+        assert outputs["probabilities"].shape == (batch, 3)
+        np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
+        seen.append((signature, batch))
+    assert sorted(seen) == sorted(
+        (s, b) for s in (api.SERVING_DEFAULT, api.SERVE_FRAMES) for b in (1, 2, 4)
+    )
+
+
+def test_wrong_shape_or_dtype_is_a_clear_error(exported):
+    _, _, served = exported
+    clips = served.signature(api.SERVING_DEFAULT)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[batch, 4, 16, 16, 3\]"):
+        clips(clips=tf.zeros([1, 5, 16, 16, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[batch, 4, 16, 16, 3\]"):
+        clips(clips=tf.zeros([1, 4, 20, 20, 3]))
+    with pytest.raises((tf.errors.InvalidArgumentError, TypeError), match="float"):
+        clips(clips=tf.zeros([1, 4, 16, 16, 3], tf.int32))
+    frames = served.signature(api.SERVE_FRAMES)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"`frames` must have shape \[batch, 4\]"
+    ):
+        frames(frames=tf.constant([[b"x"] * 3]))
+
+
+def test_model_card_assets_and_embedded_contract(exported, pruned):
+    _, path, served = exported
+    card = json.load(open(os.path.join(path, export.MODEL_CARD_FILENAME)))
+    assert card["model_name"] == "tiny" and card["version"] == 1
+    assert card["strategy"] == STRATEGY
+    assert card["clip_shape"] == [4, 16, 16, 3]
+    assert card["classes"] == CLASSES and card["num_classes"] == 3
+    assert card["preprocessing"] == SPEC.to_dict()
+    assert card["metrics"] == {"video_top1@clips=2x1crop": 0.75}
+    assert card["training_data"] == ["train-manifest"]
+    cost = card["cost"]
+    assert 0 < cost["macs"] < cost["template_macs"]
+    assert cost["flops"] == 2 * cost["macs"]
+    assert cost["params"] == sum(int(np.prod(w.shape)) for w in pruned.trainable_weights)
+    assert 0 < cost["macs_saving"] < 1
+    assert served.spec == SPEC and served.class_names == CLASSES
+    assets = os.path.join(path, "assets")
+    assert open(os.path.join(assets, "labels.txt")).read().splitlines() == CLASSES
+    assert (
+        PreprocessingSpec.from_dict(json.load(open(os.path.join(assets, "preprocessing.json"))))
+        == SPEC
+    )
+
+
+def test_template_is_refused(template, tmp_path):
+    with pytest.raises(ValueError, match="template, not a pruned network"):
+        export.export_saved_model(template, SPEC, CLASSES, str(tmp_path), "tiny")
+    assert not os.listdir(tmp_path)
+
+
+def test_spec_that_does_not_fit_the_network_is_refused(pruned, tmp_path):
+    import dataclasses
+
+    other = dataclasses.replace(SPEC, num_frames=8)
+    with pytest.raises(ValueError, match="does not take the spec's eval clips"):
+        export.export_saved_model(pruned, other, CLASSES, str(tmp_path), "tiny")
+    with pytest.raises(ValueError, match="3 outputs but 2 class names"):
+        export.export_saved_model(pruned, SPEC, CLASSES[:2], str(tmp_path), "tiny")
+
+
+def test_versions_are_never_overwritten_and_a_crash_leaves_no_version(
+    exported, pruned, monkeypatch
+):
+    root, path, _ = exported
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny", version=1)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "write_warmup_requests", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny")
+    # Nothing half-written: only version 1, no staging folder left behind.
+    assert sorted(os.listdir(root / "tiny")) == ["1"]
+    assert export.existing_versions(str(root / "tiny")) == [1]
