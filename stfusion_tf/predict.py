@@ -174,28 +174,51 @@ def predict_files(
     return 1 if failed else 0
 
 
-def main(argv):
-    from absl import flags
-
+def run(
+    videos: list[str],
+    model: str,
+    *,
+    num_clips: int = DEFAULT_NUM_CLIPS,
+    batch_size: int = 8,
+    k: int = 5,
+    as_json: bool = False,
+    out=sys.stdout,
+    err=sys.stderr,
+) -> int:
+    """The command: loads the export and predicts ``videos``; returns the exit code (0, 1 if a
+    video could not be read, 2 for a usage error, reported without a traceback)."""
     from stfusion_tf import export
 
-    f = flags.FLAGS
-    videos = argv[1:]
     if not videos:
-        print(
-            "usage: python -m stfusion_tf.predict VIDEO... --model=<export version dir>",
-            file=sys.stderr,
-        )
+        print("usage: python -m stfusion_tf.predict VIDEO... --model=<export dir>", file=err)
         return 2
     try:
-        served = export.load(f.model)
+        served = export.load(model)
         decode_options(served.spec)
+        preprocessing.positive_int(num_clips, "num_clips")
+        preprocessing.positive_int(batch_size, "batch_size")
     except (FileNotFoundError, ValueError) as e:
-        print(f"predict: {e}", file=sys.stderr)
+        print(f"predict: {e}", file=err)
         return 2
     return predict_files(
         served,
         videos,
+        num_clips=num_clips,
+        batch_size=batch_size,
+        k=k,
+        as_json=as_json,
+        out=out,
+        err=err,
+    )
+
+
+def main(argv):
+    from absl import flags
+
+    f = flags.FLAGS
+    return run(
+        argv[1:],
+        f.model,
         num_clips=f.num_clips,
         batch_size=f.batch_size,
         k=f.top_k,
