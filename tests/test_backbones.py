@@ -213,7 +213,7 @@ STEM_TEMPORAL = {"resnet50": 4 * 7 * 7 * 3 * 64, "mobilenet_v2": 4 * 3 * 3 * 3 *
 @pytest.mark.parametrize(
     "backbone, application",
     [
-        ("resnet50", keras.applications.ResNet50),
+        pytest.param("resnet50", keras.applications.ResNet50, marks=pytest.mark.slow),
         ("mobilenet_v2", keras.applications.MobileNetV2),
     ],
 )
@@ -232,6 +232,7 @@ def test_s_all_the_way_has_the_2d_networks_parameters(backbone, application):
     assert _params(with_stem) == _params(frame_wise) + STEM_TEMPORAL[backbone]
 
 
+@pytest.mark.slow
 def test_densenet121_s_all_the_way_has_the_2d_networks_parameters():
     net_2d = keras.applications.DenseNet121(weights=None, input_shape=(33, 33, 3))
     model = build_backbone("densenet121", "S", 1000)
@@ -248,6 +249,7 @@ def test_s_all_the_way_has_the_2d_resnet_parameters(backbone):
     assert renamed == {layer.name for layer in net_2d.layers if layer.weights}
 
 
+@pytest.mark.slow
 def test_2d_resnet50_has_keras_resnet50s_layout():
     ours = build_resnet_2d("resnet50")
     keras_net = keras.applications.ResNet50(weights=None)
