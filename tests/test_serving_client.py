@@ -173,3 +173,19 @@ def test_grpc_round_trip_gives_the_saved_models_logits(clips, served):
     assert outputs["top_k_labels"].tolist() == expected["top_k_labels"].tolist()
     result = predict.video_result("video.mp4", client.clip_logits(outputs), CLASSES, 2)
     assert result.protocol == "clips=2x1crop" and len(result.top_k) == 3
+
+
+def test_documented_models_config_is_a_valid_model_server_config():
+    import os
+
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "serving", "models.config")
+    config = text_format.Parse(open(path).read(), model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == (
+        "ucf101",
+        "/models/ucf101",
+        "tensorflow",
+    )
