@@ -5,6 +5,8 @@ r"""Describes a template network or a pruned fusion strategy: structure, paramet
     python -m stfusion_tf.describe --strategy='st,t|s,-' --blocks=1,2 --growth_rate=8 \
         --frames=8 --size=32 --per_layer
     python -m stfusion_tf.describe --flagfile=configs/ucf101.cfg
+    python -m stfusion_tf.describe --backbone=resnet50               # S, ST, S+ST, Opt recipes
+    python -m stfusion_tf.describe --backbone=mobilenet_v2 --strategy=opt_something
 
 Prints, per strategy block (``--per_layer``: per fusion layer), the units, the gates, the channels
 in -> out, the output size, the parameters and the multiply-accumulates (MACs) for one clip of
@@ -21,6 +23,12 @@ stem (9.4 G), with no temporal downsampling anywhere. Batch norm, pooling, adds 
 in the MACs (they are printed apart as "other ops"): BN folds into the convolutions at inference.
 A pruned strategy costs less: S all the way (no T branch anywhere) is 52.88 GMACs (42.8% of the
 template, 7.40 M parameters), ST all the way (no S branch) 100.00 GMACs (80.9%, 16.85 M).
+
+Backbones (``--backbone``, ``stfusion_tf.models.backbones``): without ``--strategy`` one row per
+strategy (S, ST, S+ST all the way and the named Opt recipes) with its parameters and MACs; with
+``--strategy`` that strategy per stage (``--per_layer``: per block). ``--blocks`` (only when
+given), ``--width_multiplier``, ``--temporal_downsampling`` and ``--stem_temporal_kernel`` size
+the backbone; ``densenet121`` is the pruned template (``--growth_rate`` etc. do not apply).
 """
 
 from __future__ import annotations
@@ -47,6 +55,19 @@ _STRATEGY = flags.DEFINE_string(
     None,
     "A fusion strategy: S, ST or S+ST (that unit all the way) or the compact form "
     "('st,t,s|...', see stfusion_tf.strategy). Empty: the template.",
+)
+_BACKBONE = flags.DEFINE_enum(
+    "backbone",
+    None,
+    ["densenet121", "resnet50", "resnext50_32x4d", "resnext101_32x8d", "mobilenet_v2"],
+    "Describe this 3D backbone (stfusion_tf.models.backbones) instead of the template.",
+)
+_WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "Backbones: scales every channel count.")
+_TEMPORAL_DOWNSAMPLING = flags.DEFINE_bool(
+    "temporal_downsampling", False, "Backbones: halve time wherever space is halved."
+)
+_STEM_TEMPORAL_KERNEL = flags.DEFINE_integer(
+    "stem_temporal_kernel", 5, "Backbones: temporal size of the stem conv (odd)."
 )
 _PER_LAYER = flags.DEFINE_bool("per_layer", False, "One row per fusion layer, not per block.")
 _OUTPUT_JSON = flags.DEFINE_string(
@@ -180,9 +201,134 @@ def _config(**kwargs):
         raise app.UsageError(str(e)) from None
 
 
+BACKBONE_STRATEGIES = ("S", "ST", "S+ST", "opt_something", "opt_kinetics")
+
+
+def _backbone_part(model, cost, per_layer):
+    """Row of a backbone cost: stem, a stage (``stage{k}``) or block, or head."""
+    from stfusion_tf import flops
+    from stfusion_tf.models.backbones import FusionBackbone
+
+    if not isinstance(model, FusionBackbone):  # densenet121: the pruned template
+        part = (flops.fusion_part if per_layer else flops.fusion_block)(cost)
+        return part.replace("block", "stage", 1) if not per_layer and part[-1].isdigit() else part
+    part = model.part_of(cost.path.split("/", 1)[0])
+    if part in ("stem", "head") or per_layer:
+        return part
+    return f"stage{model.stage_of(part) + 1}"
+
+
+def describe_backbone(backbone, strategies, clip_shape, per_layer=False, **options):
+    """The report text and numbers of ``backbone`` for each of ``strategies`` on one clip.
+
+    One strategy: its rows per stage (or per block) and totals. Several: one row per strategy.
+    ``options`` go to ``build_backbone`` (``num_classes`` required). Returns ``(text,
+    summary)``, ``summary["strategies"]`` a list of ``{strategy, params, macs, flops}`` and, for
+    one strategy, ``summary["parts"]``.
+    """
+    from stfusion_tf import flops
+    from stfusion_tf.models.backbones import build_backbone
+
+    rows, parts, models = [], [], []
+    for strategy in strategies:
+        model = build_backbone(backbone, strategy, **options)
+        costs = flops.layer_costs(model, clip_shape)
+        totals = flops.total_costs(costs)
+        rows.append(
+            {
+                "strategy": strategy,
+                "resolved": str(model.strategy),
+                "params": totals.params,
+                "macs": totals.macs,
+                "flops": totals.flops,
+            }
+        )
+        models.append((model, costs))
+    clip = "x".join(map(str, clip_shape))
+    sizes = ", ".join(f"{k}={v}" for k, v in options.items())
+    lines = [f"{backbone} ({sizes}); clip {clip}", ""]
+    if len(strategies) == 1:
+        model, costs = models[0]
+        total_macs = max(rows[0]["macs"], 1)
+        for name, group in _groups(costs, lambda c: _backbone_part(model, c, per_layer)).items():
+            t = flops.total_costs(group)
+            outs = [c.output_shape for c in group if c.output_shape]
+            parts.append(
+                {
+                    "part": name,
+                    "output": "x".join(map(str, outs[-1])) if outs else "",
+                    "params": t.params,
+                    "macs": t.macs,
+                }
+            )
+        header = ("part", "output TxHxWxC", "params", "MACs", "% MACs")
+        table = [
+            (p["part"], p["output"], f"{p['params']:,}", flops.format_count(p["macs"]),
+             f"{100 * p['macs'] / total_macs:.1f}")
+            for p in parts
+        ]  # fmt: skip
+        lines.append(f"strategy {strategies[0]}: {rows[0]['resolved']}")
+    else:
+        header = ("strategy", "params", "MACs", "FLOPs", "% of S+ST MACs")
+        reference = next((r["macs"] for r in rows if r["strategy"] == "S+ST"), rows[0]["macs"])
+        table = [
+            (r["strategy"], f"{r['params']:,}", flops.format_count(r["macs"]),
+             flops.format_count(r["flops"]), f"{100 * r['macs'] / reference:.1f}")
+            for r in rows
+        ]  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
+    lines += [_row(header, widths), *(_row(t, widths) for t in table), ""]
+    for r in rows:
+        lines.append(
+            f"{r['strategy']}: Total parameters: {r['params']:,} trainable; Total MACs: "
+            f"{r['macs']:,} ({flops.format_count(r['macs'])}); FLOPs = 2 x MACs = "
+            f"{flops.format_count(r['flops'])}"
+        )
+    summary = {"backbone": backbone, "clip_shape": list(clip_shape), "strategies": rows}
+    if parts:
+        summary["parts"] = parts
+    return "\n".join(lines), summary
+
+
+def _main_backbone():
+    blocks = None
+    if flags.FLAGS["blocks"].present:
+        try:
+            blocks = tuple(int(b) for b in _BLOCKS.value)
+        except ValueError:
+            raise app.UsageError(
+                f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}"
+            ) from None
+    strategies = (_STRATEGY.value,) if _STRATEGY.value else BACKBONE_STRATEGIES
+    try:
+        text, summary = describe_backbone(
+            _BACKBONE.value,
+            strategies,
+            (_FRAMES.value, _SIZE.value, _SIZE.value, 3),
+            _PER_LAYER.value,
+            num_classes=_NUM_CLASSES.value,
+            blocks=blocks,
+            width_multiplier=_WIDTH.value,
+            temporal_downsampling=_TEMPORAL_DOWNSAMPLING.value,
+            stem_temporal_kernel=_STEM_TEMPORAL_KERNEL.value,
+            input_frames=_FRAMES.value,
+            input_size=_SIZE.value,
+        )
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    return text, summary
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]!r}")
+    if _BACKBONE.value:
+        text, summary = _main_backbone()
+        print(text)
+        if _OUTPUT_JSON.value:
+            with open(_OUTPUT_JSON.value, "w") as f:
+                json.dump(summary, f, indent=1)
+        return
     from stfusion_tf.models.template import fusion_block_sizes
     from stfusion_tf.strategy import FusionStrategy
 

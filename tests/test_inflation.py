@@ -115,7 +115,10 @@ def test_s_all_the_way_reproduces_the_2d_logits_on_a_static_clip(request, case):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param("densenet121", marks=pytest.mark.slow), "resnet50", "mobilenet_v2", "resnext50"],
+)
 def test_st_then_s_plus_st_reproduce_the_2d_features_away_from_the_borders(request, case):
     """The first fusion layer ST, the second S+ST (the rest S): the feature after the second,
     on 5 identical frames, is the 2D feature at frame 2 -- each T branch reaches one frame
