@@ -82,6 +82,28 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("eval_short_side", 256, "Short side of eval frames.", **fv)
     flags.DEFINE_integer("eval_crop_size", 0, "Eval crop side; 0: --crop_size.", **fv)
     flags.DEFINE_bool("flip", True, "Random horizontal flips (off for direction labels).", **fv)
+    flags.DEFINE_list("pixel_mean", ["0.485", "0.456", "0.406"], "Per-channel mean.", **fv)
+    flags.DEFINE_list("pixel_std", ["0.229", "0.224", "0.225"], "Per-channel std.", **fv)
+    flags.DEFINE_list(
+        "value_range", ["0", "1"], "What pixels 0 and 255 map to before mean/std.", **fv
+    )
+    flags.DEFINE_enum("channel_order", "RGB", ["RGB", "BGR"], "Channel order of the input.", **fv)
+    flags.DEFINE_string("resize_method", "bilinear", "tf.image.resize method (antialiased).", **fv)
+    # Starting from another run's weights.
+    flags.DEFINE_string(
+        "init_checkpoint",
+        None,
+        "Start the warm-up from this checkpoint's weights (a phase folder or prefix of another "
+        "run); restored strictly by name.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        "init_skip",
+        [],
+        "Layers (or path regexes) of --init_checkpoint that may be missing or differ, e.g. "
+        "predictions when the classes differ; what is skipped is printed.",
+        **fv,
+    )
     # Optimisation.
     flags.DEFINE_integer("batch_size", 32, "Global batch size (split over replicas).", **fv)
     flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0: train videos // batch.", **fv)
@@ -153,6 +175,15 @@ def _ints(values, name) -> tuple[int, ...]:
         ) from None
 
 
+def _floats(values, name) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in values if str(v).strip())
+    except ValueError:
+        raise SetupError(
+            f"--{name} must be a comma-separated list of numbers. Received: {values!r}"
+        ) from None
+
+
 def _tristate(value: str) -> bool | None:
     return None if value == "auto" else value == "true"
 
@@ -180,7 +211,12 @@ def build_context(f: flags.FlagValues):
         eval_short_side=f.eval_short_side,
         eval_crop_size=f.eval_crop_size or None,
         flip=f.flip,
-    )
+        mean=_floats(f.pixel_mean, "pixel_mean"),
+        std=_floats(f.pixel_std, "pixel_std"),
+        value_range=_floats(f.value_range, "value_range"),
+        channel_order=f.channel_order,
+        resize_method=f.resize_method,
+    ).with_conversion(training.conversion_options(records_dir, training.splits_needed(phases)))
     config = template_lib.TemplateConfig(
         num_classes=len(names),
         blocks=_ints(f.blocks, "blocks"),
@@ -214,6 +250,8 @@ def build_context(f: flags.FlagValues):
         jit_compile=distribute.default_jit_compile() if jit is None else jit,
         checkpoint_steps=f.checkpoint_steps,
         verbose=f.verbose,
+        labels=tuple(names),
+        fingerprint=training.read_fingerprint(records_dir),
     )
     distribute.check_precision_supported(f.mixed_precision, ctx.jit_compile)
     optimizers = {}
@@ -262,7 +300,12 @@ def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
     for phase in phases:
         if phase == "warmup":
             summaries[phase] = training.run_warmup(
-                ctx, f.warmup_epochs, optimizers["warmup"], dropout=f.warmup_dropout
+                ctx,
+                f.warmup_epochs,
+                optimizers["warmup"],
+                dropout=f.warmup_dropout,
+                init_checkpoint=f.init_checkpoint,
+                init_skip=f.init_skip,
             )
         elif phase == "search":
             summaries[phase] = training.run_search(

@@ -58,8 +58,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from stfusion_tf import checkpoints as checkpoints_lib
 from stfusion_tf import data as data_lib
-from stfusion_tf import distribute, evaluation
+from stfusion_tf import distribute, evaluation, preprocessing
 from stfusion_tf import gate as gate_lib
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
@@ -204,6 +205,9 @@ class RunContext:
       checkpoint_steps: also save a checkpoint every this many steps inside an epoch (0: only at
         the end of each epoch).
       verbose: progress bars and per-epoch lines (on the chief only).
+      labels: the class names in label-index order; None: the records' label map.
+      fingerprint: the records' dataset fingerprint (``tfrecords_tools.fingerprint``), stored
+        in every checkpoint and in ``results.json``.
     """
 
     workspace: str
@@ -220,8 +224,12 @@ class RunContext:
     jit_compile: bool = False
     checkpoint_steps: int = 0
     verbose: bool = True
+    labels: tuple[str, ...] | None = None
+    fingerprint: dict | None = None
 
     def __post_init__(self):
+        if self.labels is None:
+            self.labels = tuple(data_lib.class_names(self.records_dir))
         distribute.per_replica_batch_size(self.global_batch_size, self.strategy)
         if self.steps_per_epoch is not None and (
             not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1
@@ -303,6 +311,41 @@ def check_records(records_dir: str, splits, num_classes: int | None = None) -> l
             f"{num_classes}. Use the records the run was started with, or a new --workspace."
         )
     return names
+
+
+def conversion_options(records_dir: str, splits) -> dict:
+    """The conversion options (``options`` of the manifests) of ``splits``, which must agree.
+
+    They become the conversion part of the run's ``PreprocessingSpec``; splits converted with
+    different frame rates, sizes or JPEG qualities would train and test on different pixels.
+    """
+    found = {}
+    for split in splits:
+        with tf.io.gfile.GFile(data_lib.fmt.manifest_path(records_dir, split)) as f:
+            options = json.load(f).get("options", {})
+        found[split] = {key: options.get(key) for key in preprocessing.CONVERSION_FIELDS}
+    distinct = {json.dumps(v, sort_keys=True) for v in found.values()}
+    if len(distinct) > 1:
+        raise ValueError(
+            f"The splits in {records_dir!r} were converted with different options ({found}): "
+            "convert them again in one run of pipelines.make_tfrecords."
+        )
+    return next(iter(found.values()), {})
+
+
+def read_fingerprint(records_dir: str) -> dict | None:
+    """The records' dataset fingerprint, or None (with a note) for records made before it."""
+    from tfrecords_tools import fingerprint
+
+    try:
+        return fingerprint.read_fingerprint(records_dir)
+    except FileNotFoundError:
+        print(
+            f"stfusion_tf: {records_dir!r} has no dataset fingerprint (converted by an older "
+            "pipelines.make_tfrecords): checkpoints and results will not name their data.",
+            flush=True,
+        )
+        return None
 
 
 def splits_needed(phases) -> list[str]:
@@ -558,13 +601,22 @@ def distributed_train_data(ctx: RunContext, seed: int):
 
 
 class _PhaseCheckpoints:
-    """A phase's CheckpointManager; workers other than the chief save into a scratch folder."""
+    """A phase's CheckpointManager; workers other than the chief save into a scratch folder.
 
-    def __init__(self, ctx: RunContext, phase_dir: str, **objects):
+    Each checkpoint holds the model's weights by name, its noise states, the run metadata
+    (``stfusion_tf.checkpoints``: spec, labels, fingerprint, network) and ``objects``.
+    """
+
+    def __init__(self, ctx: RunContext, phase_dir: str, model, **objects):
+        self.ctx = ctx
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-        self.checkpoint = tf.train.Checkpoint(
-            epoch=self.epoch, step_in_epoch=self.step_in_epoch, **objects
+        self.checkpoint = checkpoints_lib.make_checkpoint(
+            model,
+            run_metadata(ctx, model, os.path.basename(phase_dir)),
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            **objects,
         )
         self.directory = os.path.join(phase_dir, "checkpoints")
         self.chief = ctx.is_chief
@@ -583,6 +635,7 @@ class _PhaseCheckpoints:
         latest = tf.train.latest_checkpoint(self.directory)
         if latest is None:
             return False
+        check_checkpoint(self.ctx, latest)
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         return True
 
@@ -594,8 +647,53 @@ class _PhaseCheckpoints:
             shutil.rmtree(self._write_dir, ignore_errors=True)
 
 
-def restore_weights(model, phase_dir: str) -> str:
-    """Loads ``model``'s weights from the latest checkpoint of a finished phase."""
+def run_metadata(ctx: RunContext, model, phase: str) -> dict:
+    """What a checkpoint of ``model`` in this run says about itself (``stfusion_tf.checkpoints``)."""
+    strategy = getattr(model, "strategy", None)
+    return checkpoints_lib.make_metadata(
+        spec=ctx.spec,
+        labels=ctx.labels,
+        network_config=model.config.to_dict(),
+        strategy=None if strategy is None else str(strategy),
+        fingerprint=ctx.fingerprint,
+        phase=phase,
+    )
+
+
+def check_checkpoint(ctx: RunContext, checkpoint: str) -> dict:
+    """Refuses a checkpoint whose label vocabulary or preprocessing differ from this run's.
+
+    A changed dataset fingerprint (records converted again, a split added) is reported, not
+    refused: the labels and the pixels, which decide what the weights mean, are checked above it.
+    """
+    metadata = checkpoints_lib.read_metadata(checkpoint)
+    checkpoints_lib.check_labels(metadata["labels"], ctx.labels, f"the records {ctx.records_dir!r}")
+    stored = metadata["preprocessing"]
+    current = ctx.spec.to_dict()
+    diffs = [
+        f"{k}: {stored.get(k)!r} -> {current.get(k)!r}"
+        for k in current
+        if stored.get(k) != current[k]
+    ]
+    if diffs:
+        raise ValueError(
+            f"The checkpoint {checkpoint!r} was trained with another preprocessing "
+            f"({'; '.join(diffs)}). Run with the same clip flags and records, or a new --workspace."
+        )
+    old = (metadata.get("fingerprint") or {}).get("id")
+    new = (ctx.fingerprint or {}).get("id")
+    if old != new:
+        ctx.log(
+            f"[checkpoints] {checkpoint} was trained on dataset {old}, the records are now {new}: "
+            "python -m tfrecords_tools.compare explains how two conversions differ."
+        )
+    return metadata
+
+
+def restore_weights(ctx: RunContext, model, phase: str) -> str:
+    """Loads ``model``'s weights (strictly, by name) from the latest checkpoint of a finished
+    ``phase``, after checking its labels and preprocessing against this run's."""
+    phase_dir = ctx.phase_dir(phase)
     directory = os.path.join(phase_dir, "checkpoints")
     latest = tf.train.latest_checkpoint(directory)
     if latest is None:
@@ -603,7 +701,8 @@ def restore_weights(model, phase_dir: str) -> str:
             f"No checkpoint in {directory!r}: run the phase that writes it first "
             f"(--phases={os.path.basename(phase_dir)},...)."
         )
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    check_checkpoint(ctx, latest)
+    checkpoints_lib.restore_weights(model, latest)
     return latest
 
 
@@ -666,7 +765,7 @@ def train_phase(
             optimizer_spec, steps, loss_scaling=distribute.needs_loss_scaling(ctx.mixed_precision)
         )
         optimizer.build(model.trainable_variables)
-    checkpoints = _PhaseCheckpoints(ctx, phase_dir, model=model, optimizer=optimizer)
+    checkpoints = _PhaseCheckpoints(ctx, phase_dir, model, optimizer=optimizer)
     start_epoch, start_step = 0, 0
     if checkpoints.restore_latest():
         start_epoch = int(checkpoints.epoch.numpy())
@@ -793,11 +892,42 @@ def _skip_if_done(ctx: RunContext, phase: str) -> bool:
     return False
 
 
-def run_warmup(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dropout: float = 0.5):
-    """Warm-up: the template with every gate off (all paths on), no KL, from scratch."""
+def initialize_from(ctx: RunContext, model, checkpoint: str, skip=()) -> list[str]:
+    """Starts ``model`` from another run's weights, strictly by name (``checkpoints``).
+
+    The classifier's rows mean the classes of the checkpoint's label vocabulary: unless it is
+    skipped (``skip`` names ``predictions``), a vocabulary that differs from this run's is an
+    error naming the first difference. Returns (and logs) what was skipped.
+    """
+    skip = [s for s in skip if s.strip()]
+    metadata = checkpoints_lib.read_metadata(checkpoint)
+    if not checkpoints_lib.skips(f"{checkpoints_lib.CLASSIFIER}/kernel", skip):
+        checkpoints_lib.check_labels(
+            metadata["labels"], ctx.labels, f"the records {ctx.records_dir!r}"
+        )
+    skipped = checkpoints_lib.restore_weights(model, checkpoint, skip)
+    ctx.log(
+        f"[init] weights from {checkpoints_lib.resolve(checkpoint)}"
+        + (f"; skipped (kept their initial values): {', '.join(skipped)}" if skipped else "")
+    )
+    return skipped
+
+
+def run_warmup(
+    ctx: RunContext,
+    epochs: int,
+    optimizer_spec: OptimizerSpec,
+    dropout: float = 0.5,
+    init_checkpoint: str | None = None,
+    init_skip=(),
+):
+    """Warm-up: the template with every gate off (all paths on), no KL, from scratch or from
+    ``init_checkpoint``'s weights (another run's; ``initialize_from``)."""
     if _skip_if_done(ctx, "warmup"):
         return None
     model = _template(ctx, "off", dropout)
+    if init_checkpoint:
+        initialize_from(ctx, model, init_checkpoint, init_skip)
     metrics = train_phase(ctx, "warmup", model, optimizer_spec, epochs)
     mark_done(ctx, ctx.phase_dir("warmup"), metrics)
     return metrics
@@ -864,7 +994,7 @@ def run_search(
     )
     phase_dir = ctx.phase_dir("search")
     if tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints")) is None:
-        restore_weights(model, ctx.phase_dir("warmup"))
+        restore_weights(ctx, model, "warmup")
         # The warm-up never trained the drop logits, but its checkpoint holds them at the value
         # the warm-up template was built with: start every gate at this phase's p0.
         logit = gate_lib.drop_logit_from_probability(model.config.init_drop_probability)
@@ -920,7 +1050,7 @@ def run_search(
 def load_search_template(ctx: RunContext, gate_mode: str = "expected"):
     """The template with the weights and drop logits at the end of the search phase."""
     model = build_search_template(ctx, gate_mode)
-    restore_weights(model, ctx.phase_dir("search"))
+    restore_weights(ctx, model, "search")
     return model
 
 
@@ -1032,7 +1162,7 @@ def run_sample(
 def _pruned_from_search(ctx: RunContext, strategy, dropout: float):
     """The pruned network of ``strategy`` with the search template's weights, under the scope."""
     template = build_search_template(ctx, "expected", dropout)
-    restore_weights(template, ctx.phase_dir("search"))
+    restore_weights(ctx, template, "search")
     with ctx.strategy.scope():
         pruned = template_lib.build_network(template.config, strategy)
     template_lib.transfer_weights(template, pruned)
@@ -1068,7 +1198,7 @@ def load_finetuned(ctx: RunContext):
     strategy = best_strategy(ctx)
     config = dataclasses.replace(ctx.template_config, num_examples=ctx.num_examples(TRAIN_SPLIT))
     model = template_lib.build_network(config, strategy)
-    restore_weights(model, ctx.phase_dir("finetune"))
+    restore_weights(ctx, model, "finetune")
     return model
 
 
@@ -1099,9 +1229,9 @@ def run_evaluate(
     start = time.time()
     files = _eval_files(ctx, TEST_SPLIT)
 
-    def test_data():
+    def test_data(clips, crops):
         return data_lib.eval_dataset(
-            files, ctx.spec, ctx.eval_batch_size, num_clips=num_clips, num_crops=num_crops
+            files, ctx.spec, ctx.eval_batch_size, num_clips=clips, num_crops=crops
         )
 
     def train_batches():
@@ -1115,21 +1245,37 @@ def run_evaluate(
 
     clip_shape = eval_clip_shape(ctx)
 
+    protocols = [(num_clips, num_crops)]
+    if (num_clips, num_crops) != (1, 1):
+        protocols.append((1, 1))  # single view (centre clip, centre crop) beside multi-view
+
     def entry(model, strategy, weights):
-        result = evaluation.evaluate(
-            model, test_data(), num_clips=num_clips, num_crops=num_crops, max_videos=max_videos
-        )
+        predict_fn = evaluation.make_predict_fn(model)
+        results = [
+            evaluation.evaluate(
+                model,
+                test_data(clips, crops),
+                num_clips=clips,
+                num_crops=crops,
+                max_videos=max_videos,
+                predict_fn=predict_fn,
+            )
+            for clips, crops in protocols
+        ]
+        result = results[0]
         totals = flops.total_costs(flops.layer_costs(model, clip_shape))
         record = {
             "strategy": str(strategy),
             "weights": weights,
             **result.to_dict(),
+            "metrics": {k: v for r in results for k, v in r.metrics.items()},
+            "protocols": [r.protocol for r in results],
             "macs": int(totals.macs),
             "params": int(totals.params),
         }
         ctx.log(
             f"[evaluate] {weights}: {strategy}: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+            + ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items())
         )
         return record
 
@@ -1139,7 +1285,7 @@ def run_evaluate(
         load_finetuned(ctx), best, "fine-tuned pruned network (finetune phase)"
     )
     template = build_search_template(ctx, "expected")
-    restore_weights(template, ctx.phase_dir("search"))
+    restore_weights(ctx, template, "search")
     candidates = [("opt_template", best)]
     if all_the_way:
         candidates += [(s.units[0], s) for s in search.all_the_way_strategies(template.config)]
@@ -1155,6 +1301,8 @@ def run_evaluate(
         "split": TEST_SPLIT,
         "protocol": evaluation.protocol_name(num_clips, num_crops),
         "preprocessing": ctx.spec.to_dict(),
+        "fingerprint": ctx.fingerprint,
+        "labels": list(ctx.labels),
         "best_strategy": str(best),
         "models": models,
         "seconds": round(time.time() - start, 2),

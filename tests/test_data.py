@@ -6,6 +6,7 @@ pipeline did to them: blue = 8 * frame index + 4 (which frames were sampled), re
 green = 3 * y of the stored frame (which crop, which flip).
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -455,3 +456,71 @@ def test_record_fixture_is_what_the_tests_assume(tmp_path):
     decoded = tf.io.decode_jpeg(_jpeg(frame)).numpy().astype(int)
     assert np.abs(decoded - frame).max() <= 5 and np.abs(decoded - frame).mean() < 1.5
     assert os.path.exists(_write_coded(tmp_path / "x.tfrecord", 2))
+
+
+# --- One preprocessing contract --------------------------------------------------------------
+
+
+def test_the_views_of_a_multi_view_evaluation_differ_from_each_other(records):
+    output, _ = records
+    spec = PreprocessingSpec(num_frames=4, stride=1, crop_size=24, eval_short_side=32)
+    (batch,) = (
+        data.eval_dataset(fmt.shard_pattern(output, "train"), spec, 9, num_clips=3, num_crops=3)
+        .take(1)
+        .as_numpy_iterator()
+    )
+    views = batch[data.CLIPS][batch[data.VIDEO_INDEX] == batch[data.VIDEO_INDEX][0]]
+    assert len(views) == 9
+    for i in range(9):
+        for j in range(i):
+            assert np.abs(views[i] - views[j]).max() > 0.05, (i, j)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(mean=(0.5, 0.5, 0.5)),
+        dict(std=(0.5, 0.5, 0.5)),
+        dict(value_range=(-1.0, 1.0)),
+        dict(channel_order="BGR"),
+        dict(resize_method="area"),
+        dict(eval_short_side=40),
+        dict(crop_size=16, eval_crop_size=16),
+        dict(num_frames=3),
+    ],
+    ids=lambda change: ",".join(change),
+)
+def test_changing_one_number_of_the_spec_changes_train_and_eval_clips(records, change):
+    """The spec is the only place these numbers live: a new value reaches both pipelines."""
+    output, _ = records
+    base = PreprocessingSpec(
+        num_frames=4, stride=1, crop_size=24, train_short_sides=None, eval_short_side=28, flip=False
+    )
+    changed = dataclasses.replace(base, **change)
+    pattern = fmt.shard_pattern(output, "train")
+    for make, crop in (
+        (lambda spec: _train_clips(pattern, spec, clips=8, deterministic=True), "crop_size"),
+        (
+            lambda spec: next(data.eval_dataset(pattern, spec, 4).as_numpy_iterator())[data.CLIPS],
+            "eval_crop",
+        ),
+    ):
+        before, after = make(base), make(changed)
+        side = getattr(changed, crop)
+        assert after.shape[1:] == (changed.num_frames, side, side, 3)
+        if before.shape == after.shape:
+            assert np.abs(before - after).max() > 1e-3, change
+    if "mean" in change or "std" in change or "value_range" in change or "channel_order" in change:
+        # Pixel numbers act exactly as the closed form says: undo the base normalisation, redo
+        # the changed one, on the same decoded pixels.
+        eval_before = next(data.eval_dataset(pattern, base, 4).as_numpy_iterator())[data.CLIPS]
+        eval_after = next(data.eval_dataset(pattern, changed, 4).as_numpy_iterator())[data.CLIPS]
+        low, high = base.value_range
+        pixels = (eval_before * np.array(base.std) + np.array(base.mean) - low) * 255 / (high - low)
+        if changed.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
+        low, high = changed.value_range
+        expected = (pixels * (high - low) / 255 + low - np.array(changed.mean)) / np.array(
+            changed.std
+        )
+        np.testing.assert_allclose(eval_after, expected, atol=1e-4)

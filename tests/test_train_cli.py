@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import tensorflow as tf
 from absl import flags
 
 from pipelines import convert, synthetic
-from stfusion_tf import search, train, training
+from stfusion_tf import checkpoints, data, search, train, training
 from tests import video_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,24 +110,17 @@ def finished_run(records, flagfile, tmp_path_factory):
 
 
 def _read_logits(checkpoint_dir):
-    """Every drop logit saved in the latest checkpoint, read from the raw file.
-
-    The checkpoint stores each variable once, under the first object path that reaches it (here
-    the optimizer's list of trainable variables, by index, without the layer's name); the drop
-    logits are the template's only trainable scalars.
-    """
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(checkpoint_dir))
-    shapes = reader.get_variable_to_shape_map()
-    keys = [
-        key
-        for key, shape in shapes.items()
-        if shape == [] and re.fullmatch(r"(optimizer|model)/_trainable_variables/\d+/.*", key)
-    ]
+    """Every drop logit saved in the latest checkpoint, read from the raw file by name
+    (``weights/<layer>/drop_logit``: checkpoints keep weights under their Keras paths)."""
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    reader = tf.train.load_checkpoint(latest)
+    stored = checkpoints.stored_weights(latest)
+    keys = [key for path, (key, _) in stored.items() if path.endswith("/drop_logit")]
     return np.array(sorted(float(reader.get_tensor(key)) for key in keys))
 
 
 @pytest.mark.slow
-def test_all_phases_write_consistent_artifacts(finished_run):
+def test_all_phases_write_consistent_artifacts(finished_run, records):
     workspace, summaries = finished_run
     for phase in ("warmup", "search", "finetune"):
         phase_dir = os.path.join(workspace, "train", phase)
@@ -198,10 +190,30 @@ def test_all_phases_write_consistent_artifacts(finished_run):
     assert "not fine-tuned" in results["models"]["S"]["weights"]
     for entry in results["models"].values():
         assert entry["num_videos"] == 4
+        # Multi-view and single-view reported together, each metric named with its protocol.
+        assert entry["protocols"] == ["clips=2x1crop", "clips=1x1crop"]
         assert set(entry["metrics"]) == {
-            f"{level}_{m}@clips=2x1crop" for level in ("clip", "video") for m in ("top1", "top5")
-        } | {"clip_loss@clips=2x1crop"}
+            f"{level}_{m}@clips={views}"
+            for level in ("clip", "video")
+            for m in ("top1", "top5")
+            for views in ("2x1crop", "1x1crop")
+        } | {"clip_loss@clips=2x1crop", "clip_loss@clips=1x1crop"}
     assert summaries["finetune"]["strategy"] == str(best)
+    # The data, the labels and the preprocessing the numbers were measured with.
+    with open(os.path.join(records, "fingerprint.json")) as f:
+        assert results["fingerprint"] == json.load(f)
+    assert results["labels"] == data.class_names(records)
+    assert results["preprocessing"]["jpeg_quality"] == 90
+    # Every checkpoint says the same about itself.
+    for phase in ("warmup", "search", "finetune"):
+        metadata = checkpoints.read_metadata(os.path.join(workspace, "train", phase))
+        assert metadata["labels"] == results["labels"]
+        assert metadata["fingerprint"] == results["fingerprint"]
+        assert metadata["preprocessing"] == results["preprocessing"]
+        assert metadata["phase"] == phase
+    assert checkpoints.read_metadata(os.path.join(workspace, "train", "finetune"))["network"][
+        "strategy"
+    ] == str(best)
 
 
 @pytest.mark.slow
@@ -499,3 +511,52 @@ def test_a_missing_holdout_split_says_how_to_carve_one(records, flagfile, tmp_pa
         f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={partial}"
     )
     assert "--holdout_fraction" in message
+
+
+@pytest.mark.slow
+def test_records_with_another_label_order_are_refused_by_the_checkpoints(
+    finished_run, records, flagfile, tmp_path
+):
+    workspace = tmp_path / "ws"
+    shutil.copytree(finished_run[0], workspace)
+    other = tmp_path / "examples"
+    shutil.copytree(records, other)
+    names = data.class_names(records)
+    swapped = [names[1], names[0], *names[2:]]
+    (other / "label_map.txt").write_text("".join(f"{n}\n" for n in swapped))
+    ctx, _, _ = train.build_context(
+        _flags(
+            f"--flagfile={flagfile}",
+            f"--workspace={workspace}",
+            f"--records_dir={other}",
+            "--phases=evaluate",
+        )
+    )
+    assert ctx.labels == tuple(swapped)
+    with pytest.raises(ValueError, match=rf"label 0 is '{names[0]}' in one and '{names[1]}'"):
+        training.load_finetuned(ctx)
+
+
+@pytest.mark.slow
+def test_init_checkpoint_is_restored_strictly_and_skips_only_what_is_named(
+    finished_run, records, flagfile, tmp_path, capsys
+):
+    base = (
+        f"--flagfile={flagfile}",
+        f"--records_dir={records}",
+        "--phases=warmup",
+        "--warmup_epochs=1",
+        "--steps_per_epoch=1",
+        f"--init_checkpoint={finished_run[0]}/train/search",
+    )
+    train.run(_flags(*base, f"--workspace={tmp_path / 'a'}", "--init_skip=predictions"))
+    out = capsys.readouterr().out
+    assert "[init] weights from" in out
+    assert "skipped (kept their initial values): predictions/bias, predictions/kernel" in out
+    # Another network: the variables that do not fit are named, nothing is trained.
+    with pytest.raises(
+        ValueError,
+        match=r"of another shape: block1_layer1_bn/beta: \[8\] in the checkpoint, \[16\]",
+    ):
+        train.run(_flags(*base, f"--workspace={tmp_path / 'b'}", "--growth_rate=8"))
+    assert not os.path.exists(tmp_path / "b" / "train" / "warmup" / "checkpoints")
