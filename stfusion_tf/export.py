@@ -455,17 +455,82 @@ def load(path: str) -> ServedModel:
     return ServedModel(os.fspath(path), saved, spec, names)
 
 
-# --- Entry point --------------------------------------------------------------------------------
+# --- Entry point ---------------------------------------------------------------------------------
 
 
-def _read_results(path: str) -> dict:
-    with tf.io.gfile.GFile(path) as f:
-        results = json.load(f)
-    return results
+def results_card(results: dict, strategy: str, labels: list[str]) -> dict:
+    """Model-card entries from a ``results.json`` of ``stfusion_tf.train``: the test metrics of
+    the fine-tuned network of ``strategy`` (each named with its protocol), and the run's
+    fingerprint. Refuses results of another label vocabulary (they describe another model)."""
+    if results.get("labels") is not None and list(results["labels"]) != list(labels):
+        raise ValueError(
+            "The results file was computed with another label vocabulary than the checkpoint's: "
+            "pass the results.json of the same run (--results)."
+        )
+    card = {"evaluation": {k: results.get(k) for k in ("split", "protocol") if k in results}}
+    for name, entry in (results.get("models") or {}).items():
+        if entry.get("strategy") == strategy and "fine-tuned" in str(entry.get("weights", "")):
+            card["metrics"] = dict(entry.get("metrics", {}))
+            card["evaluation"]["entry"] = name
+            break
+    else:
+        raise ValueError(
+            f"The results file holds no fine-tuned network of strategy {strategy!r}: pass the "
+            "results.json of the run that fine-tuned this checkpoint, or leave --results out."
+        )
+    return card
+
+
+def export_checkpoint(
+    checkpoint: str,
+    serving_root: str,
+    model_name: str,
+    *,
+    version: int | None = None,
+    results: str | None = None,
+    top_k: int = 5,
+) -> str:
+    """Exports a checkpoint of ``stfusion_tf.train`` (a phase folder or checkpoint prefix).
+
+    The network, its preprocessing spec, label vocabulary and dataset fingerprint all come from
+    the checkpoint's metadata (``stfusion_tf.checkpoints``), nothing from flags; ``results``: the
+    run's ``results.json``, whose test metrics go into the model card.
+    """
+    from stfusion_tf import checkpoints
+
+    metadata = checkpoints.read_metadata(checkpoint)
+    strategy = (metadata.get("network") or {}).get("strategy")
+    if not strategy:
+        raise ValueError(
+            f"The checkpoint {checkpoint!r} (phase {metadata.get('phase')!r}) holds the "
+            "template, not a pruned network: export the fine-tuned one "
+            "(--checkpoint=<workspace>/train/finetune)."
+        )
+    model, metadata = checkpoints.load_network(checkpoint)
+    labels = list(metadata["labels"])
+    card = {
+        "checkpoint": checkpoints.resolve(checkpoint),
+        "phase": metadata.get("phase"),
+        "fingerprint": metadata.get("fingerprint"),
+    }
+    if results:
+        with tf.io.gfile.GFile(results) as f:
+            card.update(results_card(json.load(f), strategy, labels))
+    return export_saved_model(
+        model,
+        PreprocessingSpec.from_dict(metadata["preprocessing"]),
+        labels,
+        serving_root,
+        model_name,
+        version=version,
+        model_card=card,
+        top_k=top_k,
+    )
 
 
 def main(argv):
-    """``python -m stfusion_tf.export --checkpoint=... --serving_root=... --model_name=...``."""
+    """``python -m stfusion_tf.export --checkpoint=... --serving_root=... --model_name=...``;
+    prints the version folder. A setup error exits 2 with its message, no traceback."""
     from absl import flags
 
     f = flags.FLAGS
@@ -473,58 +538,17 @@ def main(argv):
         print(f"export: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
     try:
-        from stfusion_tf import checkpoints
-    except ImportError:
-        # INTEGRATION POINT (the lead's stfusion_tf/checkpoints.py): until it lands there is
-        # no checkpoint reader; call export_saved_model(model, spec, class_names, ...) directly.
-        print(
-            "export: stfusion_tf.checkpoints is not available in this checkout, so a checkpoint "
-            "cannot be read yet; call stfusion_tf.export.export_saved_model from Python.",
-            file=sys.stderr,
+        path = export_checkpoint(
+            f.checkpoint,
+            f.serving_root,
+            f.model_name,
+            version=f.version or None,
+            results=f.results,
+            top_k=f.top_k,
         )
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"export: {e}", file=sys.stderr)
         return 2
-    return export_checkpoint(
-        checkpoints,
-        f.checkpoint,
-        serving_root=f.serving_root,
-        model_name=f.model_name,
-        version=f.version or None,
-        results=f.results,
-        top_k=f.top_k,
-    )
-
-
-def export_checkpoint(
-    checkpoints,
-    checkpoint: str,
-    *,
-    serving_root: str,
-    model_name: str,
-    version: int | None,
-    results: str | None,
-    top_k: int = 5,
-) -> int:
-    """Loads a training checkpoint (network, spec, labels, fingerprint from its metadata) and
-    exports it; prints the version folder. ``results``: a ``results.json`` whose metrics go into
-    the model card."""
-    model, metadata = checkpoints.load_network(checkpoint)
-    spec = PreprocessingSpec.from_dict(metadata["preprocessing"])
-    card = {
-        "fingerprint": metadata.get("fingerprint"),
-        "checkpoint": os.fspath(checkpoint),
-    }
-    if results:
-        card["results"] = _read_results(results)
-    path = export_saved_model(
-        model,
-        spec,
-        list(metadata["labels"]),
-        serving_root,
-        model_name,
-        version=version,
-        model_card=card,
-        top_k=top_k,
-    )
     print(path)
     return 0
 
@@ -533,12 +557,15 @@ def _define_flags():
     from absl import flags
 
     flags.DEFINE_string(
-        "checkpoint", None, "A phase folder or checkpoint prefix of stfusion_tf.train (finetune)."
+        "checkpoint",
+        None,
+        "The fine-tuned network: a phase folder (<workspace>/train/finetune), its checkpoints/ "
+        "folder or a checkpoint prefix.",
     )
     flags.DEFINE_string("serving_root", None, "Root folder TF Serving loads models from.")
     flags.DEFINE_string("model_name", None, "Model folder / TF Serving model name.")
     flags.DEFINE_integer("version", 0, "Version number; 0: the next free one.")
-    flags.DEFINE_string("results", None, "results.json whose metrics go into the model card.")
+    flags.DEFINE_string("results", None, "The run's results.json (test metrics for the card).")
     flags.DEFINE_integer("top_k", 5, "Classes in top_k_classes / top_k_labels.")
     flags.mark_flags_as_required(["checkpoint", "serving_root", "model_name"])
 

@@ -239,3 +239,47 @@ def test_versions_are_never_overwritten_and_a_crash_leaves_no_version(
     # Nothing half-written: only version 1, no staging folder left behind.
     assert sorted(os.listdir(root / "tiny")) == ["1"]
     assert export.existing_versions(str(root / "tiny")) == [1]
+
+
+def _save_checkpoint(model, directory, phase):
+    from stfusion_tf import checkpoints
+
+    metadata = checkpoints.make_metadata(
+        spec=SPEC,
+        labels=CLASSES,
+        network_config=model.config.to_dict(),
+        strategy=None if model.strategy is None else str(model.strategy),
+        fingerprint={"id": "feedface"},
+        phase=phase,
+    )
+    return checkpoints.make_checkpoint(model, metadata).save(str(directory / "ckpt"))
+
+
+def test_export_from_a_checkpoint_takes_everything_from_its_metadata(pruned, template, tmp_path):
+    phase = tmp_path / "finetune" / "checkpoints"
+    _save_checkpoint(pruned, phase, "finetune")
+    results = tmp_path / "results.json"
+    metrics = {"video_top1@clips=10x1crop": 0.5, "video_top1@clips=1x1crop": 0.4}
+    entry = {"strategy": STRATEGY, "weights": "fine-tuned pruned network", "metrics": metrics}
+    results.write_text(
+        json.dumps({"labels": CLASSES, "protocol": "clips=10x1crop", "models": {"opt": entry}})
+    )
+    path = export.export_checkpoint(
+        str(tmp_path / "finetune"), str(tmp_path / "serving"), "ckpt", results=str(results)
+    )
+    assert path == str(tmp_path / "serving" / "ckpt" / "1")
+    card = json.load(open(os.path.join(path, export.MODEL_CARD_FILENAME)))
+    assert card["metrics"] == metrics and card["fingerprint"] == {"id": "feedface"}
+    assert card["phase"] == "finetune" and card["strategy"] == STRATEGY
+    served = export.load(path)
+    assert served.spec == SPEC and served.class_names == CLASSES
+    clips = _clips(1, seed=4)
+    np.testing.assert_allclose(
+        served.serve_clips(clips)["logits"], _keras_logits(pruned, clips), atol=1e-4, rtol=1e-4
+    )
+    # A checkpoint of the template (warm-up / search) is not a served model.
+    _save_checkpoint(template, tmp_path / "search", "search")
+    with pytest.raises(ValueError, match="holds the template.*train/finetune"):
+        export.export_checkpoint(str(tmp_path / "search"), str(tmp_path / "serving"), "t")
+    with pytest.raises(ValueError, match="another label vocabulary"):
+        export.results_card({"labels": ["x"]}, STRATEGY, CLASSES)
