@@ -251,10 +251,11 @@ def _costs(model, spec: PreprocessingSpec) -> dict:
         "params": totals.params,
         "non_trainable_params": totals.non_trainable_params,
     }
-    config = getattr(model, "config", None)
-    if getattr(model, "strategy", None) is not None and config is not None:
-        from stfusion_tf.models import template
+    from stfusion_tf.models import template
 
+    config = getattr(model, "config", None)
+    # Only a network pruned from a template has a template to compare with (not a backbone).
+    if getattr(model, "strategy", None) is not None and isinstance(config, template.TemplateConfig):
         full = template.build_network(config)
         template_macs = flops.count_macs(full, spec.eval_clip_shape)
         del full
