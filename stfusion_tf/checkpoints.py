@@ -66,6 +66,7 @@ def noise_states(model) -> list[tf.Variable]:
 
 def make_metadata(
     *,
+    kind: str = "template",
     spec,
     labels,
     network_config: dict,
@@ -73,14 +74,15 @@ def make_metadata(
     fingerprint: dict | None,
     phase: str,
 ) -> dict:
-    """The run metadata a checkpoint carries (see the module docstring)."""
+    """The run metadata a checkpoint carries (see the module docstring). ``kind``: ``template``
+    (a template or a network pruned from it) or ``backbone`` (``models.backbones``)."""
     return {
         "format_version": METADATA_FORMAT_VERSION,
         "phase": phase,
         "preprocessing": spec.to_dict(),
         "labels": list(labels),
         "fingerprint": fingerprint,
-        "network": {"config": dict(network_config), "strategy": strategy},
+        "network": {"kind": kind, "config": dict(network_config), "strategy": strategy},
     }
 
 
@@ -270,8 +272,16 @@ def load_network(path: str, skip=()):
 
     metadata = read_metadata(path)
     network = metadata["network"]
-    config = template_lib.TemplateConfig.from_dict(network["config"])
     strategy = network.get("strategy")
+    if network.get("kind") == "backbone":
+        from stfusion_tf.models import backbones
+
+        model = backbones.FusionBackbone(
+            backbones.BackboneConfig.from_dict(network["config"]), strategy
+        )
+        restore_weights(model, path, skip)
+        return model, metadata
+    config = template_lib.TemplateConfig.from_dict(network["config"])
     if strategy:
         model = template_lib.build_network(config, strategy)
     else:

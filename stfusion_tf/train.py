@@ -61,10 +61,40 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_list(
         "phases",
-        ["warmup", "search", "sample", "finetune", "evaluate"],
+        ["warmup", "search", "sample", "finetune", "evaluate", "export"],
         "Phases to run, in order (finished ones are skipped).",
         **fv,
     )
+    # Another 3D backbone instead of the pruned template (phases finetune, evaluate, export).
+    flags.DEFINE_enum(
+        "backbone",
+        None,
+        ["densenet121", "resnet50", "resnext50_32x4d", "resnext101_32x8d", "mobilenet_v2"],
+        "Fine-tune and evaluate this backbone with --backbone_strategy instead of the template.",
+        **fv,
+    )
+    flags.DEFINE_string(
+        "backbone_strategy",
+        "from_probabilities",
+        "S, ST, S+ST, opt_something, opt_kinetics, a compact strategy string, or "
+        "from_probabilities[:PATH] (the template's search/probabilities.json by relative depth).",
+        **fv,
+    )
+    flags.DEFINE_list("backbone_blocks", [], "Blocks per stage; empty: the backbone's own.", **fv)
+    flags.DEFINE_float(
+        "backbone_width_multiplier", 1.0, "Channel multiplier of the backbone.", **fv
+    )
+    flags.DEFINE_bool("temporal_downsampling", False, "Backbone halves time with space.", **fv)
+    flags.DEFINE_string(
+        "imagenet_weights",
+        None,
+        "Local file of 2D ImageNet weights (Keras Applications) to inflate the template "
+        "(warm-up) or the backbone (fine-tune) from; no download is attempted.",
+        **fv,
+    )
+    # Export.
+    flags.DEFINE_string("model_name", "stfusion", "TF Serving model name of the export.", **fv)
+    flags.DEFINE_integer("export_version", 0, "Export version; 0: the next free one.", **fv)
     # Template network (classes come from the label map).
     flags.DEFINE_list("blocks", ["6", "12", "24", "16"], "Dense layers per dense block.", **fv)
     flags.DEFINE_integer("growth_rate", 32, "Channels each dense layer adds.", **fv)
@@ -216,7 +246,7 @@ def build_context(f: flags.FlagValues):
         value_range=_floats(f.value_range, "value_range"),
         channel_order=f.channel_order,
         resize_method=f.resize_method,
-    ).with_conversion(training.conversion_options(records_dir, training.splits_needed(phases)))
+    ).with_conversion(training.conversion_options(records_dir))
     config = template_lib.TemplateConfig(
         num_classes=len(names),
         blocks=_ints(f.blocks, "blocks"),
@@ -252,6 +282,16 @@ def build_context(f: flags.FlagValues):
         verbose=f.verbose,
         labels=tuple(names),
         fingerprint=training.read_fingerprint(records_dir),
+        backbone=None
+        if not f.backbone
+        else training.BackboneRun(
+            name=f.backbone,
+            strategy=f.backbone_strategy,
+            blocks=_ints(f.backbone_blocks, "backbone_blocks") or None,
+            width_multiplier=f.backbone_width_multiplier,
+            temporal_downsampling=f.temporal_downsampling,
+        ),
+        imagenet_weights=f.imagenet_weights,
     )
     distribute.check_precision_supported(f.mixed_precision, ctx.jit_compile)
     optimizers = {}
@@ -276,7 +316,13 @@ def build_context(f: flags.FlagValues):
             raise SetupError(f"--{name} must be in [0, 1). Received: {f[name].value}")
     training.check_prerequisites(ctx, phases)
     training.write_run_config(
-        ctx, {"phases": phases, "strategy": f.strategy, "replicas": strategy.num_replicas_in_sync}
+        ctx,
+        {
+            "phases": phases,
+            "strategy": f.strategy,
+            "replicas": strategy.num_replicas_in_sync,
+            "backbone": None if ctx.backbone is None else ctx.backbone.to_dict(),
+        },
     )
     return ctx, phases, optimizers
 
@@ -336,6 +382,10 @@ def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
                 num_crops=f.test_num_crops,
                 all_the_way=f.evaluate_all_the_way,
                 recalibrate_bn_batches=f.bn_recalibration_batches,
+            )
+        elif phase == "export":
+            summaries[phase] = training.run_export(
+                ctx, f.model_name, version=f.export_version or None
             )
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
     return summaries

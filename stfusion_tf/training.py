@@ -66,7 +66,7 @@ from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.preprocessing import PreprocessingSpec
 
-PHASES = ("warmup", "search", "sample", "finetune", "evaluate")
+PHASES = ("warmup", "search", "sample", "finetune", "evaluate", "export")
 TRAIN_SPLIT, HOLDOUT_SPLIT, TEST_SPLIT = "train", "holdout", "test"
 DROP_LOGIT = "drop_logit"
 DONE = "DONE"
@@ -183,6 +183,41 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.ops.convert_to_numpy(rate))
 
 
+@dataclasses.dataclass(frozen=True)
+class BackboneRun:
+    """A fine-tune (and evaluation, export) of a 3D backbone instead of the pruned template.
+
+    The paper's generalization study (section 4.5): the fusion choices found on the template are
+    put into other networks (``stfusion_tf.models.backbones``). The template's phases (warm-up,
+    search, sample) do not apply; the strategy is a name (``S``, ``ST``, ``S+ST``,
+    ``opt_something``, ``opt_kinetics``), a compact string of the backbone's block sizes, or
+    ``from_probabilities[:PATH]``: the template's ``probabilities.json`` (of this workspace, or
+    PATH) mapped by relative depth (``strategy.strategy_from_probabilities``).
+
+    Args:
+      name: one of ``stfusion_tf.models.backbones.BACKBONES``.
+      strategy: see above.
+      blocks: blocks per stage (None: the backbone's own), for small networks.
+      width_multiplier: channel multiplier, for small networks.
+      temporal_downsampling: halve time where space halves after the stem.
+    """
+
+    name: str
+    strategy: str = "from_probabilities"
+    blocks: tuple[int, ...] | None = None
+    width_multiplier: float = 1.0
+    temporal_downsampling: bool = False
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["blocks"] = None if self.blocks is None else list(self.blocks)
+        return data
+
+
+FROM_PROBABILITIES = "from_probabilities"
+BACKBONE_PHASES = ("finetune", "evaluate", "export")
+
+
 @dataclasses.dataclass
 class RunContext:
     """What every phase shares: the data, the workspace, the devices and the batch.
@@ -208,6 +243,11 @@ class RunContext:
       labels: the class names in label-index order; None: the records' label map.
       fingerprint: the records' dataset fingerprint (``tfrecords_tools.fingerprint``), stored
         in every checkpoint and in ``results.json``.
+      backbone: a ``BackboneRun``: fine-tune and evaluate that backbone instead of the pruned
+        template (phases ``finetune``, ``evaluate``, ``export`` only).
+      imagenet_weights: a local file of 2D ImageNet weights (Keras Applications layout) that
+        the template (warm-up) or the backbone (fine-tune) is inflated from
+        (``stfusion_tf.inflation``).
     """
 
     workspace: str
@@ -226,6 +266,8 @@ class RunContext:
     verbose: bool = True
     labels: tuple[str, ...] | None = None
     fingerprint: dict | None = None
+    backbone: BackboneRun | None = None
+    imagenet_weights: str | None = None
 
     def __post_init__(self):
         if self.labels is None:
@@ -313,24 +355,31 @@ def check_records(records_dir: str, splits, num_classes: int | None = None) -> l
     return names
 
 
-def conversion_options(records_dir: str, splits) -> dict:
-    """The conversion options (``options`` of the manifests) of ``splits``, which must agree.
+def conversion_options(records_dir: str) -> dict:
+    """The conversion options (``options`` of the manifests) of every split, which must agree.
 
     They become the conversion part of the run's ``PreprocessingSpec``; splits converted with
     different frame rates, sizes or JPEG qualities would train and test on different pixels.
     """
     found = {}
-    for split in splits:
-        with tf.io.gfile.GFile(data_lib.fmt.manifest_path(records_dir, split)) as f:
-            options = json.load(f).get("options", {})
-        found[split] = {key: options.get(key) for key in preprocessing.CONVERSION_FIELDS}
+    for path in sorted(tf.io.gfile.glob(data_lib.fmt.manifest_path(records_dir, "*"))):
+        with tf.io.gfile.GFile(path) as f:
+            manifest = json.load(f)
+        options = manifest.get("options", {})
+        found[manifest.get("split", path)] = {
+            key: options.get(key) for key in preprocessing.CONVERSION_FIELDS
+        }
+    if not found:
+        raise FileNotFoundError(
+            f"No manifest in {records_dir!r}: run python -m pipelines.make_tfrecords first."
+        )
     distinct = {json.dumps(v, sort_keys=True) for v in found.values()}
     if len(distinct) > 1:
         raise ValueError(
             f"The splits in {records_dir!r} were converted with different options ({found}): "
             "convert them again in one run of pipelines.make_tfrecords."
         )
-    return next(iter(found.values()), {})
+    return next(iter(found.values()))
 
 
 def read_fingerprint(records_dir: str) -> dict | None:
@@ -377,10 +426,20 @@ def check_prerequisites(ctx: RunContext, phases) -> None:
         "search": os.path.join(ctx.phase_dir("search"), DONE),
         "sample": os.path.join(ctx.search_dir, search.BEST_STRATEGY_FILE),
         "finetune": os.path.join(ctx.phase_dir("finetune"), DONE),
+        "evaluate": os.path.join(ctx.workspace, RESULTS_FILE),
     }
+    if ctx.backbone is not None:
+        template_only = [p for p in phases if p not in BACKBONE_PHASES]
+        if template_only:
+            raise ValueError(
+                f"Phases {template_only} need the template; with --backbone={ctx.backbone.name} "
+                f"only {list(BACKBONE_PHASES)} run (the strategy comes from "
+                "--backbone_strategy). Run the template's phases without --backbone."
+            )
+        markers["sample"] = markers["finetune"]  # a backbone's fine-tune needs nothing before
     for phase in phases:
         index = PHASES.index(phase)
-        if index == 0:
+        if index == 0 or (ctx.backbone is not None and phase == "finetune"):
             continue
         before = PHASES[index - 1]
         if before not in phases and not tf.io.gfile.exists(markers[before]):
@@ -416,6 +475,8 @@ def write_run_config(ctx: RunContext, extra: dict) -> None:
             for field in sorted(fields or set(stored.get(key, {})) | set(current[key]))
             if stored.get(key, {}).get(field) != current[key].get(field)
         ]
+        if stored.get("backbone") != current.get("backbone"):
+            diffs.append(f"backbone: {stored.get('backbone')!r} -> {current.get('backbone')!r}")
         if diffs:
             raise ValueError(
                 f"The workspace {ctx.workspace!r} holds a run with other settings ({'; '.join(diffs)}). "
@@ -651,6 +712,7 @@ def run_metadata(ctx: RunContext, model, phase: str) -> dict:
     """What a checkpoint of ``model`` in this run says about itself (``stfusion_tf.checkpoints``)."""
     strategy = getattr(model, "strategy", None)
     return checkpoints_lib.make_metadata(
+        kind="template" if isinstance(model, template_lib.FusionNetwork) else "backbone",
         spec=ctx.spec,
         labels=ctx.labels,
         network_config=model.config.to_dict(),
@@ -926,6 +988,8 @@ def run_warmup(
     if _skip_if_done(ctx, "warmup"):
         return None
     model = _template(ctx, "off", dropout)
+    if ctx.imagenet_weights:
+        inflate_imagenet(ctx, model, "densenet121")
     if init_checkpoint:
         initialize_from(ctx, model, init_checkpoint, init_skip)
     metrics = train_phase(ctx, "warmup", model, optimizer_spec, epochs)
@@ -1176,11 +1240,80 @@ def best_strategy(ctx: RunContext):
     return strategy
 
 
+def backbone_strategy(ctx: RunContext):
+    """The ``FusionStrategy`` of ``ctx.backbone`` (see ``BackboneRun``)."""
+    from stfusion_tf import search
+    from stfusion_tf import strategy as strategy_lib
+    from stfusion_tf.models import backbones
+
+    run = ctx.backbone
+    sizes = backbones.BackboneConfig(
+        run.name, len(ctx.labels), blocks=run.blocks, width_multiplier=run.width_multiplier
+    ).fusion_block_sizes
+    if run.strategy.split(":", 1)[0] == FROM_PROBABILITIES:
+        path = run.strategy.partition(":")[2] or os.path.join(
+            ctx.search_dir, search.PROBABILITIES_FILE
+        )
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(
+                f"No template probabilities at {path!r} for --backbone_strategy={run.strategy}: "
+                "run the template's phases (warmup,search,sample) first, or name a "
+                "probabilities.json with --backbone_strategy=from_probabilities:PATH, or a "
+                "strategy (S, ST, S+ST, opt_something, opt_kinetics)."
+            )
+        return strategy_lib.strategy_from_probabilities(path, sizes)
+    return backbones.resolve_strategy(run.strategy, sizes)
+
+
+def build_backbone_network(ctx: RunContext, dropout: float):
+    """The backbone of ``ctx.backbone`` with its strategy, under the distribution scope."""
+    from stfusion_tf.models import backbones
+
+    run = ctx.backbone
+    with ctx.strategy.scope():
+        return backbones.build_backbone(
+            run.name,
+            backbone_strategy(ctx),
+            len(ctx.labels),
+            input_frames=ctx.spec.num_frames,
+            dropout=dropout,
+            temporal_downsampling=run.temporal_downsampling,
+            blocks=run.blocks,
+            width_multiplier=run.width_multiplier,
+            synchronized_batch_norm=ctx.template_config.synchronized_batch_norm,
+        )
+
+
+def inflate_imagenet(ctx: RunContext, model, name: str) -> None:
+    """Starts ``model`` from 2D ImageNet weights (``ctx.imagenet_weights``), inflated."""
+    from stfusion_tf import inflation
+
+    source = inflation.load_2d_network(name, weights=ctx.imagenet_weights)
+    report = inflation.inflate(source, model)
+    ctx.log(
+        f"[init] {name} ImageNet weights from {ctx.imagenet_weights} inflated"
+        + (f"; left as built: {', '.join(report.skipped)}" if report.skipped else "")
+    )
+
+
 def run_finetune(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dropout: float = 0.5):
     """Fine-tunes the best strategy as a PRUNED network (branches that are off are not
-    computed), starting from the search template's weights, without gates or KL."""
+    computed), starting from the search template's weights, without gates or KL; or, with
+    ``ctx.backbone``, trains that backbone with its strategy (from ImageNet weights when
+    ``ctx.imagenet_weights`` is set, else from scratch)."""
     if _skip_if_done(ctx, "finetune"):
         return None
+    if ctx.backbone is not None:
+        model = build_backbone_network(ctx, dropout)
+        strategy = model.strategy
+        if ctx.imagenet_weights:
+            inflate_imagenet(ctx, model, ctx.backbone.name)
+        ctx.log(f"[finetune] {ctx.backbone.name} with strategy {strategy}")
+        metrics = train_phase(ctx, "finetune", model, optimizer_spec, epochs)
+        metrics["strategy"] = str(strategy)
+        metrics["backbone"] = ctx.backbone.name
+        mark_done(ctx, ctx.phase_dir("finetune"), metrics)
+        return metrics
     strategy = best_strategy(ctx)
     model = _pruned_from_search(ctx, strategy, dropout)
     ctx.log(f"[finetune] strategy {strategy}")
@@ -1191,10 +1324,16 @@ def run_finetune(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dr
 
 
 RESULTS_FILE = "results.json"
+SERVING_DIR = "serving"
 
 
 def load_finetuned(ctx: RunContext):
-    """The fine-tuned pruned network of the best strategy (weights of the finetune phase)."""
+    """The fine-tuned pruned network of the best strategy (weights of the finetune phase), or
+    the fine-tuned backbone."""
+    if ctx.backbone is not None:
+        model = build_backbone_network(ctx, dropout=0.0)
+        restore_weights(ctx, model, "finetune")
+        return model
     strategy = best_strategy(ctx)
     config = dataclasses.replace(ctx.template_config, num_examples=ctx.num_examples(TRAIN_SPLIT))
     model = template_lib.build_network(config, strategy)
@@ -1279,15 +1418,23 @@ def run_evaluate(
         )
         return record
 
-    best = best_strategy(ctx)
     models = {}
-    models["opt_finetuned"] = entry(
-        load_finetuned(ctx), best, "fine-tuned pruned network (finetune phase)"
-    )
-    template = build_search_template(ctx, "expected")
-    restore_weights(ctx, template, "search")
-    candidates = [("opt_template", best)]
-    if all_the_way:
+    if ctx.backbone is not None:
+        model = load_finetuned(ctx)
+        best = model.strategy
+        models[ctx.backbone.name] = entry(
+            model, best, f"fine-tuned {ctx.backbone.name} (finetune phase)"
+        )
+        candidates = []
+    else:
+        best = best_strategy(ctx)
+        models["opt_finetuned"] = entry(
+            load_finetuned(ctx), best, "fine-tuned pruned network (finetune phase)"
+        )
+        template = build_search_template(ctx, "expected")
+        restore_weights(ctx, template, "search")
+        candidates = [("opt_template", best)]
+    if all_the_way and ctx.backbone is None:
         candidates += [(s.units[0], s) for s in search.all_the_way_strategies(template.config)]
     for name, strategy in candidates:
         pruned = template_lib.prune(template, strategy)
@@ -1304,9 +1451,51 @@ def run_evaluate(
         "fingerprint": ctx.fingerprint,
         "labels": list(ctx.labels),
         "best_strategy": str(best),
+        "backbone": None if ctx.backbone is None else ctx.backbone.to_dict(),
         "models": models,
         "seconds": round(time.time() - start, 2),
     }
     if ctx.is_chief:
         search.write_atomically(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
     return results
+
+
+def run_export(ctx: RunContext, model_name: str, version: int | None = None, top_k: int = 5):
+    """Exports the fine-tuned network for TF Serving -> ``<workspace>/serving/<model_name>/``.
+
+    The SavedModel of ``stfusion_tf.export`` (preprocessing from this run's spec, labels baked
+    in), with a model card holding ``results.json`` and the dataset fingerprint. A finished
+    export (``train/export/DONE``) is not redone; remove that marker to export a new version.
+    """
+    from stfusion_tf import export
+
+    if _skip_if_done(ctx, "export"):
+        return None
+    model = load_finetuned(ctx)
+    results_path = os.path.join(ctx.workspace, RESULTS_FILE)
+    card = {
+        "fingerprint": ctx.fingerprint,
+        "checkpoint": tf.train.latest_checkpoint(
+            os.path.join(ctx.phase_dir("finetune"), "checkpoints")
+        ),
+        "backbone": None if ctx.backbone is None else ctx.backbone.to_dict(),
+    }
+    if tf.io.gfile.exists(results_path):
+        with tf.io.gfile.GFile(results_path) as f:
+            card["results"] = json.load(f)
+    if not ctx.is_chief:
+        return None
+    path = export.export_saved_model(
+        model,
+        ctx.spec,
+        list(ctx.labels),
+        os.path.join(ctx.workspace, SERVING_DIR),
+        model_name,
+        version=version,
+        model_card=card,
+        top_k=top_k,
+    )
+    ctx.log(f"[export] {path}")
+    summary = {"path": path, "strategy": str(model.strategy)}
+    mark_done(ctx, ctx.phase_dir("export"), summary)
+    return summary
