@@ -1,7 +1,7 @@
 r"""Serving benchmark: the exported SavedModel against the Keras networks it came from, one run.
 
     python bench/serve.py                      # ~2 minutes on a 2-core CPU
-    python bench/serve.py --strategy=S --repeats=5
+    python bench/serve.py --strategy='s,s,s,t|...' --latency_rounds=100
 
 Three ways to compute the same function (one strategy of the mid-size template of
 ``bench/model.py``, blocks 3,6,12,8, growth 16, 8x64x64 clips), timed interleaved in the same rounds:
@@ -16,9 +16,12 @@ Three ways to compute the same function (one strategy of the mid-size template o
 
 All three get the same [0, 255] clips and normalise them with ``preprocessing.normalize`` (the
 Keras ones inside their ``tf.function``), so the difference is the network and the export.
-Measured: batch-1 latency (ms per request) and batch-16 throughput (clips/s), each the best of
-``--repeats`` rounds. Also the ``serve_frames`` signature on the same clips as JPEGs (what a thin
+Measured: batch-1 latency (ms per request) and batch-16 throughput (clips/s), each from the best
+of many single calls, the networks taking turns call by call (see ``interleaved``). Also the ``serve_frames`` signature on the same clips as JPEGs (what a thin
 client sends): its extra cost is JPEG decoding and the eval resize.
+
+On a shared machine wall times swing from run to run with other processes' load;
+``--clock=cpu --threads=1`` measures CPU seconds of this process instead, whose ratios repeat.
 
 Goals (issue 5): the export no slower than the Keras pruned network (ratio <= 1.05, the noise of
 a shared machine), and faster than the template by at least its FLOPs saving (speed-up >=
@@ -57,10 +60,18 @@ _STRATEGY = flags.DEFINE_string(
     "Fusion strategy: compact form, or S / ST / S+ST all the way. Default S all the way (every "
     "T branch off: the paper's cheapest baseline, the largest FLOPs saving of the three).",
 )
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timing rounds; the best is reported.")
-_LATENCY_CALLS = flags.DEFINE_integer("latency_calls", 10, "Batch-1 requests per round.")
-_THROUGHPUT_CALLS = flags.DEFINE_integer("throughput_calls", 3, "Batch-16 calls per round.")
+_LATENCY_ROUNDS = flags.DEFINE_integer("latency_rounds", 60, "Batch-1 calls of each network.")
+_THROUGHPUT_ROUNDS = flags.DEFINE_integer("throughput_rounds", 8, "Batch-16 calls of each network.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Batch of the throughput measurement.")
+_CLOCK = flags.DEFINE_enum(
+    "clock",
+    "wall",
+    ["wall", "cpu"],
+    "wall: seconds per call as a client sees them. cpu: CPU seconds of this process per call "
+    "(all threads), which other processes' load hardly changes: use it, with --threads=1, on "
+    "a shared machine where wall times swing from run to run.",
+)
+_THREADS = flags.DEFINE_integer("threads", 0, "TF intra- and inter-op threads (0: TF's default).")
 
 MID = TemplateConfig(
     num_classes=10, blocks=(3, 6, 12, 8), growth_rate=16, stem_filters=32, input_frames=8,
@@ -77,28 +88,28 @@ def _sync(out):
     first.numpy()
 
 
-def _seconds_per_call(fn, calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        out = fn()
-        _sync(out)  # a request is answered before the next one starts
-    return (time.perf_counter() - start) / calls
-
-
-def interleaved(fns: dict, calls: int, repeats: int) -> dict[str, float]:
-    """Best seconds per call of each fn over ``repeats`` rounds, fns interleaved in a round (a
-    burst of load from another process hits all of them alike)."""
+def interleaved(fns: dict, rounds: int) -> dict[str, float]:
+    """Best seconds per call of each fn over ``rounds`` rounds of one call each, the order
+    rotated every round: on a shared machine a burst of load from another process hits every fn
+    alike, and the best call of each is the one least disturbed."""
+    clock = time.process_time if _CLOCK.value == "cpu" else time.perf_counter
     for fn in fns.values():
         _sync(fn())  # trace / first run
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            best[name] = min(best[name], _seconds_per_call(fn, calls))
+    names = list(fns)
+    best = {name: float("inf") for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = clock()
+            _sync(fns[name]())  # a request is answered before the next one starts
+            best[name] = min(best[name], clock() - start)
     return best
 
 
 def main(argv):
     del argv
+    if _THREADS.value:
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
     config, clip = MID, SPEC.eval_clip_shape
     strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
     template = build_network(config)
@@ -128,7 +139,7 @@ def main(argv):
         }
         rng = np.random.default_rng(0)
         results = {}
-        for batch, calls in ((1, _LATENCY_CALLS.value), (_BATCH.value, _THROUGHPUT_CALLS.value)):
+        for batch, rounds in ((1, _LATENCY_ROUNDS.value), (_BATCH.value, _THROUGHPUT_ROUNDS.value)):
             frames = rng.uniform(0, 255, (batch, *clip)).astype(np.float32)
             x = tf.constant(frames)
             jpegs = tf.constant(
@@ -137,14 +148,13 @@ def main(argv):
             )  # fmt: skip
             fns = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in networks.items()}
             fns["SavedModel serve_frames (JPEG)"] = lambda j=jpegs: serve_frames(frames=j)
-            results[batch] = interleaved(fns, calls, _REPEATS.value)
+            results[batch] = interleaved(fns, rounds)
 
     b1, bn = results[1], results[_BATCH.value]
     print(f"\n== serving, template blocks {config.blocks} growth {config.growth_rate}, "
           f"clips {'x'.join(map(str, clip))}, strategy {strategy} ==")  # fmt: skip
-    print(f"export took {export_s:.1f} s; TF intra-op threads: "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
-          f"CPUs: {os.cpu_count()}")  # fmt: skip
+    print(f"export took {export_s:.1f} s; TF threads: {_THREADS.value or 'default'}, "
+          f"CPUs: {os.cpu_count()}, clock: {_CLOCK.value}")  # fmt: skip
     print(f"{'network':32s} {'GMACs/clip':>10s} {'batch-1 ms':>10s} "
           f"{f'batch-{_BATCH.value} clips/s':>18s} {'b1 vs pruned':>12s} {'b16 vs pruned':>13s}")  # fmt: skip
     for name in b1:
