@@ -167,6 +167,7 @@ def clip_logits(response: dict) -> np.ndarray:
 
 
 def main(argv):
+    import grpc
     from absl import flags
 
     from stfusion_tf import predict
@@ -191,15 +192,21 @@ def main(argv):
             print(f"serving_client: cannot read {path}: {e}", file=sys.stderr)
             failed += 1
             continue
-        if f.protocol == "rest":
-            response = post_rest(
-                rest_url(f.server, f.model_name, f.version or None), rest_body(clips)
-            )
-        else:
-            request = predict_request(
-                f.model_name, {FRAMES_INPUT: clips}, version=f.version or None
-            )
-            response = call_grpc(f.server, request)
+        try:
+            if f.protocol == "rest":
+                url = rest_url(f.server, f.model_name, f.version or None)
+                response = post_rest(url, rest_body(clips))
+            else:
+                request = predict_request(
+                    f.model_name, {FRAMES_INPUT: clips}, version=f.version or None
+                )
+                response = call_grpc(f.server, request)
+        except RuntimeError as e:
+            print(f"serving_client: {e}", file=sys.stderr)
+            return 1
+        except grpc.RpcError as e:  # details(): the server's reason, or why it is unreachable
+            print(f"serving_client: gRPC {f.server}: {e.details()}", file=sys.stderr)
+            return 1
         result = predict.video_result(path, clip_logits(response), classes, f.num_clips)
         print(json.dumps(result.to_dict()))
     return 1 if failed else 0
