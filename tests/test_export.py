@@ -283,3 +283,33 @@ def test_export_from_a_checkpoint_takes_everything_from_its_metadata(pruned, tem
         export.export_checkpoint(str(tmp_path / "search"), str(tmp_path / "serving"), "t")
     with pytest.raises(ValueError, match="another label vocabulary"):
         export.results_card({"labels": ["x"]}, STRATEGY, CLASSES)
+
+
+def test_the_saved_graph_is_inference_only(exported):
+    """What the signatures run draws no gate noise and changes no variable (no KL term, no
+    optimizer, no batch-statistics update): every op of every function they reach."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, path, _ = exported
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        meta_graph = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0]
+    graph = meta_graph.graph_def
+    functions = {f.signature.name: f for f in graph.library.function}
+    nodes = {node.name: node for node in graph.node}
+    ops, seen = set(), set()
+
+    def visit(node_defs):
+        for node in node_defs:
+            ops.add(node.op)
+            for attr in node.attr.values():
+                name = attr.func.name
+                if name and name not in seen:
+                    seen.add(name)
+                    visit(functions[name].node_def)
+
+    for signature in (api.SERVING_DEFAULT, api.SERVE_FRAMES):
+        outputs = meta_graph.signature_def[signature].outputs.values()
+        visit([nodes[t.name.split(":")[0]] for t in outputs])
+    assert "Conv3D" in ops  # the network is there ...
+    changes = {op for op in ops if "Random" in op or "Assign" in op or "Apply" in op}
+    assert not changes  # ... and nothing that draws noise or changes a variable
