@@ -500,8 +500,10 @@ def export_checkpoint(
     from stfusion_tf import checkpoints
 
     metadata = checkpoints.read_metadata(checkpoint)
-    strategy = (metadata.get("network") or {}).get("strategy")
-    if not strategy:
+    network = metadata.get("network") or {}
+    strategy = network.get("strategy")
+    # A template checkpoint (warm-up, search) holds gates; a backbone has none to prune away.
+    if network.get("kind", "template") == "template" and not strategy:
         raise ValueError(
             f"The checkpoint {checkpoint!r} (phase {metadata.get('phase')!r}) holds the "
             "template, not a pruned network: export the fine-tuned one "
@@ -516,7 +518,7 @@ def export_checkpoint(
     }
     if results:
         with tf.io.gfile.GFile(results) as f:
-            card.update(results_card(json.load(f), strategy, labels))
+            card.update(results_card(json.load(f), str(strategy), labels))
     return export_saved_model(
         model,
         PreprocessingSpec.from_dict(metadata["preprocessing"]),
