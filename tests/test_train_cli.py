@@ -221,14 +221,18 @@ def test_a_finished_run_is_not_redone(finished_run, records, flagfile, capsys):
     workspace, _ = finished_run
     markers = [
         os.path.join(workspace, "train", p, "DONE") for p in ("warmup", "search", "finetune")
-    ] + [os.path.join(workspace, "search", "best_strategy.json"), f"{workspace}/results.json"]
+    ] + [
+        os.path.join(workspace, "search", "best_strategy.json"),
+        f"{workspace}/results.json",
+        os.path.join(workspace, "train", "export", "DONE"),
+    ]
     before = {m: os.path.getmtime(m) for m in markers}
     summaries = train.run(
         _flags(f"--flagfile={flagfile}", f"--workspace={workspace}", f"--records_dir={records}")
     )
     assert all(s is None for s in summaries.values())
     assert {m: os.path.getmtime(m) for m in markers} == before
-    assert capsys.readouterr().out.count("skipped") == 5
+    assert capsys.readouterr().out.count("skipped") == 6
 
 
 def _command(flagfile, workspace, records, *extra):
