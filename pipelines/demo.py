@@ -9,10 +9,14 @@
 3. validates every record (``tfrecords_tools.inspect``), prints its table, and draws a contact
    sheet for a person to look at;
 4. runs every training phase with ``configs/demo_cpu.cfg`` (warm-up, v-DropPath search, sampling
-   strategies on the holdout split, fine-tuning the best, evaluation on the test split) and says
-   where the marginal-probability chart, the best strategy and the results are.
+   strategies on the holdout split, fine-tuning the best, evaluation on the test split, export
+   for TF Serving) and says where the marginal-probability chart, the best strategy, the results
+   and the SavedModel are;
+5. predicts two test videos (and a broken file, which is reported, not fatal to the others) with
+   the exported SavedModel (``stfusion_tf.predict``), as a user would.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -72,10 +76,10 @@ def main(argv):
     videos = os.path.join(workdir, "videos")
     fresh_workdir(workdir)
     examples = os.path.join(workdir, "workspace", "examples")
-    print(f"[1/4] Writing synthetic videos ({_TASK.value}) to {videos}")
+    print(f"[1/5] Writing synthetic videos ({_TASK.value}) to {videos}")
     make_videos(videos, _TASK.value, _VIDEOS.value)
     print(
-        f"[2/3] Converting them to TFRecords with Beam ({_WORKERS.value} workers) into {examples}"
+        f"[2/5] Converting them to TFRecords with Beam ({_WORKERS.value} workers) into {examples}"
     )
     manifests = convert.run_conversion(
         "folder",
@@ -89,7 +93,7 @@ def main(argv):
         ],
     )
     print(convert.summary_line(manifests))
-    print("[3/4] Validating every record and drawing a contact sheet")
+    print("[3/5] Validating every record and drawing a contact sheet")
     report = inspect.inspect_records([examples], validate=True)
     print(inspect.format_table(report))
     if not report["ok"]:
@@ -100,7 +104,7 @@ def main(argv):
     if not _TRAIN.value:
         return
     workspace = os.path.join(workdir, "workspace")
-    print(f"[4/4] Training, searching and evaluating ({_CONFIG}) in {workspace}")
+    print(f"[4/5] Training, searching, evaluating and exporting ({_CONFIG}) in {workspace}")
     subprocess.run(
         [
             sys.executable,
@@ -112,11 +116,29 @@ def main(argv):
         check=True,
     )
     search = os.path.join(workspace, "search")
+    with open(os.path.join(workspace, "train", "export", "DONE")) as f:
+        export_dir = json.load(f)["path"]
     print(
         f"Marginal probabilities chart: {search}/marginals.png\n"
         f"Best strategy: {search}/best_strategy.json (all sampled: {search}/strategies.csv)\n"
-        f"Results: {workspace}/results.json"
+        f"Results: {workspace}/results.json\n"
+        f"SavedModel for TF Serving: {export_dir} (model_card.json beside it)"
     )
+    test_dir = os.path.join(videos, "test")
+    some_class = sorted(os.listdir(test_dir))[0]
+    samples = [
+        os.path.join(test_dir, some_class, name)
+        for name in sorted(os.listdir(os.path.join(test_dir, some_class)))[:2]
+    ]
+    broken = os.path.join(workdir, "broken.mp4")
+    with open(broken, "wb") as f:
+        f.write(b"not a video")
+    print(f"[5/5] Predicting {len(samples)} test videos of {some_class!r} and a broken file")
+    result = subprocess.run(
+        [sys.executable, "-m", "stfusion_tf.predict", *samples, broken, f"--model={export_dir}"]
+    )
+    if result.returncode != 1:  # 1: the broken file, reported; the others predicted
+        raise SystemExit(f"demo: predict exited {result.returncode}, expected 1 (the broken file)")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 
 _TRISTATE = ("auto", "true", "false")
 
@@ -394,6 +394,10 @@ def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]} (every setting is a --flag).")
+    if not flags.FLAGS["verbosity"].present:
+        # TensorFlow logs an INFO line per checkpoint save through absl; the progress bars and
+        # per-epoch lines say what happens (--verbosity=0 shows them again).
+        logging.set_verbosity(logging.WARNING)
     try:
         setup = build_context(flags.FLAGS)
     except (ValueError, FileNotFoundError) as e:
