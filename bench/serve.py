@@ -2,9 +2,10 @@ r"""Serving benchmark: the exported SavedModel against the Keras networks it cam
 
     python bench/serve.py                      # ~2 minutes on a 2-core CPU
     python bench/serve.py --strategy='s,s,s,t|...' --latency_rounds=100
+    python bench/serve.py --growth_rate=32 --size=112 --batch_size=8   # DenseNet-121 widths
 
 Three ways to compute the same function (one strategy of the mid-size template of
-``bench/model.py``, blocks 3,6,12,8, growth 16, 8x64x64 clips), timed interleaved in the same rounds:
+``bench/model.py``, blocks 3,6,12,8, growth 16 (``--growth_rate``), 8x64x64 clips (``--size``)), timed interleaved in the same rounds:
 
 - ``template (gates fixed)``: the full template with its gates fixed to the strategy
   (``template.apply_strategy``): every branch is computed, the ones that are off multiplied by 0;
@@ -30,6 +31,7 @@ template MACs / pruned MACs). Flags exist only here (a bench script is an entry 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -72,6 +74,10 @@ _CLOCK = flags.DEFINE_enum(
     "a shared machine where wall times swing from run to run.",
 )
 _THREADS = flags.DEFINE_integer("threads", 0, "TF intra- and inter-op threads (0: TF's default).")
+_GROWTH = flags.DEFINE_integer(
+    "growth_rate", 16, "Template growth rate (32: DenseNet-121 widths; stem = 2x growth)."
+)
+_SIZE = flags.DEFINE_integer("size", 64, "Clip height = width (frames: 8).")
 
 MID = TemplateConfig(
     num_classes=10, blocks=(3, 6, 12, 8), growth_rate=16, stem_filters=32, input_frames=8,
@@ -110,7 +116,13 @@ def main(argv):
     if _THREADS.value:
         tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
         tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
-    config, clip = MID, SPEC.eval_clip_shape
+    config = dataclasses.replace(
+        MID, growth_rate=_GROWTH.value, stem_filters=2 * _GROWTH.value, input_size=_SIZE.value
+    )
+    spec = dataclasses.replace(
+        SPEC, crop_size=_SIZE.value, eval_short_side=_SIZE.value, frame_short_side=_SIZE.value
+    )
+    clip = spec.eval_clip_shape
     strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
     template = build_network(config)
     pruned = prune(template, strategy)
@@ -120,7 +132,7 @@ def main(argv):
     classes = [f"class_{i}" for i in range(config.num_classes)]
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        path = export.export_saved_model(pruned, SPEC, classes, root, "bench")
+        path = export.export_saved_model(pruned, spec, classes, root, "bench")
         export_s = time.perf_counter() - start
         served = export.load(path)
         serving_default = served.signature("serving_default")
@@ -128,7 +140,7 @@ def main(argv):
 
         def keras_fn(model):
             return tf.function(
-                lambda x: model(preprocessing.normalize(x, SPEC), training=False),
+                lambda x: model(preprocessing.normalize(x, spec), training=False),
                 input_signature=[tf.TensorSpec([None, *clip], tf.float32)],
             )
 
