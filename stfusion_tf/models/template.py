@@ -44,7 +44,7 @@ import keras
 import numpy as np
 
 from stfusion_tf import gate as gate_lib
-from stfusion_tf.layers import EmptyFusionLayer, GatedConv3D, border_table
+from stfusion_tf.layers import EmptyFusionLayer, GatedConv3D, SpaceToDepthConv3D, border_table
 from stfusion_tf.strategy import FusionStrategy
 
 _BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
@@ -268,7 +268,9 @@ class _Builder:
         config = self.config
         size = config.input_size
         inputs = keras.Input((config.input_frames, size, size, 3), name="clips")
-        x = keras.layers.Conv3D(
+        # A Conv3D; on a CPU computed without its stride (its kernel gradient is otherwise
+        # most of a small template's training step; layers/space_to_depth_conv3d.py).
+        x = SpaceToDepthConv3D(
             config.stem_filters,
             (5, 7, 7),
             strides=(1, 2, 2),
