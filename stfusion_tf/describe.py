@@ -290,15 +290,18 @@ def describe_backbone(backbone, strategies, clip_shape, per_layer=False, **optio
     return "\n".join(lines), summary
 
 
+def _blocks() -> tuple[int, ...]:
+    """``--blocks`` as ints (a usage error names the flag otherwise)."""
+    try:
+        return tuple(int(b) for b in _BLOCKS.value)
+    except ValueError:
+        raise app.UsageError(
+            f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}"
+        ) from None
+
+
 def _main_backbone():
-    blocks = None
-    if flags.FLAGS["blocks"].present:
-        try:
-            blocks = tuple(int(b) for b in _BLOCKS.value)
-        except ValueError:
-            raise app.UsageError(
-                f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}"
-            ) from None
+    blocks = _blocks() if flags.FLAGS["blocks"].present else None
     strategies = (_STRATEGY.value,) if _STRATEGY.value else BACKBONE_STRATEGIES
     try:
         text, summary = describe_backbone(
@@ -332,12 +335,7 @@ def main(argv):
     from stfusion_tf.models.template import fusion_block_sizes
     from stfusion_tf.strategy import FusionStrategy
 
-    try:
-        blocks = tuple(int(b) for b in _BLOCKS.value)
-    except ValueError:
-        raise app.UsageError(
-            f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}"
-        ) from None
+    blocks = _blocks()
     config = _config(
         num_classes=_NUM_CLASSES.value,
         blocks=blocks,
