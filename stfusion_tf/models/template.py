@@ -44,7 +44,13 @@ import keras
 import numpy as np
 
 from stfusion_tf import gate as gate_lib
-from stfusion_tf.layers import EmptyFusionLayer, GatedConv3D, SpaceToDepthConv3D, border_table
+from stfusion_tf.layers import (
+    EmptyFusionLayer,
+    FactorizedMaxPooling3D,
+    GatedConv3D,
+    TimeFoldedConv3D,
+    border_table,
+)
 from stfusion_tf.strategy import FusionStrategy
 
 _BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
@@ -268,9 +274,9 @@ class _Builder:
         config = self.config
         size = config.input_size
         inputs = keras.Input((config.input_frames, size, size, 3), name="clips")
-        # A Conv3D; on a CPU computed without its stride (its kernel gradient is otherwise
-        # most of a small template's training step; layers/space_to_depth_conv3d.py).
-        x = SpaceToDepthConv3D(
+        # A Conv3D and a MaxPooling3D, in the forms a CPU runs several times faster
+        # (layers/time_folded_conv3d.py, layers/factorized_max_pooling3d.py).
+        x = TimeFoldedConv3D(
             config.stem_filters,
             (5, 7, 7),
             strides=(1, 2, 2),
@@ -281,9 +287,9 @@ class _Builder:
         )(inputs)
         x = self.batch_norm("stem_bn")(x)
         x = keras.layers.ReLU(name="stem_relu")(x)
-        x = keras.layers.MaxPooling3D(
-            (3, 3, 3), strides=(1, 2, 2), padding="same", name="stem_pool"
-        )(x)
+        x = FactorizedMaxPooling3D((3, 3, 3), strides=(1, 2, 2), padding="same", name="stem_pool")(
+            x
+        )
         for b, n in enumerate(config.blocks, start=1):
             for i in range(1, n + 1):
                 x = self.dense_layer(x, f"block{b}_layer{i}")
