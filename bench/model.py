@@ -18,8 +18,10 @@ Sections:
    share <= 1.2 x MACs share, i.e. pruning saves time in proportion to what it removes). "S+ST
    all the way" computes what the template computes (without gate layers): its ratio is the
    noise floor of the run.
-4. ``ops``: where the time goes: single layers of the mid-size template's shapes (1x1x1, 3x1x1,
-   1x3x3 convs, the 1x1x1 conv written as a matmul, BN+ReLU), each as a fraction of the peak.
+4. ``ops``: where the time goes: single layers of the mid-size template's shapes (stem, 1x1x1,
+   3x1x1, 1x3x3 convs, each as ``tf.nn.conv3d`` and as the template runs it on a CPU,
+   ``layers/planar_conv3d.py``; the 1x1x1 conv written as a matmul, BN+ReLU), each as a
+   fraction of the peak.
 
 Timings are the minimum over ``--repeats`` rounds, models interleaved within a round, so a burst
 of load from another process on a shared machine hits all of them alike. Flags exist only here
@@ -34,6 +36,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as stfusion_tf/__init__.py does
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,6 +46,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from stfusion_tf import flops  # noqa: E402
+from stfusion_tf.layers.planar_conv3d import planar_conv3d  # noqa: E402
 from stfusion_tf.models.template import (  # noqa: E402
     TemplateConfig,
     build_network,
@@ -268,25 +272,31 @@ OPS = (
 
 
 def bench_ops(repeats: int):
-    """Forward and forward + kernel gradient of single convs, BN+ReLU and a 1x1x1 matmul."""
+    """Forward and forward + kernel gradient of single convs, each as ``tf.nn.conv3d`` and as
+    the template runs it on a CPU (``planar_conv3d``: one 2D convolution), BN+ReLU and a 1x1x1
+    matmul."""
     rng = np.random.default_rng(0)
     cases = {}
     for label, shape, k, filters, stride in OPS:
         x = tf.constant(rng.standard_normal(shape), tf.float32)
         w = tf.Variable(rng.standard_normal((*k, shape[-1], filters)) * 0.05, dtype=tf.float32)
-        strides = (1, 1, stride, stride, 1)
-        fwd = tf.function(lambda x, w=w, s=strides: tf.nn.conv3d(x, w, s, "SAME"))
-
-        @tf.function
-        def grad(x, w=w, s=strides):
-            with tf.GradientTape() as tape:
-                y = tf.nn.conv3d(x, w, s, "SAME")
-            return tape.gradient(y, w)
-
         out_positions = shape[0] * shape[1] * (shape[2] // stride) * (shape[3] // stride)
         macs = out_positions * int(np.prod(k)) * shape[-1] * filters
-        cases[f"{label} fwd"] = (lambda fwd=fwd, x=x: fwd(x), macs)
-        cases[f"{label} fwd+dW"] = (lambda grad=grad, x=x: grad(x), 2 * macs)
+        for how, conv in (
+            ("Conv3D", lambda x, w, s: tf.nn.conv3d(x, w, (1, *s, 1), "SAME")),
+            ("planar", lambda x, w, s: planar_conv3d(x, w, s, "same")),
+        ):
+            s = (1, stride, stride)
+            fwd = tf.function(lambda x, w=w, s=s, conv=conv: conv(x, w, s))
+
+            @tf.function
+            def grad(x, w=w, s=s, conv=conv):
+                with tf.GradientTape() as tape:
+                    y = conv(x, w, s)
+                return tape.gradient(y, w)
+
+            cases[f"{label} {how} fwd"] = (lambda fwd=fwd, x=x: fwd(x), macs)
+            cases[f"{label} {how} fwd+dW"] = (lambda grad=grad, x=x: grad(x), 2 * macs)
     x = tf.constant(rng.standard_normal((8, 8, 16, 16, 128)), tf.float32)
     w = tf.constant(rng.standard_normal((128, 64)) * 0.05, tf.float32)
     mm = tf.function(lambda x: tf.reshape(tf.reshape(x, [-1, 128]) @ w, [8, 8, 16, 16, 64]))

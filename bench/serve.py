@@ -38,6 +38,7 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as stfusion_tf/__init__.py does
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -168,7 +169,7 @@ def main(argv):
     print(f"export took {export_s:.1f} s; TF threads: {_THREADS.value or 'default'}, "
           f"CPUs: {os.cpu_count()}, clock: {_CLOCK.value}")  # fmt: skip
     print(f"{'network':32s} {'GMACs/clip':>10s} {'batch-1 ms':>10s} "
-          f"{f'batch-{_BATCH.value} clips/s':>18s} {'b1 vs pruned':>12s} {'b16 vs pruned':>13s}")  # fmt: skip
+          f"{f'batch-{_BATCH.value} clips/s':>18s} {'b1 vs pruned':>12s} {f'b{_BATCH.value} vs pruned':>13s}")  # fmt: skip
     for name in b1:
         macs = template_macs if name.startswith("template") else pruned_macs
         print(

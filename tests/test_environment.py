@@ -1,6 +1,11 @@
 """The pinned stack imports together and agrees on what the project relies on."""
 
+import os
+import subprocess
+import sys
+
 import google.protobuf
+import pytest
 import tensorflow as tf
 
 
@@ -24,3 +29,19 @@ def test_beam_tfrecord_sink_has_a_crc32c():
     import google_crc32c
 
     assert google_crc32c.value(b"123456789") == 0xE3069283
+
+
+@pytest.mark.parametrize("setting, enabled", [(None, True), ("0", False)])
+def test_importing_the_package_turns_on_onednn_unless_told_not_to(setting, enabled):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = (
+        "import stfusion_tf, tensorflow\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(_pywrap_util_port.IsMklEnabled())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == str(enabled)

@@ -312,6 +312,7 @@ def test_the_saved_graph_is_inference_only(exported):
     for signature in (api.SERVING_DEFAULT, api.SERVE_FRAMES):
         outputs = meta_graph.signature_def[signature].outputs.values()
         visit([nodes[t.name.split(":")[0]] for t in outputs])
-    assert "Conv3D" in ops  # the network is there ...
+    # The network is there (its 3D convolutions run as 2D ones when exported on a CPU) ...
+    assert {"Conv2D", "Conv3D"} & ops
     changes = {op for op in ops if "Random" in op or "Assign" in op or "Apply" in op}
     assert not changes  # ... and nothing that draws noise or changes a variable

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stfusion_tf.layers import EmptyFusionLayer, GatedConv3D, border_table
+from stfusion_tf.layers import EmptyFusionLayer, GatedConv3D, PlanarConv3D, border_table
 from stfusion_tf.models import (
     FusionNetwork,
     TemplateConfig,
@@ -85,7 +85,7 @@ def test_branches_that_are_off_do_not_exist(template):
     # Each transition ends the strategy block before it: "s,t,-" is block1's 2 layers + transition1.
     assert isinstance(pruned.get_layer("transition1_empty"), EmptyFusionLayer)
     assert isinstance(pruned.get_layer("block2_layer2_empty"), EmptyFusionLayer)
-    assert type(pruned.get_layer("block1_layer1_s")) is keras.layers.Conv3D
+    assert type(pruned.get_layer("block1_layer1_s")) is PlanarConv3D  # a plain Conv3D
     assert pruned.count_params() < template.count_params()
 
 
@@ -103,7 +103,7 @@ def test_layer_gate_template_prunes_to_plain_convs():
     template.get_layer("block1_layer1_bn").moving_mean.assign(np.full(16, 0.3))
     strategy = FusionStrategy.parse("st,-,s|t,st,-|s,t")
     pruned = prune(template, strategy)
-    assert type(pruned.get_layer("block1_layer1_conv")) is keras.layers.Conv3D
+    assert type(pruned.get_layer("block1_layer1_conv")) is PlanarConv3D  # a plain Conv3D
     apply_strategy(template, strategy)
     np.testing.assert_allclose(
         pruned(CLIPS, training=False), template(CLIPS, training=False), atol=1e-5

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from stfusion_tf import gate as gate_lib
+from stfusion_tf.layers.planar_conv3d import planar_conv3d, runs_planar
 
 
 def _triple(value, name):
@@ -212,13 +213,16 @@ class GatedConv3D(keras.layers.Layer):
         scale = self._scale(inputs, training)
         if scale is not None and not self._scale_output:
             inputs = inputs * ops.cast(scale, inputs.dtype)
-        outputs = ops.conv(
-            inputs,
-            ops.cast(self.kernel, self.compute_dtype),
-            strides=self.strides,
-            padding=self.padding,
-            data_format="channels_last",
-        )
+        if runs_planar():  # the same convolution, as a 2D one on a CPU (planar_conv3d.py)
+            outputs = planar_conv3d(inputs, self.kernel, self.strides, self.padding)
+        else:
+            outputs = ops.conv(
+                inputs,
+                ops.cast(self.kernel, self.compute_dtype),
+                strides=self.strides,
+                padding=self.padding,
+                data_format="channels_last",
+            )
         if scale is not None and self._scale_output:
             outputs = outputs * ops.cast(scale, outputs.dtype)
         return outputs

@@ -48,7 +48,7 @@ from stfusion_tf.layers import (
     EmptyFusionLayer,
     FactorizedMaxPooling3D,
     GatedConv3D,
-    TimeFoldedConv3D,
+    PlanarConv3D,
     border_table,
 )
 from stfusion_tf.strategy import FusionStrategy
@@ -206,7 +206,7 @@ class _Builder:
 
     def conv(self, filters, kernel_size, name, gated):
         if not gated:
-            return keras.layers.Conv3D(
+            return PlanarConv3D(  # a Conv3D, run as a 2D conv on a CPU
                 filters,
                 kernel_size,
                 padding="same",
@@ -275,8 +275,8 @@ class _Builder:
         size = config.input_size
         inputs = keras.Input((config.input_frames, size, size, 3), name="clips")
         # A Conv3D and a MaxPooling3D, in the forms a CPU runs several times faster
-        # (layers/time_folded_conv3d.py, layers/factorized_max_pooling3d.py).
-        x = TimeFoldedConv3D(
+        # (layers/planar_conv3d.py, layers/factorized_max_pooling3d.py).
+        x = PlanarConv3D(
             config.stem_filters,
             (5, 7, 7),
             strides=(1, 2, 2),

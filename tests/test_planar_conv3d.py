@@ -1,11 +1,11 @@
-"""TimeFoldedConv3D computes Conv3D's convolution (values and gradients) as one 2D convolution."""
+"""PlanarConv3D computes Conv3D's convolution (values and gradients) as one 2D convolution."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from stfusion_tf.layers import TimeFoldedConv3D
+from stfusion_tf.layers import PlanarConv3D
 
 
 @pytest.mark.parametrize(
@@ -16,20 +16,24 @@ from stfusion_tf.layers import TimeFoldedConv3D
         ((2, 5, 9, 11, 4), (3, 3, 3), (2, 1, 1), "same"),  # temporal stride, odd frame count
         ((1, 6, 12, 10, 2), (2, 4, 4), (1, 2, 2), "same"),  # even kernel (asymmetric padding)
         ((2, 7, 14, 14, 3), (3, 7, 7), (2, 2, 2), "valid"),  # ResNet-style explicit-pad stem
-        ((1, 4, 8, 8, 3), (1, 3, 3), (1, 1, 1), "valid"),  # one tap: a plain 2D conv per frame
+        ((2, 5, 8, 8, 6), (1, 3, 3), (1, 1, 1), "same"),  # per-frame route (the 1x3x3 convs)
+        ((1, 5, 9, 7, 3), (1, 3, 3), (2, 2, 1), "valid"),  # per-frame route, strided
+        ((2, 6, 5, 7, 8), (3, 1, 1), (1, 1, 1), "same"),  # positions-as-one-axis route (T branch)
+        ((1, 7, 4, 3, 5), (3, 1, 1), (2, 1, 1), "valid"),  # ... strided in time
+        ((2, 4, 6, 6, 8), (1, 1, 1), (1, 1, 1), "same"),  # ... the S branch
     ],
 )
 def test_equals_conv3d_and_its_gradients(shape, kernel, strides, padding):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=shape).astype("float32"))
-    folded = TimeFoldedConv3D(5, kernel, strides=strides, padding=padding, use_bias=True)
+    folded = PlanarConv3D(5, kernel, strides=strides, padding=padding, use_bias=True)
     folded.build(x.shape)
     folded.kernel.assign(rng.normal(size=folded.kernel.shape).astype("float32"))
     folded.bias.assign(rng.normal(size=5).astype("float32"))
     plain = keras.layers.Conv3D(5, kernel, strides=strides, padding=padding)
     plain.build(x.shape)
     plain.set_weights(folded.get_weights())
-    assert folded._folds()
+    assert folded._planar()
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         a, b = folded(x), plain(x)
@@ -43,16 +47,16 @@ def test_equals_conv3d_and_its_gradients(shape, kernel, strides, padding):
 
 
 def test_dilation_uses_conv3d_itself_and_config_round_trips():
-    layer = TimeFoldedConv3D(4, 3, dilation_rate=2, padding="same")
-    assert not layer._folds()
-    clone = TimeFoldedConv3D.from_config(layer.get_config())
+    layer = PlanarConv3D(4, 3, dilation_rate=2, padding="same")
+    assert not layer._planar()
+    clone = PlanarConv3D.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     x = tf.random.normal((1, 6, 8, 8, 2))
     assert layer(x).shape == (1, 6, 8, 8, 4)
 
 
 def test_dynamic_clip_sizes_trace_once():
-    layer = TimeFoldedConv3D(3, (5, 7, 7), strides=(1, 2, 2), padding="same")
+    layer = PlanarConv3D(3, (5, 7, 7), strides=(1, 2, 2), padding="same")
     layer.build((None, None, None, None, 3))
     fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, None, 3])])
     for shape in ((1, 4, 20, 30, 3), (2, 6, 31, 16, 3)):
