@@ -1,11 +1,16 @@
 """3D convolutions computed on a CPU as ONE 2D convolution each (``planar_conv3d``).
 
-Why: on a CPU, TensorFlow's ``Conv3D`` kernels are far slower than its 2D ones. Measured on the
-mid-size template (8 clips of 8x64x64, one training step): the 3D kernel gradients alone took
-593 ms of an 888 ms step, 5x the forward convolutions; a strided 3D kernel gradient is
-pathological (the (5, 7, 7) stem took 0.63 s of a 0.78 s step of the demo template); and with 3
-input channels even the forward pass runs far below the machine's matmul speed. Every
-convolution of the template is one 2D convolution in disguise, by reshapes that copy nothing:
+Why: on a CPU without oneDNN (TensorFlow's default on CPUs without AVX-512 VNNI/BF16/AMX, and
+what ``TF_ENABLE_ONEDNN_OPTS=0`` gives), TensorFlow's ``Conv3D`` kernels are far slower than its
+2D ones. Measured on the mid-size template (8 clips of 8x64x64, one training step): the 3D kernel
+gradients alone took 593 ms of an 888 ms step, 5x the forward convolutions; a strided 3D kernel
+gradient is pathological (the (5, 7, 7) stem took 0.63 s of a 0.78 s step of the demo
+template); and with 3 input channels even the forward pass runs far below the machine's matmul
+speed. With oneDNN on (``stfusion_tf`` turns it on, see its ``__init__``) both forms run at
+the same speed within noise (whole template, training and inference, measured interleaved);
+without it the planar form trains the mid-size template 1.5x faster and infers 1.5x faster.
+Every convolution of the template is one 2D convolution in disguise, by reshapes that copy
+nothing:
 
 - a kernel ``(kt, 1, 1)`` with spatial stride 1 (the T branch, and the 1x1x1 S branch): the
   ``H x W`` positions are one axis, ``[B, T, H * W, C]``, and the kernel is ``(kt, 1)`` along
@@ -20,9 +25,11 @@ convolution of the template is one 2D convolution in disguise, by reshapes that 
   strides and padding.
 
 Same multiply-adds, the 3D convolution's result to float rounding (tested against ``Conv3D``,
-values and both gradients, for each route). Measured (one thread): forward + backward of a
-1x1x1 / 3x1x1 conv 1.7-1.9x faster; the stem 1.3-2x faster than the space-to-depth form used
-before, itself 17x faster than ``Conv3D`` for forward + backward.
+values and both gradients, for each route). Measured without oneDNN (one thread): forward +
+backward of a 1x1x1 / 3x1x1 conv 1.7-1.9x faster; the stem 1.3-2x faster than the
+space-to-depth form used before, itself 17x faster than ``Conv3D`` for forward + backward.
+A SavedModel keeps the form of the machine that exported it (2D convolutions when exported on
+a CPU, which a GPU also runs).
 
 Used where it helps: no dilation, no groups, channels last, and no GPU visible (cuDNN runs 3D
 convolutions well; there ``tf.nn.conv3d`` runs). ``PlanarConv3D`` IS a ``keras.layers.Conv3D``
