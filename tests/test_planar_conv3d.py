@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from stfusion_tf.layers import PlanarConv3D
+from stfusion_tf.layers.planar_conv3d import onednn_enabled
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ def test_equals_conv3d_and_its_gradients(shape, kernel, strides, padding):
     assert folded._planar()
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        a, b = folded(x), plain(x)
+        a, b = folded(x, training=True), plain(x)
         la, lb = tf.reduce_sum(a * a), tf.reduce_sum(b * b)
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
@@ -63,3 +64,27 @@ def test_dynamic_clip_sizes_trace_once():
         out = fn(tf.zeros(shape))
         assert out.shape == (shape[0], shape[1], (shape[2] + 1) // 2, (shape[3] + 1) // 2, 3)
     assert fn.experimental_get_tracing_count() == 1
+
+
+def _conv_ops(fn, x):
+    graph = fn.get_concrete_function(x).graph
+    return sorted({op.type for op in graph.get_operations() if op.type.startswith("Conv")})
+
+
+def test_inference_runs_the_stem_as_conv3d_with_onednn_and_training_as_conv2d():
+    """With oneDNN (on in the tests, as the package sets it), a folded-taps convolution called
+    with training=False is tf.nn.conv3d (faster forward) and equal to the 2D form; training
+    keeps the 2D form; the copy-free routes are 2D either way."""
+    assert onednn_enabled()
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(2, 4, 16, 16, 3)).astype("float32"))
+    stem = PlanarConv3D(6, (5, 7, 7), strides=(1, 2, 2), padding="same")
+    branch = PlanarConv3D(6, (3, 1, 1), padding="same")
+    stem.build(x.shape)
+    branch.build(x.shape)
+    assert _conv_ops(tf.function(lambda x: stem(x, training=False)), x) == ["Conv3D"]
+    assert _conv_ops(tf.function(lambda x: stem(x, training=True)), x) == ["Conv2D"]
+    assert _conv_ops(tf.function(lambda x: branch(x, training=False)), x) == ["Conv2D"]
+    np.testing.assert_allclose(
+        stem(x, training=False), stem(x, training=True), atol=1e-4, rtol=1e-4
+    )

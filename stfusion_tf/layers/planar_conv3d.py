@@ -32,7 +32,13 @@ A SavedModel keeps the form of the machine that exported it (2D convolutions whe
 a CPU, which a GPU also runs).
 
 Used where it helps: no dilation, no groups, channels last, and no GPU visible (cuDNN runs 3D
-convolutions well; there ``tf.nn.conv3d`` runs). ``PlanarConv3D`` IS a ``keras.layers.Conv3D``
+convolutions well; there ``tf.nn.conv3d`` runs). One exception, in inference: with oneDNN on,
+its 3D kernel computes the FORWARD pass of a folded-taps convolution (the stem) faster than the
+2D form, which needs the taps copied into the channels first (the mid-size template's stem,
+16 clips, one thread: 72 vs 98 ms), while its gradients are slower (forward + kernel gradient
+34 vs 26 ms, and pathological without oneDNN). So ``PlanarConv3D`` called with
+``training=False`` (a served or evaluated network) runs that route as ``tf.nn.conv3d``, and
+training keeps the 2D form. ``PlanarConv3D`` IS a ``keras.layers.Conv3D``
 with the same kernel variable (shape, name, initializer, ``get_config``): checkpoints, inflation
 from 2D weights, FLOP counting and pruning see an ordinary Conv3D; ``GatedConv3D`` calls
 ``planar_conv3d`` for its own kernel. TensorFlow backend only (the project's).
@@ -45,6 +51,8 @@ TensorShape([1, 4, 16, 16, 8])
 
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -52,6 +60,23 @@ import tensorflow as tf
 def runs_planar() -> bool:
     """Whether 3D convolutions should run as 2D ones here: on a CPU (no GPU visible)."""
     return not tf.config.list_logical_devices("GPU")
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (``TF_ENABLE_ONEDNN_OPTS``,
+    read when TensorFlow was imported, or TensorFlow's per-CPU default)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow that moved it: trust the environment
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _folds_taps(kernel_shape, strides) -> bool:
+    """Whether ``planar_conv3d`` takes the folded-taps route (neither of the copy-free ones)."""
+    kt, kh, kw = kernel_shape[:3]
+    _, sh, sw = strides
+    return not (kh == kw == 1 and sh == sw == 1) and kt != 1
 
 
 def _frames_and_padding(frames, kt: int, st: int, padding: str):
@@ -117,7 +142,21 @@ class PlanarConv3D(keras.layers.Conv3D):
             and runs_planar()
         )
 
+    def call(self, inputs, training=None):
+        # Keras passes the network's `training` here; convolution_op (called by Conv3D.call)
+        # reads it to pick the inference route (module docstring).
+        self._inference = not training
+        return super().call(inputs)
+
+    def _native_forward(self) -> bool:
+        """Inference of a folded-taps convolution with oneDNN on: its 3D kernel is faster."""
+        return (
+            getattr(self, "_inference", False)
+            and _folds_taps(self.kernel_size, self.strides)
+            and onednn_enabled()
+        )
+
     def convolution_op(self, inputs, kernel):
-        if not self._planar():
+        if not self._planar() or self._native_forward():
             return super().convolution_op(inputs, kernel)
         return planar_conv3d(inputs, kernel, self.strides, self.padding)
