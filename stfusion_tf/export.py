@@ -6,7 +6,9 @@ Why these choices:
   ``template.prune``): the branches a strategy turns off do not exist there, so the served model
   costs the strategy's FLOPs; a template (or anything holding a ``GatedConv3D``) is refused, so
   no gate, KL term or training op can reach a server. The network is called with
-  ``training=False`` inside ``tf.function``: batch norm uses its moving statistics, dropout is off.
+  ``training=False`` inside ``tf.function``: batch norm uses its moving statistics, dropout is off,
+  and a batch norm right after a convolution is folded into its kernel and bias
+  (``batch_norm_folding``).
 - Preprocessing is INSIDE the model, built from the ``PreprocessingSpec`` by the very functions
   the evaluation pipeline uses (``preprocessing.normalize``, ``decode_frames``, ``eval_views``):
   a client cannot forget a ``/255`` or use another mean, and what is served is what evaluation
@@ -49,7 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import flops, preprocessing
+from stfusion_tf import batch_norm_folding, flops, preprocessing
 from stfusion_tf import serving_client as api
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -124,8 +126,11 @@ class ServingModule(tf.Module):
         check_inference_network(model, spec)
         preprocessing.positive_int(top_k, "top_k")
         # The network is reached through a closure, not an attribute: tracking the Keras model
-        # would save every weight a second time under the model's own paths.
-        self._network = lambda views: model(views, training=False)
+        # would save every weight a second time under the model's own paths. Its batch norms
+        # that follow convolutions are folded into them (batch_norm_folding.py): same function,
+        # fewer passes over the activations.
+        network = batch_norm_folding.fold_batch_norms(model)
+        self._network = lambda views: network(views, training=False)
         self.spec = spec
         self.k = min(top_k, len(class_names))
         self.preprocessing_spec = tf.Variable(spec.to_json(), trainable=False, name="spec")

@@ -209,6 +209,23 @@ def test_model_card_assets_and_embedded_contract(exported, pruned):
     )
 
 
+def test_batch_norms_after_convolutions_are_folded_out_of_the_export(pruned):
+    """The served network carries the stem's and the post-sum batch norms inside its convs'
+    kernels and biases (batch_norm_folding.py), not as variables; the others stay."""
+    module = export.ServingModule(pruned, SPEC, CLASSES)
+    names = {v.name.split(":")[0] for v in module.network_variables}
+    folded = ["stem_bn", "block1_layer1_bn", "block1_layer2_bn", "block2_layer1_bn"]
+    assert not any(name.startswith(f"{bn}/") for name in names for bn in folded)
+    assert {"stem_conv/bias", "block1_layer1_s/bias", "head_bn/moving_mean"} <= names
+    clips = _clips(2, seed=5)
+    np.testing.assert_allclose(
+        module.clips_signature(clips)[api.LOGITS],
+        _keras_logits(pruned, clips),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
 def test_template_is_refused(template, tmp_path):
     with pytest.raises(ValueError, match="template, not a pruned network"):
         export.export_saved_model(template, SPEC, CLASSES, str(tmp_path), "tiny")
