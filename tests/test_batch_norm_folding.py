@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from stfusion_tf.batch_norm_folding import FoldedBatchNorm, fold_batch_norms
+from stfusion_tf.batch_norm_folding import FoldedLayer, fold_batch_norms
 from stfusion_tf.layers import PlanarConv3D
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.models.backbones import build_backbone
@@ -42,11 +42,12 @@ def test_conv_then_batch_norm_closed_form(scale, center, conv_bias):
     a = gamma / sqrt(var + eps), b = beta - a * mean: checked against the formula itself."""
     inputs = keras.Input((4, 16, 16, 3))
     x = PlanarConv3D(6, (3, 3, 3), padding="same", use_bias=conv_bias, name="conv")(inputs)
-    outputs = keras.layers.BatchNormalization(scale=scale, center=center, epsilon=1e-3)(x)
+    x = keras.layers.BatchNormalization(scale=scale, center=center, epsilon=1e-3, name="bn")(x)
+    outputs = keras.layers.ReLU(name="relu")(x)
     model = _randomize_layers(keras.Model(inputs, outputs))
     folded = fold_batch_norms(model)
 
-    bn = model.layers[-1]
+    bn = model.get_layer("bn")
     gamma = bn.gamma.numpy() if scale else 1.0
     beta = bn.beta.numpy() if center else 0.0
     a = gamma / np.sqrt(bn.moving_variance.numpy() + 1e-3)
@@ -55,23 +56,29 @@ def test_conv_then_batch_norm_closed_form(scale, center, conv_bias):
     np.testing.assert_allclose(new_conv.kernel.numpy(), conv.kernel.numpy() * a, rtol=1e-6)
     bias = conv.bias.numpy() if conv_bias else 0.0
     np.testing.assert_allclose(new_conv.bias.numpy(), a * bias + b, rtol=1e-5, atol=1e-6)
-    assert isinstance(folded.layers[-1], FoldedBatchNorm)
+    assert isinstance(folded.get_layer("bn"), FoldedLayer)
+    assert isinstance(folded.get_layer("relu"), FoldedLayer)  # ... done by the conv now
+    assert new_conv.get_config()["activation"] == "relu"
     x = _clip()
+    assert np.mean(model(x, training=False).numpy() == 0) > 0.2  # the ReLU does cut
     np.testing.assert_allclose(
         folded(x, training=False), model(x, training=False), rtol=1e-4, atol=1e-5
     )
 
 
 def test_sum_of_two_branches_folds_into_both_with_one_shift():
-    """bn(s(x) + t(x)) = s'(x) + t'(x): both kernels scaled, the shift b added once."""
+    """bn(s(x) + t(x)) = s'(x) + t'(x): both kernels scaled, the shift b added once; the ReLU
+    after the sum stays."""
     inputs = keras.Input((4, 8, 8, 5))
     s = PlanarConv3D(6, (1, 1, 1), use_bias=False, name="s")(inputs)
     t = PlanarConv3D(6, (3, 1, 1), padding="same", use_bias=False, name="t")(inputs)
     y = keras.layers.Add(name="add")([s, t])
-    outputs = keras.layers.BatchNormalization(name="bn")(y)
+    y = keras.layers.BatchNormalization(name="bn")(y)
+    outputs = keras.layers.ReLU(name="relu")(y)
     model = _randomize_layers(keras.Model(inputs, outputs))
     folded = fold_batch_norms(model)
-    assert _kinds(folded)["bn"] == "FoldedBatchNorm"
+    assert _kinds(folded)["bn"] == "FoldedLayer"
+    assert _kinds(folded)["relu"] == "ReLU"  # after a sum: not inside either conv
     biases = folded.get_layer("s").bias.numpy(), folded.get_layer("t").bias.numpy()
     assert np.count_nonzero(biases[1]) == 0 and np.count_nonzero(biases[0]) == 6
     x = _clip((3, 4, 8, 8, 5))
@@ -110,18 +117,20 @@ def test_pruned_networks_fold_the_stem_and_post_sum_batch_norms(strategy):
     pruned = prune(template, strategy)
     folded = fold_batch_norms(pruned)
     kinds = _kinds(folded)
-    folded_names = {name for name, kind in kinds.items() if kind == "FoldedBatchNorm"}
+    folded_names = {name for name, kind in kinds.items() if kind == "FoldedLayer"}
     prefixes = [f"block1_layer{i}" for i in (1, 2)] + [f"block2_layer{i}" for i in (1, 2)]
     units = strategy.replace("|", ",").split(",")
     dense_units = units[:2] + units[3:]  # the third unit of block 1 is its transition
-    expected = {"stem_bn"} | {
-        f"{p}_bn" for p, u in zip(prefixes, dense_units, strict=True) if u != "-"
-    }
+    units_of = dict(zip(prefixes, dense_units, strict=True))
+    # Each dense layer's post-sum batch norm folds; so does the ReLU after it when one branch
+    # is on (after a sum of two it stays); the stem's batch norm and ReLU fold.
+    expected = {"stem_bn", "stem_relu"} | {f"{p}_bn" for p, u in units_of.items() if u != "-"}
+    expected |= {f"{p}_relu" for p, u in units_of.items() if u in ("s", "t")}
     assert folded_names == expected
     # The copy shares layers with the original (their calls there do not count here): folding
     # the original again (a second export) folds the same.
     again = _kinds(fold_batch_norms(pruned))
-    assert {name for name, kind in again.items() if kind == "FoldedBatchNorm"} == expected
+    assert {name for name, kind in again.items() if kind == "FoldedLayer"} == expected
     # The pre-activation batch norms (on concatenations) stay.
     assert kinds["block1_layer1_s_bn" if dense_units[0] != "t" else "block1_layer1_t_bn"] == (
         "BatchNormalization"
@@ -141,7 +150,7 @@ def test_backbones_fold_and_compute_the_same(backbone):
     )  # fmt: skip
     randomize(model)
     folded = fold_batch_norms(model)
-    assert "FoldedBatchNorm" in _kinds(folded).values()
+    assert "FoldedLayer" in _kinds(folded).values()
     x = _clip((2, 4, 32, 32, 3), seed=4)
     np.testing.assert_allclose(
         folded(x, training=False), model(x, training=False), rtol=1e-4, atol=1e-4

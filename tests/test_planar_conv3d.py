@@ -47,6 +47,25 @@ def test_equals_conv3d_and_its_gradients(shape, kernel, strides, padding):
     np.testing.assert_allclose(tape.gradient(la, x), tape.gradient(lb, x), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("kernel", [(1, 1, 1), (1, 3, 3), (5, 7, 7)])
+def test_bias_and_activation_inside_equal_conv3d(kernel):
+    """One route each: bias and ReLU applied to the 2D convolution's output (where TensorFlow
+    fuses them) give Conv3D's bias + ReLU, in training and inference."""
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(2, 5, 12, 12, 4)).astype("float32"))
+    kwargs = dict(strides=(1, 2, 2) if kernel[0] > 1 else 1, padding="same", activation="relu")
+    planar, plain = PlanarConv3D(6, kernel, **kwargs), keras.layers.Conv3D(6, kernel, **kwargs)
+    planar.build(x.shape)
+    plain.build(x.shape)
+    planar.kernel.assign(rng.normal(size=planar.kernel.shape).astype("float32"))
+    planar.bias.assign(rng.normal(size=6).astype("float32"))
+    plain.set_weights(planar.get_weights())
+    expected = plain(x)
+    assert np.mean(expected.numpy() == 0) > 0.2  # the ReLU does cut
+    for training in (True, False):
+        np.testing.assert_allclose(planar(x, training=training), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_dilation_uses_conv3d_itself_and_config_round_trips():
     layer = PlanarConv3D(4, 3, dilation_rate=2, padding="same")
     assert not layer._planar()

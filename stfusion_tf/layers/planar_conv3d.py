@@ -88,35 +88,45 @@ def _frames_and_padding(frames, kt: int, st: int, padding: str):
     return out, total // 2, total - total // 2
 
 
-def planar_conv3d(inputs, kernel, strides=(1, 1, 1), padding="same"):
-    """``tf.nn.conv3d(inputs, kernel, strides, padding)`` (channels last, no dilation) computed
-    as one 2D convolution (see the module docstring for the three routes).
+def planar_conv3d(inputs, kernel, strides=(1, 1, 1), padding="same", bias=None, activation=None):
+    """``activation(tf.nn.conv3d(inputs, kernel, strides, padding) + bias)`` (channels last, no
+    dilation) computed as one 2D convolution (see the module docstring for the three routes).
 
     Args:
       inputs: ``[batch, time, height, width, channels]``.
       kernel: ``[kt, kh, kw, channels, filters]``, cast to the inputs' dtype.
       strides: 3 ints (time, height, width).
       padding: ``"same"`` or ``"valid"`` (either case).
+      bias: ``[filters]`` or None.
+      activation: an elementwise function or None. The bias and the activation are applied to
+        the 2D convolution's output, before it is reshaped back, so that TensorFlow fuses
+        convolution, bias and ReLU into one kernel (what an inference network whose batch norms
+        are folded, ``batch_norm_folding``, runs).
     """
     kt, kh, kw, channels, filters = kernel.shape
     st, sh, sw = strides
-    padding = padding.lower()
+    padding = padding.upper()
     kernel = tf.cast(kernel, inputs.dtype)
     shape = tf.shape(inputs)
+
+    def conv2d(x, k, strides_2d):
+        y = tf.nn.conv2d(x, k, strides_2d, padding)
+        if bias is not None:
+            y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
+        return y if activation is None else activation(y)
+
     if kh == kw == 1 and sh == sw == 1:
         x = tf.reshape(inputs, [shape[0], shape[1], -1, channels])
-        y = tf.nn.conv2d(
-            x, tf.reshape(kernel, [kt, 1, channels, filters]), [1, st, 1, 1], padding.upper()
-        )
+        y = conv2d(x, tf.reshape(kernel, [kt, 1, channels, filters]), [1, st, 1, 1])
         return tf.reshape(y, [shape[0], -1, shape[2], shape[3], filters])
     if kt == 1:
         x = inputs[:, ::st] if st > 1 else inputs
         frames = tf.shape(x)[1]
         x = tf.reshape(x, [-1, shape[2], shape[3], channels])
-        y = tf.nn.conv2d(x, kernel[0], [1, sh, sw, 1], padding.upper())
+        y = conv2d(x, kernel[0], [1, sh, sw, 1])
         out = tf.shape(y)
         return tf.reshape(y, [shape[0], frames, out[1], out[2], filters])
-    frames, before, after = _frames_and_padding(shape[1], kt, st, padding)
+    frames, before, after = _frames_and_padding(shape[1], kt, st, padding.lower())
     x = tf.pad(inputs, [[0, 0], [before, after], [0, 0], [0, 0], [0, 0]])
     # Output frame f reads padded frames f * st + i, i < kt: tap i is a strided slice.
     span = (frames - 1) * st + 1
@@ -124,7 +134,7 @@ def planar_conv3d(inputs, kernel, strides=(1, 1, 1), padding="same"):
     x = tf.reshape(x, [-1, shape[2], shape[3], kt * channels])
     k = tf.transpose(kernel, [1, 2, 0, 3, 4])  # [kh, kw, kt, C, O]: tap-major channels
     k = tf.reshape(k, [kh, kw, kt * channels, filters])
-    y = tf.nn.conv2d(x, k, [1, sh, sw, 1], padding.upper())
+    y = conv2d(x, k, [1, sh, sw, 1])
     out = tf.shape(y)
     return tf.reshape(y, [shape[0], frames, out[1], out[2], filters])
 
@@ -143,20 +153,19 @@ class PlanarConv3D(keras.layers.Conv3D):
         )
 
     def call(self, inputs, training=None):
-        # Keras passes the network's `training` here; convolution_op (called by Conv3D.call)
-        # reads it to pick the inference route (module docstring).
-        self._inference = not training
-        return super().call(inputs)
-
-    def _native_forward(self) -> bool:
-        """Inference of a folded-taps convolution with oneDNN on: its 3D kernel is faster."""
-        return (
-            getattr(self, "_inference", False)
-            and _folds_taps(self.kernel_size, self.strides)
-            and onednn_enabled()
+        # Keras passes the network's `training`: it picks the inference route (module docstring).
+        if not self._planar() or self._native_forward(training):
+            return super().call(inputs)
+        activation = None if self.activation is keras.activations.linear else self.activation
+        return planar_conv3d(
+            inputs,
+            self.kernel,
+            self.strides,
+            self.padding,
+            bias=self.bias if self.use_bias else None,
+            activation=activation,
         )
 
-    def convolution_op(self, inputs, kernel):
-        if not self._planar() or self._native_forward():
-            return super().convolution_op(inputs, kernel)
-        return planar_conv3d(inputs, kernel, self.strides, self.padding)
+    def _native_forward(self, training) -> bool:
+        """Inference of a folded-taps convolution with oneDNN on: its 3D kernel is faster."""
+        return not training and _folds_taps(self.kernel_size, self.strides) and onednn_enabled()
