@@ -9,10 +9,16 @@ Measured side by side in one run, on the same real H.264 videos (from the synthe
   (c) ``python -m pipelines.make_tfrecords`` with the DirectRunner, 2 workers (``--mode``),
       timed as a user sees it: the whole command, start-up included.
 Prints frames/s for each and the ratios (c)/(a) and (c)/(b). Goals: >= 1.7x and >= 1.5x.
+
+Also the CPU seconds each spent (this process, or the finished child processes and theirs) and
+so the cores it kept busy on average: (a) already decodes on FFmpeg's threads, so on a machine
+with few cores the last line, the CPU count over the cores (a) used, is the most any job doing
+(a)'s work per frame could gain over it.
 """
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -106,10 +112,18 @@ def make_tfrecords(root, out_dir, workers, quality, mode):
     )
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process plus its waited-for children (and theirs, recursively)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(fn, *args):
-    start = time.perf_counter()
+    """(frames, wall seconds, CPU seconds) of ``fn(*args)``."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
     frames = fn(*args)
-    return frames, time.perf_counter() - start
+    return frames, time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def main():
@@ -122,9 +136,9 @@ def main():
     parser.add_argument("--jpeg_quality", type=int, default=90)
     parser.add_argument(
         "--mode",
-        default="multi_threading",
+        default="multi_processing",
         choices=["multi_threading", "multi_processing"],
-        help="DirectRunner running mode (each thread decodes in its own helper process)",
+        help="DirectRunner running mode (multi_threading loses elements now and then in Beam 2.77)",
     )
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
@@ -150,13 +164,20 @@ def main():
     print(
         f"{args.videos} videos x {args.frames} frames, {args.width}x{args.height} H.264 -> short side {SHORT_SIDE} JPEG"
     )
-    fps = {}
-    for name, (frames, seconds) in results.items():
-        fps[name] = frames / seconds
-        print(f"  {name:40s} {frames:6d} frames {seconds:7.2f} s {fps[name]:8.1f} frames/s")
-    c, a, b = fps[list(fps)[2]], fps[list(fps)[0]], fps[list(fps)[1]]
+    fps, cores = {}, {}
+    for name, (frames, seconds, cpu) in results.items():
+        fps[name], cores[name] = frames / seconds, cpu / seconds
+        print(
+            f"  {name:40s} {frames:6d} frames {seconds:7.2f} s {fps[name]:8.1f} frames/s "
+            f"{cpu:7.2f} CPU s ({cores[name]:.2f} cores busy)"
+        )
+    (a, b, c), loop_cores = fps.values(), next(iter(cores.values()))
     print(f"ratio make_tfrecords / single-process loop: {c / a:.2f}x (goal >= 1.7x)")
     print(f"ratio make_tfrecords / ffmpeg CLI:          {c / b:.2f}x (goal >= 1.5x)")
+    print(
+        f"ceiling on this machine: {os.cpu_count()} CPUs / {loop_cores:.2f} cores busy in (a) = "
+        f"{os.cpu_count() / loop_cores:.2f}x (a), for a job with (a)'s CPU cost per frame"
+    )
 
 
 if __name__ == "__main__":

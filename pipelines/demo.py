@@ -88,7 +88,7 @@ def main(argv):
         holdout_fraction=0.2,
         options=convert.ConvertOptions(short_side=64),
         pipeline_args=[
-            "--direct_running_mode=multi_threading",
+            "--direct_running_mode=multi_processing",
             f"--direct_num_workers={_WORKERS.value}",
         ],
     )

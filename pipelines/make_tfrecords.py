@@ -5,8 +5,9 @@
 
 Runs on the DirectRunner by default. Every flag this module does not define is handed to Beam's
 ``PipelineOptions``, so the same command runs in parallel locally
-(``--direct_running_mode=multi_threading --direct_num_workers=4``: each thread decodes in its own
-helper process; ``multi_processing`` also works) or on a cluster
+(``--direct_running_mode=multi_processing --direct_num_workers=4``; not ``multi_threading``,
+which loses elements now and then in apache-beam 2.77: the job's count checks then fail it, see
+the README) or on a cluster
 (``--runner=DataflowRunner --project=... --region=... --temp_location=gs://...``,
 ``--runner=FlinkRunner``, ``--runner=SparkRunner``).
 

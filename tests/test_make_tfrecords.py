@@ -72,6 +72,31 @@ def test_counts_reconcile_and_every_broken_file_is_a_failure_record(dataset, con
     assert "no video stream" in reasons["no_video_stream"]
 
 
+def test_shards_that_miss_a_converted_video_yield_no_manifest(tmp_path):
+    """The split report cross-checks the shards' record count against the converted videos
+    (two routes through the runner): a record lost on the way is an error, and no manifest
+    vouches for the shards."""
+    from tfrecords_tools import fingerprint as fingerprint_lib
+
+    videos = [
+        {"path": f"a/v{i}.mp4", "label": "a", "frames": 8, "height": 24, "width": 32}
+        for i in range(3)
+    ]
+    shards = [{"path": "train-00000-of-00001.tfrecord", "records": 2, "bytes": 100}]
+    shared = fingerprint_lib.shared_part(
+        ["a"], {"short_side": 24, "fps": None, "jpeg_quality": 90}, {"pyav": "x"}
+    )
+    item = ("train", {"videos": videos, "failures": [], "shards": shards})
+    report = convert._write_split_report(item, str(tmp_path), {"train": 3}, {}, shared)
+    with pytest.raises(RuntimeError, match="3 videos were converted but the shards hold 2"):
+        next(report)
+    assert not os.path.exists(fmt.manifest_path(str(tmp_path), "train"))
+    shards[0]["records"] = 3  # the same report with the counts agreeing writes its manifest
+    manifest = next(convert._write_split_report(item, str(tmp_path), {"train": 3}, {}, shared))
+    assert manifest["num_examples"] == 3
+    assert os.path.exists(fmt.manifest_path(str(tmp_path), "train"))
+
+
 def test_frames_match_the_source_video(dataset, converted):
     root, _ = dataset
     output_dir, _ = converted
