@@ -72,11 +72,14 @@ def onednn_enabled() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
-def _folds_taps(kernel_shape, strides) -> bool:
-    """Whether ``planar_conv3d`` takes the folded-taps route (neither of the copy-free ones)."""
+def _route(kernel_shape, strides) -> str:
+    """Which of the module docstring's routes a convolution takes: ``"positions"`` (H x W as one
+    axis), ``"frames"`` (each frame an image) or ``"taps"`` (temporal taps in the channels)."""
     kt, kh, kw = kernel_shape[:3]
     _, sh, sw = strides
-    return not (kh == kw == 1 and sh == sw == 1) and kt != 1
+    if kh == kw == 1 and sh == sw == 1:
+        return "positions"
+    return "frames" if kt == 1 else "taps"
 
 
 def _frames_and_padding(frames, kt: int, st: int, padding: str):
@@ -115,11 +118,12 @@ def planar_conv3d(inputs, kernel, strides=(1, 1, 1), padding="same", bias=None, 
             y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
         return y if activation is None else activation(y)
 
-    if kh == kw == 1 and sh == sw == 1:
+    route = _route(kernel.shape, strides)
+    if route == "positions":
         x = tf.reshape(inputs, [shape[0], shape[1], -1, channels])
         y = conv2d(x, tf.reshape(kernel, [kt, 1, channels, filters]), [1, st, 1, 1])
         return tf.reshape(y, [shape[0], -1, shape[2], shape[3], filters])
-    if kt == 1:
+    if route == "frames":
         x = inputs[:, ::st] if st > 1 else inputs
         frames = tf.shape(x)[1]
         x = tf.reshape(x, [-1, shape[2], shape[3], channels])
@@ -168,4 +172,6 @@ class PlanarConv3D(keras.layers.Conv3D):
 
     def _native_forward(self, training) -> bool:
         """Inference of a folded-taps convolution with oneDNN on: its 3D kernel is faster."""
-        return not training and _folds_taps(self.kernel_size, self.strides) and onednn_enabled()
+        return (
+            not training and _route(self.kernel_size, self.strides) == "taps" and onednn_enabled()
+        )
