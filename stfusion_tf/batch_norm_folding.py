@@ -144,15 +144,18 @@ def _folds(model) -> list[_Fold]:
         elif graph.foldable_conv(x):
             (y,) = graph.calls[id(bn)][0].output_tensors
             reader = graph.only_reader(y)
-            relu = reader.name if reader is not None and _is_plain_relu(reader) else None
-            if relu is not None and graph.inputs_of_only_call(reader) is None:
-                relu = None
-            folds.append(_Fold(bn.name, (producer.name,), relu))
+            fuses = (
+                reader is not None
+                and _is_plain_relu(reader)
+                and graph.inputs_of_only_call(reader) is not None
+            )
+            folds.append(_Fold(bn.name, (producer.name,), reader.name if fuses else None))
     return folds
 
 
-def _affine(bn) -> tuple[np.ndarray, np.ndarray]:
-    """The inference map of a batch norm as ``(a, b)``: ``bn(x) = a * x + b``, in float64."""
+def batch_norm_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """The inference map of a Keras batch norm as ``(a, b)``: ``bn(x) = a * x + b`` per channel,
+    in float64."""
 
     def value(variable):
         return keras.ops.convert_to_numpy(variable).astype(np.float64)
@@ -195,7 +198,7 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
 
     folded = keras.models.clone_model(model, clone_function=clone)
     for fold in folds:
-        a, b = _affine(model.get_layer(fold.bn))
+        a, b = batch_norm_affine(model.get_layer(fold.bn))
         for index, name in enumerate(fold.convs):
             old, new = model.get_layer(name), new_convs[name]
             kernel = keras.ops.convert_to_numpy(old.kernel).astype(np.float64) * a

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 
 from stfusion_tf import gate as gate_lib
+from stfusion_tf.batch_norm_folding import batch_norm_affine
 from stfusion_tf.layers import (
     EmptyFusionLayer,
     FactorizedMaxPooling3D,
@@ -455,12 +456,8 @@ def apply_strategy(model: FusionNetwork, strategy: FusionStrategy | str) -> None
 
 def _constant_map_table(template, prefix):
     """``border_table`` of what ``prefix``'s BN-ReLU-conv1x3x3 gives for a zero input."""
-    bn = template.get_layer(f"{prefix}_bn")
-    gamma, beta, mean, variance = (
-        keras.ops.convert_to_numpy(w).astype(np.float64)
-        for w in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
-    )
-    constant = np.maximum(beta - gamma * mean / np.sqrt(variance + bn.epsilon), 0.0)
+    _, shift = batch_norm_affine(template.get_layer(f"{prefix}_bn"))  # bn(0) = shift
+    constant = np.maximum(shift, 0.0)
     kernel = keras.ops.convert_to_numpy(template.get_layer(f"{prefix}_conv").kernel)
     return border_table(constant, kernel)
 
