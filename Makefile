@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= /tmp/stfusion_demo
+# Test processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
+PYTEST_WORKERS ?= 2
 
 .PHONY: venv test lint demo clean
 
@@ -19,7 +21,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(PY) -m pipelines.demo --workdir=$(DEMO_DIR)
