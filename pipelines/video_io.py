@@ -14,10 +14,12 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import threading
 from collections.abc import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 _NO_FRAMES = "no decodable frames (truncated or empty video stream)"
@@ -77,12 +79,31 @@ def resize(frame: np.ndarray, short_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
 
 
+# How frames become RGB at their stored size, for the dataset fingerprint (a change here can
+# change stored pixels without any library version changing: bump it with the code).
+RGB_CONVERSION = "swscale bilinear, planar RGB (gbrp) when scaling"
+_THREAD = threading.local()
+
+
 def _to_rgb(frame: av.VideoFrame, short_side: int) -> np.ndarray:
     """The frame as RGB at its output size: FFmpeg's swscale converts YUV to RGB and scales in one
     pass, at the smaller size (converting at full size and resizing afterwards cost 2x the
-    time of decoding itself)."""
+    time of decoding itself).
+
+    A scaled conversion is written as planar RGB (``gbrp``) and interleaved by PyAV: swscale has
+    SIMD output for planar RGB but packs ``rgb24`` in plain C, so this is ~2x faster for the same
+    pixels (tested, for every input format we meet). An unscaled one keeps swscale's dedicated
+    YUV -> ``rgb24`` converter, the faster one there. Each thread keeps one ``VideoReformatter``,
+    so FFmpeg's conversion context is built once per size, not once per frame.
+    """
     height, width = resized_shape(frame.height, frame.width, short_side)
-    return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    reformatter = getattr(_THREAD, "reformatter", None)
+    if reformatter is None:
+        reformatter = _THREAD.reformatter = VideoReformatter()
+    if (height, width) == (frame.height, frame.width):
+        return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    planar = reformatter.reformat(frame, width, height, "gbrp", interpolation="BILINEAR")
+    return planar.to_ndarray()
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:

@@ -1,5 +1,6 @@
 """The real Beam job (DirectRunner) on real video files, good and broken."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import convert, make_tfrecords, synthetic, video_io
+from pipelines import convert, datasets, make_tfrecords, synthetic, video_io
 from tests import video_fixtures
 from tfrecords_tools import format as fmt
 
@@ -156,6 +157,42 @@ def test_output_is_deterministic_and_runs_multi_process(dataset, converted, tmp_
                 open(os.path.join(output_dir, name), "rb").read()
                 == open(os.path.join(tmp_path, name), "rb").read()
             ), name
+
+
+def test_a_video_is_staged_as_one_record_under_one_name(dataset, tmp_path):
+    """convert_video writes the video's record, TFRecord-framed, to a file named by (split, path)
+    and hands on only that name; converting it again rewrites the same file with the same bytes
+    (what a retried bundle does)."""
+    root, _ = dataset
+    entry = next(e for e in datasets.list_dataset("folder", root).entries if "broken" not in e.path)
+    classes = {name: i for i, name in enumerate(synthetic.class_names("motion"))}
+    options = convert.ConvertOptions(short_side=SHORT_SIDE)
+    first = convert.convert_video(entry, root, classes, options, None, str(tmp_path))
+    data = open(first.staged_path, "rb").read()
+    assert first.staged_path == convert.staged_record_path(str(tmp_path), "train", entry.path)
+    assert os.listdir(tmp_path) == [os.path.basename(first.staged_path)]
+    (record,) = [fmt.deserialize(r.numpy()) for r in tf.data.TFRecordDataset(first.staged_path)]
+    assert record.filename == entry.path and len(record.frames) == first.num_frames > 0
+    assert all(not isinstance(v, bytes) for v in dataclasses.astuple(first))
+    again = convert.convert_video(entry, root, classes, options, None, str(tmp_path))
+    assert again == first and open(again.staged_path, "rb").read() == data
+    assert convert.staged_record_path(str(tmp_path), "test", entry.path) != first.staged_path
+
+
+def _shard_writer_that_fails(item, output_dir):
+    raise OSError("disk full")
+
+
+def test_staged_records_are_deleted_after_the_job_whether_it_succeeds_or_fails(
+    dataset, converted, tmp_path, monkeypatch
+):
+    root, _ = dataset
+    output_dir, _ = converted
+    assert not [n for n in os.listdir(output_dir) if n.startswith(".staging")]
+    monkeypatch.setattr(convert, "_write_shard", _shard_writer_that_fails)
+    with pytest.raises(Exception, match="disk full"):
+        _convert(root, tmp_path)
+    assert os.listdir(tmp_path) == [fmt.LABEL_MAP_FILENAME]  # no staging folder, no manifest
 
 
 def test_link_out_of_input_dir_is_refused_as_a_failure(tmp_path):

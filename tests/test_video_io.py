@@ -1,10 +1,13 @@
 """pipelines.video_io on real video files written by the project's own generator."""
 
+import concurrent.futures
 import math
 import os
 
+import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipelines import synthetic, video_io
 from tests import video_fixtures
@@ -206,3 +209,39 @@ def test_encode_video_reads_a_frame_folder_in_name_order(tmp_path):
     assert (video.height, video.width, video.frame_rate) == (20, 30, 12.0)
     means = [video_io.decode_jpeg(j).mean() for j in video.jpegs]
     assert np.allclose(means, [40 * i for i in range(5)], atol=3)
+
+
+@pytest.mark.parametrize(
+    "pixel_format",
+    ["yuv420p", "yuvj420p", "yuv422p", "yuv444p", "yuv420p10le", "nv12", "rgb24", "gray"],
+)
+def test_to_rgb_is_as_close_to_the_true_resize_as_swscales_rgb24_on_threads(pixel_format):
+    """The fast conversion (planar RGB when scaling, a reformatter kept per thread, 4 threads
+    converting frames of changing sizes at once): unscaled, exactly swscale's ``rgb24``; scaled
+    (odd and even sizes, down and up), as close to the source picture resized bilinearly (Pillow)
+    as a one-off ``to_ndarray(format="rgb24")``, or closer, on noise and on a smooth ramp."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    rgb[30:60] = np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None]
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pixel_format)
+    source = np.repeat(frame.to_ndarray()[..., None], 3, -1) if pixel_format == "gray" else rgb
+    cases = [0, 90, 57, 46, 45, 128] * 4  # short sides: unscaled x2, odd, even, half, upscaled
+
+    def convert(short_side):
+        return video_io._to_rgb(frame, short_side)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(convert, cases))
+    for short_side, result in zip(cases, results, strict=True):
+        height, width = video_io.resized_shape(90, 160, short_side)
+        packed = frame.to_ndarray(
+            width=width, height=height, format="rgb24", interpolation="BILINEAR"
+        )
+        assert result.shape == (height, width, 3) and result.dtype == np.uint8
+        if (height, width) == (90, 160):
+            np.testing.assert_array_equal(result, packed)
+            continue
+        truth = np.asarray(Image.fromarray(source).resize((width, height), Image.BILINEAR))
+        for part in (slice(None), slice(32 * height // 90, 58 * height // 90)):  # all, the ramp
+            error = mean_abs_error(result[part], truth[part])
+            assert error <= mean_abs_error(packed[part], truth[part]) + 0.25, (short_side, part)

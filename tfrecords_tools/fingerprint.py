@@ -15,7 +15,8 @@ It covers everything that decides the stored examples and nothing that does not:
   reordered vocabulary is a different dataset even with the same class names;
 - ``options``: the conversion options that change the stored frames (``PIXEL_OPTIONS``);
 - ``decoder``: the library versions that make the pixels (PyAV and FFmpeg decode and scale,
-  Pillow and its libjpeg encode the JPEGs);
+  Pillow and its libjpeg encode the JPEGs) and how the frames are converted to RGB
+  (``video_io.RGB_CONVERSION``);
 - ``format_version``: the record layout (``format.FORMAT_VERSION``).
 
 Where the videos lie (``input_dir``), how fast or how parallel the job ran, and the runner are
@@ -33,7 +34,8 @@ Layout (``fingerprint.json``; each ``<split>.manifest.json`` holds the same for 
     {"id": "1f0c...", "format_version": 1,
      "labels": {"sha256": "...", "num_classes": 4},
      "options": {"short_side": 256, "fps": null, "jpeg_quality": 90},
-     "decoder": {"pyav": "18.1.0", "ffmpeg": "8.1.2", "pillow": "12.3.0", "libjpeg": "6.2"},
+     "decoder": {"pyav": "18.1.0", "ffmpeg": "8.1.2", "pillow": "12.3.0", "libjpeg": "6.2",
+                 "rgb_conversion": "swscale bilinear, planar RGB (gbrp) when scaling"},
      "splits": {"train": {"videos_sha256": "...", "num_examples": 9,
                           "failures_sha256": "...", "num_failures": 1}, ...}}
 
