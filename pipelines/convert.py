@@ -224,9 +224,7 @@ class _ConvertVideoDoFn(beam.DoFn):
     def setup(self):
         self._runner = None
         if self._options.isolate_decoder:
-            self._runner = isolated.IsolatedProcess(
-                self._options.timeout_s, preload=(video_io.__name__,)
-            )
+            self._runner = isolated.IsolatedProcess(self._options.timeout_s)
 
     def process(self, entry):
         yield convert_video(entry, *self._args, encode_fn=self._encode_fn, runner=self._runner)

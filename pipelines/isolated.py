@@ -1,16 +1,11 @@
 """Running a function in a helper process that may crash or hang without taking the caller down.
 
 FFmpeg is C: a malformed file can segfault or spin forever inside it. The Beam job therefore
-decodes each video through an ``IsolatedProcess``: a one-process pool whose process is forked
-from multiprocessing's fork server, a fresh single-threaded interpreter that has imported the
-called function's module once. Not a fork of the caller: a forked child of a worker that already
-runs TensorFlow or gRPC threads can deadlock on their locks, so Beam's own
-``use_subprocess=True``, which forks, is not used. Not ``spawn`` either: a spawned child
-re-imports the caller's ``__main__`` (in a Beam worker, all of Beam's worker code), which cost
-1.4 s of CPU per helper process, and again after every crash. A crash becomes
+decodes each video through an ``IsolatedProcess``: a one-process pool started with the ``spawn``
+method (a forked child of a worker that already runs TensorFlow or gRPC threads can deadlock on
+their locks, so Beam's own ``use_subprocess=True``, which forks, is not used). A crash becomes
 ``ProcessCrashed``, a hang ``ProcessTimedOut``, both ordinary exceptions that Beam's dead-letter
-output records, and the next call gets a fresh process. Where there is no fork server
-(Windows), ``spawn`` is used.
+output records, and the next call gets a fresh process.
 """
 
 import concurrent.futures
@@ -21,17 +16,6 @@ from concurrent.futures.process import BrokenProcessPool
 
 def _import(module_name: str) -> None:
     importlib.import_module(module_name)
-
-
-def _context(preload: tuple[str, ...]) -> multiprocessing.context.BaseContext:
-    """The fork server, importing ``preload`` if it has not started yet (there is one per process,
-    started by its first user; a module it lacks is imported by each child); ``spawn`` where there
-    is no fork server."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))
-    return context
 
 
 class ProcessCrashed(RuntimeError):
@@ -47,8 +31,6 @@ class IsolatedProcess:
 
     Args:
       timeout_s: seconds a call may take before its process is killed (None: no limit).
-      preload: modules the fork server imports once, so that each helper process starts with them
-        (the modules of the functions it will call; light ones: never TensorFlow).
 
     Example:
     >>> runner = IsolatedProcess(timeout_s=60)
@@ -57,17 +39,16 @@ class IsolatedProcess:
     >>> runner.close()
     """
 
-    def __init__(self, timeout_s: float | None = None, preload: tuple[str, ...] = ()):
+    def __init__(self, timeout_s: float | None = None):
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 or None. Received: timeout_s={timeout_s}")
         self.timeout_s = timeout_s
-        self.preload = preload
         self._pool = None
 
     def call(self, fn, *args):
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=_context(self.preload)
+                1, mp_context=multiprocessing.get_context("spawn")
             )
             # Start-up (a fresh interpreter importing fn's module) is not part of the time limit.
             self._pool.submit(_import, fn.__module__).result()
