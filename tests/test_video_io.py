@@ -203,12 +203,28 @@ def test_encode_video_reads_a_frame_folder_in_name_order(tmp_path):
         frame = np.full((40, 60, 3), 40 * i, np.uint8)
         Image.fromarray(frame).save(tmp_path / f"{i + 1:05d}.jpg", quality=95)
     video = video_io.encode_video(
-        str(tmp_path), video_io.DecodeOptions(short_side=20), 90, frame_folder_rate=12.0, threads=2
+        str(tmp_path), video_io.DecodeOptions(short_side=20), 90, frame_folder_rate=12.0
     )
     assert video.timestamps_us == [round(i * 1e6 / 12) for i in range(5)]
     assert (video.height, video.width, video.frame_rate) == (20, 30, 12.0)
     means = [video_io.decode_jpeg(j).mean() for j in video.jpegs]
     assert np.allclose(means, [40 * i for i in range(5)], atol=3)
+
+
+@pytest.mark.parametrize("batch", [5, 8, 64])  # 32 frames: a partial last batch, none, one
+def test_encode_video_in_batches_gives_every_frame_of_the_plain_loop(video, batch, monkeypatch):
+    """The batched encoding gives, byte for byte, the plain loop's JPEGs (decode_video, then
+    encode_jpeg per frame), with its timestamps, size and frame rate, whatever the batch size."""
+    path, _, _ = video
+    options = video_io.DecodeOptions(short_side=24)
+    monkeypatch.setattr(video_io, "_ENCODE_BATCH", batch)
+    encoded = video_io.encode_video(path, options, 85)
+    decoded = video_io.decode_video(path, options)
+    assert encoded.jpegs == [video_io.encode_jpeg(f, 85) for f in decoded.frames]
+    assert len(encoded.jpegs) == FRAMES
+    assert encoded.timestamps_us == decoded.timestamps_us
+    assert (encoded.height, encoded.width) == decoded.frames[0].shape[:2] == (24, 32)
+    assert encoded.frame_rate == decoded.frame_rate == FPS
 
 
 @pytest.mark.parametrize(
