@@ -3,8 +3,6 @@
 import dataclasses
 import json
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -209,24 +207,15 @@ def test_link_out_of_input_dir_is_refused_as_a_failure(tmp_path):
     assert "outside" in failure["reason"]
 
 
-def crash_or_hang(path, *args):
-    """video_io.encode_video, except that it crashes its process on "crash" files and hangs on "hang"
-    files: module-level, so the job's helper process can import it."""
-    name = os.path.basename(path)
-    if name.startswith("crash"):
-        os.kill(os.getpid(), signal.SIGSEGV)  # what a decoder bug in C does to its process
-    if name.startswith("hang"):
-        time.sleep(60)
-    return video_io.encode_video(path, *args)
-
-
 def test_a_crashing_or_hanging_decoder_fails_only_its_own_video(tmp_path):
     root = tmp_path / "videos"
     (root / "a").mkdir(parents=True)
     for name in ("good0", "crash", "good1", "hang", "good2"):
         video_fixtures.write_good_video(str(root / "a" / f"{name}.mp4"))
     options = convert.ConvertOptions(short_side=SHORT_SIDE, timeout_s=5)
-    manifests = _convert(str(root), tmp_path / "out", options=options, encode_fn=crash_or_hang)
+    manifests = _convert(
+        str(root), tmp_path / "out", options=options, encode_fn=video_fixtures.crash_or_hang
+    )
     assert manifests["train"]["num_examples"] == 3
     lines = open(fmt.failures_path(str(tmp_path / "out"), "train")).read().splitlines()
     reasons = {json.loads(line)["path"]: json.loads(line)["reason"] for line in lines}

@@ -4,6 +4,8 @@ kind the Beam job must turn into failure records instead of stopping."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 import wave
 
 import numpy as np
@@ -66,3 +68,15 @@ def write_broken_videos(directory: str) -> dict[str, str]:
         paths[kind] = os.path.join(directory, f"broken_{kind}{extension}")
         write_broken_video(paths[kind], kind)
     return paths
+
+
+def crash_or_hang(path, *args):
+    """video_io.encode_video, except that it crashes its process on "crash" files and hangs on "hang"
+    files: module-level, so the job's helper process can import it, and here, where that import
+    is light (a test module would import TensorFlow into every helper process)."""
+    name = os.path.basename(path)
+    if name.startswith("crash"):
+        os.kill(os.getpid(), signal.SIGSEGV)  # what a decoder bug in C does to its process
+    if name.startswith("hang"):
+        time.sleep(60)
+    return video_io.encode_video(path, *args)
