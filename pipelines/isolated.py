@@ -42,15 +42,12 @@ class ProcessTimedOut(TimeoutError):
 
 def _serve(connection: Connection) -> None:
     """The helper's loop: ``(fn, args)`` in, ``(True, result)`` or ``(False, exception)`` out;
-    ``None`` or a closed pipe ends it."""
+    the caller closing the pipe ends it."""
     while True:
         try:
-            request = connection.recv()
+            fn, args = connection.recv()
         except EOFError:
             return
-        if request is None:
-            return
-        fn, args = request
         try:
             reply = (True, fn(*args))
         except Exception as e:  # every error goes back to the caller
