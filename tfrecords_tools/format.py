@@ -169,16 +169,12 @@ class _Message:
     def field(self, number: int, payload: bytes | _Message) -> None:
         """A length-delimited field (wire type 2): tag, length, then the payload's chunks."""
         if isinstance(payload, bytes):
-            payload = _Message._of(payload)
+            self.add(_varint(number << 3 | 2) + _varint(len(payload)))
+            self.add(payload)
+            return
         self.add(_varint(number << 3 | 2) + _varint(payload.size))
         self.chunks += payload.chunks
         self.size += payload.size
-
-    @staticmethod
-    def _of(data: bytes) -> _Message:
-        message = _Message()
-        message.add(data)
-        return message
 
     def bytes(self) -> bytes:
         return b"".join(self.chunks)
