@@ -4,7 +4,11 @@
     .venv/bin/python bench/convert.py --videos=24 --frames=120 --height=360 --width=640
 
 Measured side by side in one run, on the same real H.264 videos (from the synthetic generator):
-  (a) the same decode + resize + JPEG work in a plain single-process Python loop (PyAV + Pillow);
+  (a) the same decode + resize + JPEG work in a plain single-process Python loop: the job's own
+      per-video function (``video_io.encode_video``: PyAV, swscale, Pillow) on one video after
+      another, FFmpeg decoding on its threads as in the job; (a1) the same loop with FFmpeg
+      decoding in the calling thread, one core's work (for the scaling efficiency; the goal is
+      checked against (a), the faster of the two on this machine);
   (b) the ffmpeg command line extracting short-side-256 JPEG frames, one ffmpeg per video;
   (c) ``python -m pipelines.make_tfrecords`` with the DirectRunner, 2 workers (``--mode``),
       timed as a user sees it: the whole command, start-up included.
@@ -57,12 +61,9 @@ def videos_in(root):
     )
 
 
-def single_process_loop(root, quality):
-    frames = 0
-    for path in videos_in(root):
-        video = video_io.decode_video(path, video_io.DecodeOptions(short_side=SHORT_SIDE))
-        frames += sum(1 for f in video.frames if video_io.encode_jpeg(f, quality))
-    return frames
+def single_process_loop(root, quality, decode_threads=0):
+    options = video_io.DecodeOptions(short_side=SHORT_SIDE, threads=decode_threads)
+    return sum(len(video_io.encode_video(p, options, quality).jpegs) for p in videos_in(root))
 
 
 def ffmpeg_cli(root, out_dir):
@@ -152,9 +153,8 @@ def main():
         root = os.path.join(tmp, "videos")
         make_videos(root, args)
         results = {}
-        results["(a) single-process PyAV+Pillow loop"] = timed(
-            single_process_loop, root, args.jpeg_quality
-        )
+        results["(a) single-process loop"] = timed(single_process_loop, root, args.jpeg_quality)
+        one_thread = timed(single_process_loop, root, args.jpeg_quality, 1)
         ffmpeg_out = os.path.join(tmp, "ffmpeg")
         os.makedirs(ffmpeg_out)
         results["(b) ffmpeg CLI, one per video"] = timed(ffmpeg_cli, root, ffmpeg_out)
@@ -192,6 +192,11 @@ def main():
             f"{cpu:7.2f} CPU s ({cores[name]:.2f} cores busy)"
         )
     (a, b, c), loop_cores = fps.values(), next(iter(cores.values()))
+    a1 = one_thread[0] / one_thread[1]
+    print(
+        f"  {'(a1) (a), FFmpeg decoding in one thread':40s} {one_thread[0]:6d} frames "
+        f"{one_thread[1]:7.2f} s {a1:8.1f} frames/s {one_thread[2]:7.2f} CPU s"
+    )
     frames, seconds, cpu = results[job]
     loop_frames, _, loop_cpu = next(iter(results.values()))
     half_frames, half_seconds, half_cpu = first_half
@@ -208,6 +213,10 @@ def main():
             f"ratio make_tfrecords / {name + ':':20s} {c / base:.2f}x, "
             f"{steady / base:.2f}x once running (goal >= {goal}x)"
         )
+    print(
+        f"ratio make_tfrecords / (a1) one-thread loop: {c / a1:.2f}x, {steady / a1:.2f}x once "
+        f"running (what {args.workers} workers make of one core's work)"
+    )
     print(
         f"ceiling on this machine: {os.cpu_count()} CPUs / {loop_cores:.2f} cores busy in (a) = "
         f"{os.cpu_count() / loop_cores:.2f}x (a), for a job with (a)'s CPU cost per frame"

@@ -177,6 +177,33 @@ def test_a_video_is_staged_as_one_record_under_one_name(dataset, tmp_path):
     assert convert.staged_record_path(str(tmp_path), "test", entry.path) != first.staged_path
 
 
+def test_a_shard_is_its_staged_records_copied_in_pieces(dataset, tmp_path, monkeypatch):
+    """_write_shard copies staged records in _COPY_CHUNK pieces (here 1000 bytes, so records are
+    cut at arbitrary points): the shard is their bytes in path order, and a staged record that is
+    gone is an error that says what happened."""
+    root, _ = dataset
+    entries = [e for e in datasets.list_dataset("folder", root).entries if "broken" not in e.path]
+    classes = {name: i for i, name in enumerate(synthetic.class_names("motion"))}
+    options = convert.ConvertOptions(short_side=SHORT_SIDE)
+    staging = str(tmp_path / "staging")
+    staged = [convert.convert_video(e, root, classes, options, None, staging) for e in entries[:3]]
+    monkeypatch.setattr(convert, "_COPY_CHUNK", 1000)
+    assert all(os.path.getsize(v.staged_path) > 1000 for v in staged)
+    item = (("train", 0, 1), {"records": [(v.path, v.staged_path) for v in reversed(staged)]})
+    ((split, written),) = convert._write_shard(item, str(tmp_path))
+    shard = os.path.join(tmp_path, written["path"])
+    expected = b"".join(
+        open(v.staged_path, "rb").read() for v in sorted(staged, key=lambda v: v.path)
+    )
+    assert split == "train" and open(shard, "rb").read() == expected
+    assert written == {"path": written["path"], "records": 3, "bytes": len(expected)}
+    records = [fmt.deserialize(r.numpy()) for r in tf.data.TFRecordDataset(shard)]
+    assert [r.filename for r in records] == sorted(v.path for v in staged)
+    os.remove(staged[1].staged_path)
+    with pytest.raises(RuntimeError, match="is gone: the staging folder was deleted"):
+        list(convert._write_shard(item, str(tmp_path)))
+
+
 def _shard_writer_that_fails(item, output_dir):
     raise OSError("disk full")
 

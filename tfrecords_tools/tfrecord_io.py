@@ -22,12 +22,11 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def frame_record(data: bytes) -> bytes:
-    """One record in TFRecord framing."""
+def framed_record(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """One record in TFRecord framing, as (header, data, footer) for the writer to write one after
+    the other: concatenating them would copy a video's record (megabytes) twice more."""
     length = struct.pack("<Q", len(data))
-    return (
-        length + struct.pack("<I", masked_crc(length)) + data + struct.pack("<I", masked_crc(data))
-    )
+    return length + struct.pack("<I", masked_crc(length)), data, struct.pack("<I", masked_crc(data))
 
 
 def write_file_atomically(path: str, chunks: Iterable[bytes]) -> int:
@@ -47,4 +46,4 @@ def write_file_atomically(path: str, chunks: Iterable[bytes]) -> int:
 
 def write_tfrecord_file(path: str, records: Iterable[bytes]) -> int:
     """Writes serialized records to one TFRecord file; returns its size in bytes."""
-    return write_file_atomically(path, (frame_record(r) for r in records))
+    return write_file_atomically(path, (chunk for r in records for chunk in framed_record(r)))
