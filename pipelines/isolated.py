@@ -113,7 +113,9 @@ class IsolatedProcess:
         return self._exchange(fn, args, self.timeout_s)
 
     def close(self) -> int | None:
-        """Stops the helper process (killing it if it is stuck); returns its exit code."""
+        """Stops the helper process: closes its pipe and kills it if it has not exited yet (between
+        calls it holds nothing worth waiting for; in a call it may be stuck). Returns its exit
+        code."""
         process, connection = self._process, self._connection
         self._process = self._connection = None
         if process is None:
