@@ -144,6 +144,7 @@ def train_dataset(
     deterministic: bool = False,
     repeat: bool = True,
     input_context: tf.distribute.InputContext | None = None,
+    skip_clips: int = 0,
 ) -> tf.data.Dataset:
     """Training clips: ``(clips [B, T, crop, crop, 3] float32, labels [B] int32)``.
 
@@ -166,6 +167,9 @@ def train_dataset(
         go first.
       repeat: repeat forever (epochs reshuffled); False gives one epoch.
       input_context: see ``global_batch_size``.
+      skip_clips: clips of this pipeline to pass over first (after the shuffle, before any
+        JPEG is decoded): a training run resumed at step k starts where it stopped, on the
+        batches it would have seen, at the cost of parsing (not decoding) the skipped records.
 
     Batches drop the remainder (a training step sees full batches).
     """
@@ -202,6 +206,8 @@ def train_dataset(
     dataset = dataset.enumerate()
     dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.shuffle(shuffle_buffer, seed=seed + _pipeline_id(input_context))
+    if skip_clips:
+        dataset = dataset.skip(skip_clips)
     dataset = dataset.map(
         decode_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
     )

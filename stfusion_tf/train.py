@@ -186,7 +186,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum(
         "synchronized_batch_norm", "auto", _TRISTATE, "Sync BN (auto: >1 replica).", **fv
     )
-    flags.DEFINE_integer("seed", 0, "Seed of data order, augmentation, gate noise, sampling.", **fv)
+    flags.DEFINE_integer(
+        "seed", 0, "Seed of weights, data order, augmentation, gate noise, sampling.", **fv
+    )
+    flags.DEFINE_bool(
+        "deterministic",
+        True,
+        "Same --seed, same numbers on this machine (deterministic ops and input order).",
+        **fv,
+    )
     flags.DEFINE_integer("shuffle_buffer", 256, "Clips in the training shuffle buffer.", **fv)
     flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
     flags.DEFINE_bool("verbose", True, "Progress bars and per-epoch lines.", **fv)
@@ -220,6 +228,8 @@ def _tristate(value: str) -> bool | None:
 
 def build_context(f: flags.FlagValues):
     """Strategy, precision, checks and the ``RunContext``, all before any training."""
+    import tensorflow as tf
+
     from stfusion_tf import distribute, preprocessing, training
     from stfusion_tf.models import template as template_lib
 
@@ -229,6 +239,8 @@ def build_context(f: flags.FlagValues):
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
     strategy = distribute.make_strategy(f.strategy)
     distribute.set_precision_policy(f.mixed_precision)
+    if f.deterministic:
+        tf.config.experimental.enable_op_determinism()
     records_dir = f.records_dir or os.path.join(f.workspace, "examples")
     names = training.check_records(records_dir, training.splits_needed(phases))
     jit = _tristate(f.jit_compile)
@@ -274,6 +286,7 @@ def build_context(f: flags.FlagValues):
         global_batch_size=f.batch_size,
         steps_per_epoch=f.steps_per_epoch or None,
         seed=f.seed,
+        deterministic=f.deterministic,
         shuffle_buffer=f.shuffle_buffer,
         eval_batch_size=f.eval_batch_size,
         mixed_precision=f.mixed_precision,

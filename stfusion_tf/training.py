@@ -40,8 +40,8 @@ rename), so a process killed while saving leaves the previous checkpoint as the 
 restarted with the same arguments restores the latest checkpoint and continues; a phase with a
 ``DONE`` marker is skipped. The data iterator itself is not checkpointed (its state would hold
 the shuffle buffer of JPEG frames in every checkpoint): the clips of epoch ``e`` come from a
-dataset seeded by ``(seed, e, first step)``, so a resumed epoch draws its remaining steps from a
-fresh, seeded shuffle.
+dataset seeded by ``(seed, e)``, and a run resumed at step k of an epoch skips the first k steps'
+clips before decoding them, so it trains on the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -231,7 +231,13 @@ class RunContext:
       strategy: a ``tf.distribute.Strategy`` (``stfusion_tf.distribute.make_strategy``).
       global_batch_size: clips per step over all replicas.
       steps_per_epoch: optimizer steps per epoch; None: ``N // global_batch_size`` (at least 1).
-      seed: seeds the data order, the clips' augmentation, the gates' noise and sampling.
+      seed: seeds the data order, the clips' augmentation, the gates' noise, the initial
+        weights, dropout and sampling (each phase from ``phase_seed``: a resumed run builds
+        the same networks as an uninterrupted one).
+      deterministic: same seed, same numbers on the same machine: TensorFlow's deterministic
+        ops (``tf.config.experimental.enable_op_determinism``, set by the entry point) and
+        tf.data keeping element order in its parallel maps. False lets whichever element is
+        ready first go first (faster input, run-to-run differences).
       shuffle_buffer: clips in the training shuffle buffer.
       eval_batch_size: views per batch in validation and evaluation.
       mixed_precision: ``none``, ``bf16`` or ``fp16`` (set the policy with
@@ -258,6 +264,7 @@ class RunContext:
     global_batch_size: int
     steps_per_epoch: int | None = None
     seed: int = 0
+    deterministic: bool = True
     shuffle_buffer: int = 64
     eval_batch_size: int = 8
     mixed_precision: str = "none"
@@ -636,23 +643,49 @@ class Trainer:
 # --- Data ---------------------------------------------------------------------------------------------
 
 
-def epoch_seed(seed: int, epoch: int, first_step: int) -> int:
-    """The data seed of an epoch started (or resumed) at ``first_step``."""
-    return int((seed * 1_000_003 + epoch * 10_007 + first_step) % (2**31 - 1))
+def phase_seed(seed: int, phase: str) -> int:
+    """The seed of Python's, NumPy's and Keras' global generators when ``phase`` starts.
+
+    Each phase reseeds from ``(seed, phase)`` rather than inheriting the state the earlier
+    phases left: the weights a phase initialises (the warm-up's, a classifier built for a new
+    strategy) and its dropout streams are then the same whether the run went straight through
+    or was restarted at that phase.
+
+    >>> phase_seed(0, "warmup") == phase_seed(0, "warmup"), phase_seed(0, "warmup") == phase_seed(1, "warmup")
+    (True, False)
+    """
+    index = PHASES.index(phase) if phase in PHASES else len(PHASES) + sum(map(ord, phase))
+    return int((seed * 1_000_033 + index * 7_919 + 1) % (2**31 - 1))
 
 
-def distributed_train_data(ctx: RunContext, seed: int):
-    """The training clips for one epoch, split over the replicas (each worker reads its share)."""
+def seed_phase(ctx: RunContext, phase: str) -> None:
+    """Reseeds the global generators for ``phase`` (``phase_seed``)."""
+    keras.utils.set_random_seed(phase_seed(ctx.seed, phase))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of epoch ``epoch`` (a resumed epoch keeps it and skips the steps done)."""
+    return int((seed * 1_000_003 + epoch * 10_007) % (2**31 - 1))
+
+
+def distributed_train_data(ctx: RunContext, seed: int, skip_steps: int = 0):
+    """The training clips for one epoch, split over the replicas (each worker reads its share),
+    from step ``skip_steps`` on: a run resumed inside an epoch sees the batches it would have seen
+    had it not stopped (``data.train_dataset``'s ``skip_clips``, before any JPEG is decoded)."""
     files = data_lib.split_files(ctx.records_dir, TRAIN_SPLIT)
 
     def dataset_fn(input_context):
+        # Each input pipeline yields ``global batch / pipelines`` clips a step.
+        clips_per_step = ctx.global_batch_size // input_context.num_input_pipelines
         return data_lib.train_dataset(
             files,
             ctx.spec,
             ctx.global_batch_size,
             seed=seed,
             shuffle_buffer=ctx.shuffle_buffer,
+            deterministic=ctx.deterministic,
             input_context=input_context,
+            skip_clips=skip_steps * clips_per_step,
         )
 
     return ctx.strategy.distribute_datasets_from_function(dataset_fn)
@@ -672,11 +705,17 @@ class _PhaseCheckpoints:
         self.ctx = ctx
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        # Sums of (loss, cross-entropy, KL, correct) over the epoch's steps so far: a run
+        # resumed inside an epoch reports the epoch's means over all of its steps.
+        self.epoch_totals = tf.Variable(
+            np.zeros(4), dtype=tf.float64, trainable=False, name="epoch_totals"
+        )
         self.checkpoint = checkpoints_lib.make_checkpoint(
             model,
             run_metadata(ctx, model, os.path.basename(phase_dir)),
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
+            epoch_totals=self.epoch_totals,
             **objects,
         )
         self.directory = os.path.join(phase_dir, "checkpoints")
@@ -700,9 +739,10 @@ class _PhaseCheckpoints:
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         return True
 
-    def save(self, epoch: int, step_in_epoch: int) -> None:
+    def save(self, epoch: int, step_in_epoch: int, epoch_totals=(0.0, 0.0, 0.0, 0.0)) -> None:
         self.epoch.assign(epoch)
         self.step_in_epoch.assign(step_in_epoch)
+        self.epoch_totals.assign(np.asarray(epoch_totals, np.float64))
         self.manager.save()
         if not self.chief:
             shutil.rmtree(self._write_dir, ignore_errors=True)
@@ -857,12 +897,12 @@ def train_phase(
     for epoch in range(start_epoch, epochs):
         first = start_step if epoch == start_epoch else 0
         epoch_start = time.time()
-        iterator = iter(distributed_train_data(ctx, epoch_seed(ctx.seed, epoch, first)))
+        iterator = iter(distributed_train_data(ctx, epoch_seed(ctx.seed, epoch), skip_steps=first))
         bar = keras.utils.Progbar(
             steps, verbose=1 if (ctx.verbose and ctx.is_chief) else 0, unit_name="step"
         )
-        totals = np.zeros(4)
-        done_steps = 0
+        # Resumed inside this epoch: the sums of the steps done before the stop.
+        totals = checkpoints.epoch_totals.numpy().copy() if first else np.zeros(4)
         for step in range(first, steps):
             loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(iterator))
             if not math.isfinite(loss):
@@ -871,14 +911,13 @@ def train_phase(
                     "--learning_rate (or --logit_lr_multiplier), or check the records."
                 )
             totals += (loss, cross_entropy, kl, correct)
-            done_steps += 1
             bar.update(
                 step + 1,
                 values=[("loss", loss), ("ce", cross_entropy), ("kl", kl)],
             )
             if ctx.checkpoint_steps and (step + 1) % ctx.checkpoint_steps == 0 and step + 1 < steps:
-                checkpoints.save(epoch, step + 1)
-        n = max(done_steps, 1)
+                checkpoints.save(epoch, step + 1, totals)
+        n = steps
         metrics = {
             "epoch": epoch + 1,
             "step": int(optimizer.iterations.numpy()),
@@ -987,6 +1026,7 @@ def run_warmup(
     ``init_checkpoint``'s weights (another run's; ``initialize_from``)."""
     if _skip_if_done(ctx, "warmup"):
         return None
+    seed_phase(ctx, "warmup")
     model = _template(ctx, "off", dropout)
     if ctx.imagenet_weights:
         inflate_imagenet(ctx, model, "densenet121")
@@ -1048,6 +1088,7 @@ def run_search(
     """
     if _skip_if_done(ctx, "search"):
         return None
+    seed_phase(ctx, "search")
     model = build_search_template(
         ctx,
         "sample",
@@ -1158,6 +1199,7 @@ def run_sample(
     if tf.io.gfile.exists(best_path):
         ctx.log(f"[sample] already done ({best_path}): skipped.")
         return None
+    seed_phase(ctx, "sample")
     if not is_done(ctx.phase_dir("search")):
         raise FileNotFoundError(
             f"The search phase has not finished (no {os.path.join(ctx.phase_dir('search'), DONE)}):"
@@ -1190,6 +1232,7 @@ def run_sample(
             ctx.global_batch_size,
             seed=ctx.seed,
             shuffle_buffer=ctx.shuffle_buffer,
+            deterministic=ctx.deterministic,
         )
 
     kwargs = dict(
@@ -1303,6 +1346,7 @@ def run_finetune(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dr
     ``ctx.imagenet_weights`` is set, else from scratch)."""
     if _skip_if_done(ctx, "finetune"):
         return None
+    seed_phase(ctx, "finetune")
     if ctx.backbone is not None:
         model = build_backbone_network(ctx, dropout)
         strategy = model.strategy
@@ -1365,6 +1409,7 @@ def run_evaluate(
     if tf.io.gfile.exists(path):
         ctx.log(f"[evaluate] already done ({path}): skipped.")
         return None
+    seed_phase(ctx, "evaluate")
     start = time.time()
     files = _eval_files(ctx, TEST_SPLIT)
 
@@ -1380,6 +1425,7 @@ def run_evaluate(
             ctx.global_batch_size,
             seed=ctx.seed,
             shuffle_buffer=ctx.shuffle_buffer,
+            deterministic=ctx.deterministic,
         )
 
     clip_shape = eval_clip_shape(ctx)
@@ -1471,6 +1517,7 @@ def run_export(ctx: RunContext, model_name: str, version: int | None = None, top
 
     if _skip_if_done(ctx, "export"):
         return None
+    seed_phase(ctx, "export")
     model = load_finetuned(ctx)
     results_path = os.path.join(ctx.workspace, RESULTS_FILE)
     card = {

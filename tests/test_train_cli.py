@@ -132,13 +132,21 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
         assert all(np.isfinite(h["loss"]) for h in history)
     search_dir = os.path.join(workspace, "search")
 
-    # best_strategy.json is the top row of strategies.csv.
+    # best_strategy.json is the top row of strategies.csv; the S, ST, S+ST baselines end it.
     with open(os.path.join(search_dir, "strategies.csv")) as f:
         rows = list(csv.DictReader(f))
     best, record = search.read_best_strategy(search_dir)
     assert rows[0]["strategy"] == str(best) == record["strategy"]
-    assert 1 <= len(rows) <= 6
+    sampled = [r for r in rows if r["kind"] == "sampled"]
+    assert 1 <= len(sampled) <= 6
+    assert [r["rank"] for r in sampled] == [str(i) for i in range(1, len(sampled) + 1)]
+    baselines = rows[len(sampled) :]
+    assert [(r["kind"], r["rank"]) for r in baselines] == [("all_the_way", "")] * 3
+    assert [r["strategy"] for r in baselines] == [
+        record["all_the_way"][u]["strategy"] for u in ("S", "ST", "S+ST")
+    ]
     assert os.path.getsize(os.path.join(search_dir, "marginals.png")) > 1000
+    assert os.path.getsize(os.path.join(search_dir, "pareto.png")) > 1000
 
     # probabilities.json holds 1 - p of the logits in the search checkpoint.
     with open(os.path.join(search_dir, "probabilities.json")) as f:
@@ -470,8 +478,8 @@ def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
     saves = []
     save = training._PhaseCheckpoints.save
 
-    def save_then_stop(self, epoch, step_in_epoch):
-        save(self, epoch, step_in_epoch)
+    def save_then_stop(self, epoch, step_in_epoch, *totals):
+        save(self, epoch, step_in_epoch, *totals)
         saves.append((epoch, step_in_epoch))
         if len(saves) == 2:
             raise KeyboardInterrupt  # the process dies right after its second checkpoint
