@@ -1,20 +1,32 @@
-"""The paper's chart "marginal probability of layer-level fusion units" (supplementary Figs. 2-6).
+"""The search phase's charts: the paper's "marginal probability of layer-level fusion units"
+(supplementary Figs. 2-6, ``plot_marginals``) and holdout accuracy against MACs of the scored
+strategies with their Pareto front (``plot_pareto``).
 
-One stacked bar per fusion layer, in network order: the marginal probabilities P(S), P(ST) and
-P(S+ST) (and, faint, P(none)) of its units, which sum to 1 (``strategy.unit_marginals``; the
-marginal of a branch is ``1 - p``, supplementary Eq. S17). Stacked rather than grouped bars
+Marginals: one stacked bar per fusion layer, in network order: the marginal probabilities P(S),
+P(ST) and P(S+ST) (and, faint, P(none)) of its units, which sum to 1 (``strategy.unit_marginals``;
+the marginal of a branch is ``1 - p``, supplementary Eq. S17). Stacked rather than grouped bars
 because at 61 layers (DenseNet-121) three bars per layer become slivers, while a stack keeps one
 readable column per layer and still shows which unit dominates. Blocks (a dense block and the
 transition after it, as in a ``FusionStrategy``) are separated by dashed lines and named above
 the plot; a transition's tick reads ``T``. The best sampled strategy is drawn over the bars: a
 marker per layer above the stack in the colour of its unit, and its unit's segment outlined.
 
-Matplotlib with the Agg backend (no display needed); the PNG is written atomically.
+Pareto: what the search buys, in the terms of the paper's Table 2. Every sampled strategy is a
+point, the all-the-way S, ST and S+ST baselines are marked in the colours and markers of their
+unit (the marginals chart's), and the chosen strategy is highlighted with its compact string. The
+step line through the non-dominated points (``search.pareto_front``, over the sampled strategies
+and the baselines together) is the best holdout top-1 reachable for a MAC budget: a strategy
+below it is beaten by a cheaper or more accurate one. Chance level is not drawn: the number of
+classes is not part of the rows.
+
+Matplotlib with the Agg backend (no display needed); each PNG is written atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 
 import matplotlib
 
@@ -28,6 +40,25 @@ from stfusion_tf.strategy import UNITS, FusionStrategy  # noqa: E402
 # Colour-blind-safe (Okabe-Ito); none is a light grey so it recedes.
 UNIT_COLORS = {"S": "#0072B2", "ST": "#E69F00", "S+ST": "#009E73", "none": "#D9D9D9"}
 UNIT_MARKERS = {"S": "s", "ST": "^", "S+ST": "D", "none": "x"}
+BEST_COLOR = "#D55E00"  # Okabe-Ito vermillion: none of the units' colours
+
+
+@contextlib.contextmanager
+def _png_figure(path: str, figsize: tuple[float, float], dpi: int):
+    """``(fig, ax)`` to draw on; on a clean exit the figure is laid out and written to ``path``
+    as a PNG, atomically (``search.write_atomically``: rendered to memory first, so a failed
+    drawing leaves no file). The figure is closed either way: pyplot keeps every open figure."""
+    from stfusion_tf import search  # the atomic writer; search imports this module lazily
+
+    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    try:
+        yield fig, ax
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    search.write_atomically(path, buffer.getvalue())
 
 
 def _tick_label(layer: dict) -> str:
@@ -67,8 +98,6 @@ def plot_marginals(
     >>> plot_marginals(search.probability_table(template), "search/marginals.png",
     ...                best_strategy="st,t|s,t")  # doctest: +SKIP
     """
-    from stfusion_tf import search  # the atomic writer; search imports this module lazily
-
     layers = table["layers"]
     sizes = tuple(table["block_sizes"])
     if isinstance(best_strategy, str):
@@ -78,8 +107,7 @@ def plot_marginals(
     n = len(layers)
     units = [u for u in UNITS if u != "none" or show_none]
     width = min(max(7.0, 0.2 * n + 2.5), 24.0)
-    fig, ax = plt.subplots(figsize=(width, 4.2), dpi=dpi)
-    try:
+    with _png_figure(path, (width, 4.2), dpi) as (fig, ax):
         x = list(range(n))
         bottom = [0.0] * n
         bars = {}
@@ -152,10 +180,138 @@ def plot_marginals(
             frameon=False,
         )
         ax.spines[["top", "right"]].set_visible(False)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
-    search.write_atomically(path, buffer.getvalue())
+    return path
+
+
+def _macs_scale(max_macs: float) -> tuple[float, str]:
+    """GMACs once the largest network reaches 1e9 MACs (DenseNet-121 on 16 x 224 x 224 clips:
+    tens of GMACs), MMACs below (the tiny templates of the demo and the tests), so the tick
+    labels stay short numbers."""
+    return (1e9, "GMACs") if max_macs >= 1e9 else (1e6, "MMACs")
+
+
+def _wrap_strategy(text: str, width: int = 40) -> str:
+    """A compact strategy string over lines of at most ``width`` characters (longer only for a
+    single unit code), broken only after a ``,`` or ``|``: joining the lines gives the string
+    back, and a DenseNet-121 strategy (61 units, about 150 characters) fits in the legend."""
+    lines, line = [], ""
+    for token in re.findall(r"[^,|]+[,|]?", text):
+        if line and len(line) + len(token) > width:
+            lines.append(line)
+            line = ""
+        line += token
+    return "\n".join([*lines, line])
+
+
+def plot_pareto(
+    rows,
+    path: str,
+    *,
+    best=None,
+    title: str | None = None,
+    dpi: int = 120,
+) -> str:
+    """Draws holdout video top-1 against MACs of the scored strategies into a PNG at ``path``.
+
+    Args:
+      rows: ``search.StrategyScore`` rows: the sampled strategies (small grey points) and the
+        all-the-way baselines (``kind == "all_the_way"``: their unit's marker and colour, and
+        its name beside the point). The Pareto front is taken over all of them.
+      path: the PNG to write (atomically).
+      best: the chosen ``StrategyScore``, highlighted and labelled with its compact string
+        (beside it if the string fits on one line of the chart, else in the legend, where it
+        hides no point); None: nothing highlighted.
+      title: the chart's title; None: a default one.
+      dpi: resolution.
+
+    Returns:
+      ``path``.
+
+    Example:
+    >>> plot_pareto([*rows, *all_the_way], "search/pareto.png", best=rows[0])  # doctest: +SKIP
+    """
+    from stfusion_tf import search  # search imports this module lazily
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("plot_pareto needs at least one scored strategy. Received: rows=[]")
+    scale, unit_name = _macs_scale(max(r.macs for r in rows))
+
+    def xy(some):
+        return [r.macs / scale for r in some], [100.0 * r.top1 for r in some]
+
+    sampled = [r for r in rows if r.kind != "all_the_way"]
+    baselines = sorted(
+        (r for r in rows if r.kind == "all_the_way"), key=lambda r: UNITS.index(r.strategy.units[0])
+    )
+    front = sorted(
+        (rows[i] for i in search.pareto_front((r.top1, r.macs) for r in rows)),
+        key=lambda r: (r.macs, r.top1),
+    )
+    with _png_figure(path, (8.0, 4.8), dpi) as (fig, ax):
+        ax.step(*xy(front), where="post", color="black", linewidth=1.0, alpha=0.7, zorder=1)
+        handles = [Line2D([], [], color="black", linewidth=1.0, alpha=0.7, label="Pareto front")]
+        if sampled:
+            ax.scatter(*xy(sampled), s=12, color="#7F7F7F", alpha=0.7, linewidths=0, zorder=2)
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="o",
+                    markersize=4,
+                    color="#7F7F7F",
+                    label=f"sampled strategy ({len(sampled)})",
+                )
+            )
+        for row in baselines:
+            unit = row.strategy.units[0]
+            (x,), (y,) = xy([row])
+            style = dict(
+                marker=UNIT_MARKERS[unit], color=UNIT_COLORS[unit], markeredgecolor="black"
+            )
+            ax.plot(x, y, linestyle="none", markersize=8, markeredgewidth=0.6, zorder=3, **style)
+            ax.annotate(
+                unit, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8, zorder=5
+            )
+            handles.append(
+                Line2D([], [], linestyle="none", markersize=7, label=f"{unit} all the way", **style)
+            )
+        if best is not None:
+            (x,), (y,) = xy([best])
+            style = dict(marker="*", color=BEST_COLOR, markeredgecolor="black")
+            ax.plot(x, y, linestyle="none", markersize=14, markeredgewidth=0.6, zorder=4, **style)
+            text = _wrap_strategy(str(best.strategy))
+            label = "chosen strategy"
+            if "\n" in text:  # a long string would hide points: it goes in the legend
+                label = f"{label}:\n{text}"
+            else:
+                all_x = xy(rows)[0]
+                right = x > (min(all_x) + max(all_x)) / 2  # towards the middle of the chart
+                ax.annotate(
+                    text,
+                    (x, y),
+                    xytext=(-12 if right else 12, -14),
+                    textcoords="offset points",
+                    ha="right" if right else "left",
+                    va="top",
+                    fontsize=7,
+                    family="monospace",
+                    bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor=BEST_COLOR),
+                    arrowprops=dict(arrowstyle="-", color=BEST_COLOR, linewidth=0.8),
+                    zorder=6,
+                )
+            handles.append(Line2D([], [], linestyle="none", markersize=10, label=label, **style))
+        ax.set_xlabel(f"{unit_name} per clip (pruned network)")
+        ax.set_ylabel("holdout video top-1 (%)")
+        ax.set_title(title or "Fusion strategies: holdout accuracy against computation")
+        ax.grid(alpha=0.3, linewidth=0.5)
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.005, 1.0),
+            fontsize=8,
+            frameon=False,
+        )
+        ax.spines[["top", "right"]].set_visible(False)
     return path

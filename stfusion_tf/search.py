@@ -10,9 +10,10 @@ After v-DropPath training the template holds a distribution over fusion strategi
 2. scores strategies drawn from it (``strategy.sample_strategies``) with the template's shared
    weights, no retraining (``score_strategies``), and the all-the-way baselines S, ST, S+ST the
    same way (``score_all_the_way``, the paper's Table 2 comparison);
-3. writes ``probabilities.json``, ``strategies.csv``, ``marginals.png`` and ``best_strategy.json``
-   atomically (``write_search_artifacts``) and reads the chosen strategy back
-   (``read_best_strategy``).
+3. writes ``probabilities.json``, ``strategies.csv``, ``marginals.png``, ``pareto.png`` and
+   ``best_strategy.json`` atomically (``write_search_artifacts``) and reads the chosen strategy
+   back (``read_best_strategy``); ``pareto_front`` gives the strategies no other one beats on
+   both holdout accuracy and MACs.
 
 Strategies are scored on the HOLDOUT split (carved from training data), never on the test split:
 picking the best of many strategies on the set one then reports is selection on the test set
@@ -58,6 +59,7 @@ PROBABILITIES_FILE = "probabilities.json"
 STRATEGIES_FILE = "strategies.csv"
 BEST_STRATEGY_FILE = "best_strategy.json"
 MARGINALS_FILE = "marginals.png"
+PARETO_FILE = "pareto.png"
 ARTIFACT_FORMAT_VERSION = 1
 METHODS = ("pruned", "fixed")
 SELECTION_RULE = (
@@ -164,6 +166,38 @@ def selection_key(row: StrategyScore):
 def sort_scores(rows: Iterable[StrategyScore]) -> list[StrategyScore]:
     """``rows`` best first (``selection_key``)."""
     return sorted(rows, key=selection_key)
+
+
+def pareto_front(points: Iterable[tuple[float, float]]) -> list[int]:
+    """Indices (ascending) of the non-dominated ``(top1, macs)`` points: accuracy to maximise,
+    MACs to minimise.
+
+    A point is dominated when another has top-1 >= and MACs <= with at least one of them strict:
+    the other strategy is then at least as accurate for no more computation, so the dominated one
+    is never the better choice whatever a MAC is worth. Points with exactly equal
+    ``(top1, macs)`` do not dominate each other and both stay (a sampled strategy that is also an
+    all-the-way baseline is on the front twice). Sorted by MACs, a point is on the front when its
+    top-1 is the highest at its MACs and above every cheaper point's: O(n log n).
+
+    Example (the third point has the first's top-1 for more MACs, the fourth the second's: both
+    dominated; the last two are a tie and both stay):
+    >>> pareto_front([(0.5, 100), (0.25, 50), (0.5, 150), (0.25, 100), (0.75, 200), (0.75, 200)])
+    [0, 1, 4, 5]
+    """
+    points = [(float(top1), float(macs)) for top1, macs in points]
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
+    front, best_cheaper, start = [], -math.inf, 0
+    while start < len(order):
+        macs = points[order[start]][1]
+        end = start
+        while end < len(order) and points[order[end]][1] == macs:
+            end += 1
+        top1 = points[order[start]][0]  # the highest at these MACs (sorted by -top1 within)
+        if top1 > best_cheaper:
+            front.extend(i for i in order[start:end] if points[i][0] == top1)
+            best_cheaper = top1
+        start = end
+    return sorted(front)
 
 
 def _batch_norm_layers(model) -> list[keras.layers.BatchNormalization]:
@@ -460,12 +494,20 @@ CSV_COLUMNS = (
 )
 
 
-def strategies_csv(rows: Sequence[StrategyScore]) -> str:
-    """``strategies.csv``: a header row, then one row per strategy in the given order."""
+def strategies_csv(rows: Sequence[StrategyScore], all_the_way: Sequence[StrategyScore] = ()) -> str:
+    """``strategies.csv``: a header row, the sampled ``rows`` ranked 1..n in the given order, then
+    the ``all_the_way`` baselines with an empty rank.
+
+    The baselines are in the file so that the data of ``pareto.png`` is all in it; they get no
+    rank because the best strategy is chosen among the sampled ones only, and a rank would give
+    them a place in that selection. A baseline that was also drawn as a sampled strategy is in
+    both parts, ranked once.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for rank, row in enumerate(rows, start=1):
+    ranks = [*range(1, len(rows) + 1), *([None] * len(all_the_way))]
+    for rank, row in zip(ranks, [*rows, *all_the_way], strict=True):
         d = row.to_dict()
         d["rank"] = rank
         writer.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
@@ -484,9 +526,12 @@ def write_search_artifacts(
     """Writes the search artifacts of ``WORKSPACE.md`` under ``search_dir``, each atomically.
 
     - ``probabilities.json``: ``table`` (``probability_table``);
-    - ``strategies.csv``: every scored strategy, best first (``sort_scores``), with holdout
-      accuracy, MACs / FLOPs, params and log-probability;
+    - ``strategies.csv``: every sampled strategy, best first (``sort_scores``) and ranked, with
+      holdout accuracy, MACs / FLOPs, params and log-probability; then the all-the-way
+      baselines, unranked (``strategies_csv``);
     - ``marginals.png`` (if ``plot``): ``plots.plot_marginals`` with the best strategy over it;
+    - ``pareto.png`` (if ``plot``): ``plots.plot_pareto``, holdout top-1 against MACs of the
+      sampled strategies and the baselines, the best one highlighted, their Pareto front drawn;
     - ``best_strategy.json``, LAST, so its presence means the set is complete: the strategy
       (``strategy`` + ``blocks``, so ``FusionStrategy.from_json`` reads the file as is), its
       scores, the selection rule, and the all-the-way baselines if given.
@@ -497,11 +542,13 @@ def write_search_artifacts(
       rows: the scored strategies (any order).
       best: the chosen row; None: the top row. It must be the top row, so that
         ``strategies.csv``'s first row and ``best_strategy.json`` always agree.
-      all_the_way: rows of ``score_all_the_way`` for the comparison in ``best_strategy.json``.
-      plot: also write ``marginals.png``.
+      all_the_way: rows of ``score_all_the_way``: the baselines of ``best_strategy.json``,
+        of the end of ``strategies.csv`` and of ``pareto.png``.
+      plot: also write ``marginals.png`` and ``pareto.png``.
 
     Returns:
-      ``{"probabilities": path, "strategies": path, "best_strategy": path[, "marginals": path]}``.
+      ``{"probabilities": path, "strategies": path, "best_strategy": path[, "marginals": path,
+      "pareto": path]}``.
     """
     rows = sort_scores(rows)
     if not rows:
@@ -520,12 +567,14 @@ def write_search_artifacts(
         "strategies": os.path.join(search_dir, STRATEGIES_FILE),
     }
     write_atomically(paths["probabilities"], json.dumps(table, indent=2, sort_keys=True) + "\n")
-    write_atomically(paths["strategies"], strategies_csv(rows))
+    write_atomically(paths["strategies"], strategies_csv(rows, all_the_way))
     if plot:
         from stfusion_tf import plots  # matplotlib only when a chart is asked for
 
         paths["marginals"] = os.path.join(search_dir, MARGINALS_FILE)
         plots.plot_marginals(table, paths["marginals"], best_strategy=best.strategy)
+        paths["pareto"] = os.path.join(search_dir, PARETO_FILE)
+        plots.plot_pareto([*rows, *all_the_way], paths["pareto"], best=best)
     record = {
         "format_version": ARTIFACT_FORMAT_VERSION,
         "strategy": str(best.strategy),

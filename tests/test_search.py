@@ -8,6 +8,8 @@ and, after the first transition, sees a constant, so its prediction is the same 
 """
 
 import csv
+import doctest
+import itertools
 import json
 import os
 
@@ -15,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from stfusion_tf import data, search
 from stfusion_tf.models import (
@@ -300,23 +303,34 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
     folder = str(tmp_path / "search")
     paths = search.write_search_artifacts(folder, table, rows[::-1], all_the_way=baselines)
     assert sorted(os.listdir(folder)) == sorted(
-        ["probabilities.json", "strategies.csv", "best_strategy.json", "marginals.png"]
+        [
+            "probabilities.json",
+            "strategies.csv",
+            "best_strategy.json",
+            "marginals.png",
+            "pareto.png",
+        ]
     )  # no temporary files left
     with open(paths["probabilities"]) as f:
         assert json.load(f) == json.loads(json.dumps(table))
     with open(paths["strategies"], newline="") as f:
         csv_rows = list(csv.DictReader(f))
     assert list(csv_rows[0]) == list(search.CSV_COLUMNS)
-    assert [r["strategy"] for r in csv_rows] == [
-        "t,t,t|t,t",
-        "st,s,t|t,-",
-        "s,s,s|s,s",
-        "-,-,-|-,-",
+    # The sampled strategies ranked best first, then S, ST, S+ST all the way, unranked; S and ST
+    # were also drawn as sampled strategies and are in both parts.
+    assert [(r["rank"], r["strategy"], r["kind"]) for r in csv_rows] == [
+        ("1", "t,t,t|t,t", "sampled"),
+        ("2", "st,s,t|t,-", "sampled"),
+        ("3", "s,s,s|s,s", "sampled"),
+        ("4", "-,-,-|-,-", "sampled"),
+        ("", "s,s,s|s,s", "all_the_way"),
+        ("", "t,t,t|t,t", "all_the_way"),
+        ("", "st,st,st|st,st", "all_the_way"),
     ]
-    assert [int(r["rank"]) for r in csv_rows] == [1, 2, 3, 4]
+    assert [float(r["holdout_top1"]) for r in csv_rows[4:]] == [0.5, 0.5, 0.5]
     assert float(csv_rows[0]["holdout_top1"]) == 0.75
     assert (int(csv_rows[0]["macs"]), int(csv_rows[0]["flops"])) == (1100, 2200)
-    assert csv_rows[-1]["log_probability"] == ""  # -inf: an impossible strategy
+    assert csv_rows[3]["log_probability"] == ""  # -inf: an impossible strategy
     strategy, record = search.read_best_strategy(folder)
     assert str(strategy) == csv_rows[0]["strategy"]
     assert FusionStrategy.from_json(open(paths["best_strategy"]).read()) == strategy
@@ -326,7 +340,21 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
     assert set(record["all_the_way"]) == {"S", "ST", "S+ST"}
     assert record["all_the_way"]["ST"]["strategy"] == "t,t,t|t,t"
     assert os.path.getsize(paths["marginals"]) > 10_000
+    assert paths["pareto"] == os.path.join(folder, search.PARETO_FILE)
+    assert os.path.getsize(paths["pareto"]) > 10_000
+    with Image.open(paths["pareto"]) as image:
+        assert image.format == "PNG" and image.size == (960, 576)
     assert search.read_probability_table(folder) == json.loads(json.dumps(table))
+
+
+def test_without_baselines_the_csv_holds_the_sampled_strategies_only(scored, tmp_path):
+    table, rows, _ = scored
+    paths = search.write_search_artifacts(str(tmp_path), table, rows, plot=False)
+    with open(paths["strategies"], newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [r["rank"] for r in csv_rows] == ["1", "2", "3", "4"]
+    assert {r["kind"] for r in csv_rows} == {"sampled"}
+    assert "pareto" not in paths and "marginals" not in paths
 
 
 def test_best_must_be_the_top_row(scored, tmp_path):
@@ -361,3 +389,51 @@ def test_a_killed_write_leaves_the_previous_artifact_and_no_temporary_file(
 def test_reading_a_missing_best_strategy_says_which_phase_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="--phases=sample"):
         search.read_best_strategy(str(tmp_path))
+
+
+# --- The Pareto front ---------------------------------------------------------------------------
+
+
+def test_pareto_front_of_a_hand_made_set():
+    points = [
+        (0.50, 100),  # 0: front
+        (0.40, 120),  # 1: dominated by 0 (less accurate, more MACs)
+        (0.50, 130),  # 2: dominated by 0 (the same top-1 for more MACs)
+        (0.45, 100),  # 3: dominated by 0 (the same MACs, less accurate)
+        (0.70, 200),  # 4: front
+        (0.70, 200),  # 5: a tie with 4: both stay
+        (0.30, 50),  # 6: front (the cheapest)
+        (0.30, 60),  # 7: dominated by 6
+        (0.70, 250),  # 8: dominated by 4 and 5
+        (0.80, 300),  # 9: front (the most accurate)
+    ]
+    assert search.pareto_front(points) == [0, 4, 5, 6, 9]
+    assert search.pareto_front(reversed(points)) == [0, 3, 4, 5, 9]  # an iterable; indices of it
+    assert search.pareto_front([]) == []
+    assert search.pareto_front([(0.1, 5)]) == [0]
+
+
+def test_pareto_front_is_the_definition():
+    """Against the definition, pair by pair, on a coarse grid where ties are frequent."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 25))
+        points = list(zip(rng.integers(0, 5, n) / 4, rng.integers(0, 6, n) * 100, strict=True))
+
+        def dominates(a, b):
+            return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+        expected = [
+            i
+            for i, p in enumerate(points)
+            if not any(dominates(q, p) for j, q in enumerate(points) if j != i)
+        ]
+        assert search.pareto_front(points) == expected, points
+        # No point of the front dominates another one of it.
+        front = [points[i] for i in expected]
+        assert not any(dominates(a, b) for a, b in itertools.permutations(front, 2))
+
+
+def test_docstring_examples():
+    result = doctest.testmod(search)
+    assert result.failed == 0 and result.attempted >= 1
