@@ -247,15 +247,22 @@ def write_video(
     height, width = frames[0].shape[:2]
     if height % 2 or width % 2:
         raise ValueError(f"Frame height and width must be even. Received: {height}x{width}")
-    with av.open(path, mode="w") as container:
+    # bitexact: no random segment id or wall-clock date in the container (WebM had both).
+    with av.open(path, mode="w", container_options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        # One encoder thread and explicit timestamps: the same frames give the same bytes.
+        # With FFmpeg's default threads (or timestamps left to guess) libx264 wrote one of 2-4
+        # different files for the same frames (20 encodes), so the same seed made other videos.
+        stream.codec_context.thread_count = 1
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast"}
         elif codec == "mpeg4":
             stream.bit_rate = 2_000_000
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
 
