@@ -167,10 +167,27 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_integer("holdout_num_clips", 1, "Clips per holdout video when scoring.", **fv)
     flags.DEFINE_bool("cache_holdout", False, "Keep decoded holdout clips in memory.", **fv)
+    flags.DEFINE_enum(
+        "scoring_method",
+        "pruned",
+        ["pruned", "fixed"],
+        "Score strategies on pruned networks or on the template with fixed gates (one trace "
+        "for all; faster for a small network and holdout).",
+        **fv,
+    )
     flags.DEFINE_integer("test_num_clips", 10, "Clips per test video.", **fv)
     flags.DEFINE_integer("test_num_crops", 1, "Crops per test clip (1 or 3).", **fv)
     flags.DEFINE_bool(
-        "evaluate_all_the_way", False, "Also test S, ST, S+ST pruned from the template.", **fv
+        "evaluate_all_the_way",
+        False,
+        "Also test S, ST, S+ST all the way (fine-tuned ones if --finetune_all_the_way).",
+        **fv,
+    )
+    flags.DEFINE_bool(
+        "finetune_all_the_way",
+        False,
+        "Also fine-tune S, ST, S+ST from the search template like the best strategy.",
+        **fv,
     )
     flags.DEFINE_integer("eval_batch_size", 8, "Views per eval batch.", **fv)
     # Devices and numerics.
@@ -347,7 +364,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 
 def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
     """Runs ``phases`` with a context from ``build_context``."""
-    from stfusion_tf import training
+    from stfusion_tf import report, training
 
     ctx.log(
         f"stfusion_tf.train: phases {','.join(phases)}; {ctx.strategy.num_replicas_in_sync} "
@@ -383,10 +400,15 @@ def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
                 recalibrate_bn_batches=f.bn_recalibration_batches,
                 num_clips=f.holdout_num_clips,
                 cache_holdout=f.cache_holdout,
+                method=f.scoring_method,
             )
         elif phase == "finetune":
             summaries[phase] = training.run_finetune(
-                ctx, f.finetune_epochs, optimizers["finetune"], dropout=f.finetune_dropout
+                ctx,
+                f.finetune_epochs,
+                optimizers["finetune"],
+                dropout=f.finetune_dropout,
+                all_the_way=f.finetune_all_the_way,
             )
         elif phase == "evaluate":
             summaries[phase] = training.run_evaluate(
@@ -401,6 +423,9 @@ def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
                 ctx, f.model_name, version=f.export_version or None
             )
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
+    summary = report.workspace_summary(ctx.workspace)
+    if summary:
+        ctx.log(summary)
     return summaries
 
 

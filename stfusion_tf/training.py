@@ -53,6 +53,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 
 import keras
 import numpy as np
@@ -65,6 +66,7 @@ from stfusion_tf import gate as gate_lib
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.preprocessing import PreprocessingSpec
+from stfusion_tf.report import RESULTS_FILE
 
 PHASES = ("warmup", "search", "sample", "finetune", "evaluate", "export")
 TRAIN_SPLIT, HOLDOUT_SPLIT, TEST_SPLIT = "train", "holdout", "test"
@@ -654,7 +656,7 @@ def phase_seed(seed: int, phase: str) -> int:
     >>> phase_seed(0, "warmup") == phase_seed(0, "warmup"), phase_seed(0, "warmup") == phase_seed(1, "warmup")
     (True, False)
     """
-    index = PHASES.index(phase) if phase in PHASES else len(PHASES) + sum(map(ord, phase))
+    index = PHASES.index(phase) if phase in PHASES else len(PHASES) + zlib.crc32(phase.encode())
     return int((seed * 1_000_033 + index * 7_919 + 1) % (2**31 - 1))
 
 
@@ -712,7 +714,10 @@ class _PhaseCheckpoints:
         )
         self.checkpoint = checkpoints_lib.make_checkpoint(
             model,
-            run_metadata(ctx, model, os.path.basename(phase_dir)),
+            # The phase's name: its folder under train/ (finetune_all_the_way/S is a phase too).
+            run_metadata(
+                ctx, model, os.path.relpath(phase_dir, os.path.join(ctx.workspace, "train"))
+            ),
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
             epoch_totals=self.epoch_totals,
@@ -1178,6 +1183,7 @@ def run_sample(
     num_crops: int = 1,
     score_all_the_way: bool = True,
     cache_holdout: bool = False,
+    method: str = "pruned",
     max_videos: int | None = None,
 ):
     """Network-level selection: strategies drawn from the learned gates, scored on the holdout.
@@ -1190,7 +1196,8 @@ def run_sample(
     ``best_strategy.json`` (whose presence marks the phase done). With ``score_all_the_way`` the
     S, ST and S+ST baselines are scored the same way and recorded beside the best.
     ``cache_holdout`` keeps the decoded holdout clips in memory for all strategies (small
-    holdouts only: 16 frames of 256 x 256 take 12 MB a view).
+    holdouts only: 16 frames of 256 x 256 take 12 MB a view). ``method``: ``"pruned"`` or
+    ``"fixed"`` (``search.score_strategies``; the same scores).
     """
     from stfusion_tf import search
     from stfusion_tf import strategy as strategy_lib
@@ -1238,6 +1245,7 @@ def run_sample(
     kwargs = dict(
         num_clips=num_clips,
         num_crops=num_crops,
+        method=method,
         recalibrate_bn_batches=recalibrate_bn_batches,
         train_dataset_fn=train_batches if recalibrate_bn_batches else None,
         max_videos=max_videos,
@@ -1339,15 +1347,35 @@ def inflate_imagenet(ctx: RunContext, model, name: str) -> None:
     )
 
 
-def run_finetune(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dropout: float = 0.5):
+ALL_THE_WAY_FINETUNE = "finetune_all_the_way"
+
+
+def all_the_way_phase(unit: str) -> str:
+    """The phase (``train/<phase>/``) that fine-tunes the all-the-way strategy of ``unit``."""
+    return f"{ALL_THE_WAY_FINETUNE}/{unit}"
+
+
+def run_finetune(
+    ctx: RunContext,
+    epochs: int,
+    optimizer_spec: OptimizerSpec,
+    dropout: float = 0.5,
+    all_the_way: bool = False,
+):
     """Fine-tunes the best strategy as a PRUNED network (branches that are off are not
     computed), starting from the search template's weights, without gates or KL; or, with
     ``ctx.backbone``, trains that backbone with its strategy (from ImageNet weights when
-    ``ctx.imagenet_weights`` is set, else from scratch)."""
-    if _skip_if_done(ctx, "finetune"):
-        return None
-    seed_phase(ctx, "finetune")
+    ``ctx.imagenet_weights`` is set, else from scratch).
+
+    With ``all_the_way``, the S, ST and S+ST strategies are then fine-tuned the same way (same
+    starting weights, epochs and optimizer, ``train/finetune_all_the_way/<unit>/``), so that the
+    evaluation compares networks trained alike, as the paper's Table 2 does, rather than a
+    fine-tuned search result against baselines that were not fine-tuned.
+    """
     if ctx.backbone is not None:
+        if _skip_if_done(ctx, "finetune"):
+            return None
+        seed_phase(ctx, "finetune")
         model = build_backbone_network(ctx, dropout)
         strategy = model.strategy
         if ctx.imagenet_weights:
@@ -1358,17 +1386,35 @@ def run_finetune(ctx: RunContext, epochs: int, optimizer_spec: OptimizerSpec, dr
         metrics["backbone"] = ctx.backbone.name
         mark_done(ctx, ctx.phase_dir("finetune"), metrics)
         return metrics
-    strategy = best_strategy(ctx)
-    model = _pruned_from_search(ctx, strategy, dropout)
-    ctx.log(f"[finetune] strategy {strategy}")
-    metrics = train_phase(ctx, "finetune", model, optimizer_spec, epochs)
-    metrics["strategy"] = str(strategy)
-    mark_done(ctx, ctx.phase_dir("finetune"), metrics)
-    return metrics
+    from stfusion_tf import search
+
+    jobs = [("finetune", best_strategy(ctx))]
+    if all_the_way:
+        config = ctx.template_config
+        jobs += [(all_the_way_phase(s.units[0]), s) for s in search.all_the_way_strategies(config)]
+    summaries = {}
+    for phase, strategy in jobs:
+        if _skip_if_done(ctx, phase):
+            continue
+        seed_phase(ctx, phase)
+        model = _pruned_from_search(ctx, strategy, dropout)
+        ctx.log(f"[{phase}] strategy {strategy}")
+        metrics = train_phase(ctx, phase, model, optimizer_spec, epochs)
+        metrics["strategy"] = str(strategy)
+        mark_done(ctx, ctx.phase_dir(phase), metrics)
+        summaries[phase] = metrics
+    return summaries.get("finetune")
 
 
-RESULTS_FILE = "results.json"
 SERVING_DIR = "serving"
+
+
+def load_pruned(ctx: RunContext, strategy, phase: str):
+    """The pruned network of ``strategy`` with the weights ``phase`` fine-tuned."""
+    config = dataclasses.replace(ctx.template_config, num_examples=ctx.num_examples(TRAIN_SPLIT))
+    model = template_lib.build_network(config, strategy)
+    restore_weights(ctx, model, phase)
+    return model
 
 
 def load_finetuned(ctx: RunContext):
@@ -1378,11 +1424,7 @@ def load_finetuned(ctx: RunContext):
         model = build_backbone_network(ctx, dropout=0.0)
         restore_weights(ctx, model, "finetune")
         return model
-    strategy = best_strategy(ctx)
-    config = dataclasses.replace(ctx.template_config, num_examples=ctx.num_examples(TRAIN_SPLIT))
-    model = template_lib.build_network(config, strategy)
-    restore_weights(ctx, model, "finetune")
-    return model
+    return load_pruned(ctx, best_strategy(ctx), "finetune")
 
 
 def run_evaluate(
@@ -1398,12 +1440,14 @@ def run_evaluate(
 
     Always the fine-tuned best strategy (``opt_finetuned``) and the same strategy pruned from
     the search template without fine-tuning (``opt_template``). With ``all_the_way``, also S, ST
-    and S+ST all the way, pruned from the search template and NOT fine-tuned (the paper trains
-    each baseline separately; here they share the template's weights, as in its network-level
-    comparison), with BN statistics recalibrated on ``recalibrate_bn_batches`` training batches
-    when > 0. Each entry says which weights it used; each metric is named with its protocol.
+    and S+ST all the way: fine-tuned like the best if ``run_finetune(all_the_way=True)`` did so
+    (the comparison of the paper's Table 2, networks trained alike), otherwise pruned from the
+    search template and NOT fine-tuned (they share the template's weights, as in its
+    network-level comparison), with BN statistics recalibrated on ``recalibrate_bn_batches``
+    training batches when > 0. Each entry says which weights it used; each metric is named with its protocol.
     """
     from stfusion_tf import flops, search
+    from stfusion_tf import strategy as strategy_lib
 
     path = os.path.join(ctx.workspace, RESULTS_FILE)
     if tf.io.gfile.exists(path):
@@ -1483,6 +1527,12 @@ def run_evaluate(
     if all_the_way and ctx.backbone is None:
         candidates += [(s.units[0], s) for s in search.all_the_way_strategies(template.config)]
     for name, strategy in candidates:
+        phase = all_the_way_phase(name)
+        if name in strategy_lib.ALL_THE_WAY_UNITS and is_done(ctx.phase_dir(phase)):
+            models[name] = entry(
+                load_pruned(ctx, strategy, phase), strategy, f"fine-tuned pruned network ({phase})"
+            )
+            continue
         pruned = template_lib.prune(template, strategy)
         weights = "search template, pruned, not fine-tuned"
         if recalibrate_bn_batches:

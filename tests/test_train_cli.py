@@ -101,10 +101,15 @@ def _flags(*args) -> flags.FlagValues:
 
 @pytest.fixture(scope="module")
 def finished_run(records, flagfile, tmp_path_factory):
-    """All five phases run once, in-process."""
+    """All phases run once, in-process, the all-the-way strategies fine-tuned too."""
     workspace = str(tmp_path_factory.mktemp("workspace"))
     summaries = train.run(
-        _flags(f"--flagfile={flagfile}", f"--workspace={workspace}", f"--records_dir={records}")
+        _flags(
+            f"--flagfile={flagfile}",
+            f"--workspace={workspace}",
+            f"--records_dir={records}",
+            "--finetune_all_the_way",
+        )
     )
     return workspace, summaries
 
@@ -195,7 +200,16 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
     assert set(results["models"]) == {"opt_finetuned", "opt_template", "S", "ST", "S+ST"}
     assert results["models"]["opt_finetuned"]["strategy"] == str(best)
     assert "fine-tuned" in results["models"]["opt_finetuned"]["weights"]
-    assert "not fine-tuned" in results["models"]["S"]["weights"]
+    # The all-the-way strategies were fine-tuned like the best, each in its own phase folder.
+    for unit in ("S", "ST", "S+ST"):
+        phase = f"finetune_all_the_way/{unit}"
+        assert results["models"][unit]["weights"] == f"fine-tuned pruned network ({phase})"
+        with open(os.path.join(workspace, "train", phase, "DONE")) as f:
+            done = json.load(f)
+        assert done["strategy"] == results["models"][unit]["strategy"]
+        assert done["step"] == 3  # the best's budget: 1 epoch of 3 steps
+        assert checkpoints.read_metadata(os.path.join(workspace, "train", phase))["phase"] == phase
+    assert json.load(open(os.path.join(workspace, "train", "finetune", "DONE")))["step"] == 3
     for entry in results["models"].values():
         assert entry["num_videos"] == 4
         # Multi-view and single-view reported together, each metric named with its protocol.
