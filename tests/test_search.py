@@ -283,6 +283,20 @@ def scored(template):
     return search.probability_table(template), rows, baselines
 
 
+def test_selection_breaks_accuracy_ties_by_holdout_loss_before_macs():
+    rows = [
+        _row("s,s,s|s,s", 1.0, 900),
+        _row("t,t,t|t,t", 1.0, 1100),
+        _row("st,s,t|t,-", 0.75, 800),
+    ]
+    rows[0].loss, rows[1].loss = 0.30, 0.05  # the cheaper one is the less sure one
+    assert [str(r.strategy) for r in search.sort_scores(rows)] == [
+        "t,t,t|t,t",
+        "s,s,s|s,s",
+        "st,s,t|t,-",
+    ]
+
+
 def test_selection_is_accuracy_then_fewer_macs_then_probability():
     rows = [
         _row("s,s,s|s,s", 0.5, 1000, -1.0),
