@@ -3,6 +3,8 @@
 import concurrent.futures
 import math
 import os
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -153,21 +155,44 @@ def test_other_codecs_write_and_read_back(tmp_path, codec, extension):
     np.testing.assert_allclose(positions, [object_position(f) for f in rendered], atol=1.0)
 
 
+_WRITE_ONE = """
+import sys
+import numpy as np
+from pipelines import synthetic, video_io
+spec = synthetic.SyntheticSpec(task="motion", frames=8, height=64, width=64, codec=sys.argv[2])
+frames = synthetic.render_video(spec, "move_left", np.random.default_rng([0, 0, 0]))
+video_io.write_video(sys.argv[1], frames, codec=sys.argv[2])
+"""
+
+
 @pytest.mark.parametrize(
     "codec, extension", [("libx264", ".mp4"), ("mpeg4", ".mp4"), ("libvpx-vp9", ".webm")]
 )
 def test_the_same_frames_are_written_as_the_same_bytes(tmp_path, codec, extension):
     # The synthetic datasets are seeded: the same seed must give the same videos, hence the
-    # same records and the same training numbers. libx264 on FFmpeg's default threads wrote 2-4
-    # different files in 20 encodes of these frames, WebM a different file every time.
-    spec = video_fixtures.tiny_spec(frames=32, height=64, width=80, codec=codec)
-    rendered = synthetic.render_video(spec, "move_left", np.random.default_rng([0, 1, 34]))
-    written = set()
-    for i in range(8):
-        path = tmp_path / f"video{i}{extension}"
-        video_io.write_video(str(path), rendered, fps=FPS, codec=codec)
-        written.add(path.read_bytes())
-    assert len(written) == 1
+    # same records and the same training numbers. Each write in a fresh process (x264's
+    # AVX-512 assembly made a process's first videos differ from its later ones) and twice
+    # more in one process.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [tmp_path / f"video{i}{extension}" for i in range(5)]
+    for path in paths[:3]:
+        subprocess.run([sys.executable, "-c", _WRITE_ONE, str(path), codec], cwd=root, check=True)
+    spec = synthetic.SyntheticSpec(task="motion", frames=8, height=64, width=64, codec=codec)
+    frames = synthetic.render_video(spec, "move_left", np.random.default_rng([0, 0, 0]))
+    for path in paths[3:]:
+        video_io.write_video(str(path), frames, codec=codec)
+    assert len({path.read_bytes() for path in paths}) == 1
+
+
+def test_rgb_to_yuv420p_is_bt601_limited_range_with_2x2_chroma():
+    frame = np.zeros((2, 4, 3), np.uint8)
+    frame[:, :2] = (255, 0, 0)  # red | black
+    yuv = video_io.rgb_to_yuv420p(frame)
+    assert yuv.shape == (3, 4)
+    y, u, v = yuv[:2].ravel(), yuv[2, :2], yuv[2, 2:]
+    # Red: Y = 16 + 65.481 = 81, Cb = 128 - 37.797 = 90, Cr = 128 + 112 = 240; black: 16, 128.
+    assert y.tolist() == [81, 81, 16, 16, 81, 81, 16, 16]
+    assert u.tolist() == [90, 128] and v.tolist() == [240, 128]
 
 
 def test_write_video_rejects_odd_sizes(tmp_path):
