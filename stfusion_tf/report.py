@@ -87,7 +87,7 @@ def format_summary(results: dict) -> str:
         macs = "" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}"
         lines.append(
             f"{r['name']:<{width}}  {r['strategy']:<{strategy_width}}  {r['top1']:>6.3f}  "
-            f"{macs:>8}  {r['weights']}"
+            f"{macs:>8}  {r['weights']}".rstrip()
         )
     return "\n".join(lines)
 

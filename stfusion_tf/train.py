@@ -7,8 +7,11 @@
 Phases (``--phases``, in this order; ``stfusion_tf.training``): ``warmup`` (template, gates off),
 ``search`` (v-DropPath: gates sampled, KL with ``--length_scale`` and N = the train split's size),
 ``sample`` (``--num_strategies`` strategies scored on the holdout split -> ``search/``),
-``finetune`` (the best strategy as a pruned network), ``evaluate`` (test split ->
-``results.json``). Every flag of a flagfile can be overridden on the command line after it.
+``finetune`` (the best strategy as a pruned network; with ``--finetune_all_the_way`` also S, ST,
+S+ST all the way, trained alike), ``evaluate`` (test split -> ``results.json``), ``export``. The
+run ends with a table of test top-1 and MACs (chance, S, ST, S+ST, searched) and the artifacts'
+paths. Every flag of a flagfile can be overridden on the command line after it. A fixed
+``--seed`` gives the same numbers on the same machine (``--deterministic``, default on).
 
 Restarting the same command after a crash or a kill continues the current phase from its latest
 checkpoint; finished phases (``train/<phase>/DONE``, ``search/best_strategy.json``,

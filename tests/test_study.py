@@ -1,0 +1,238 @@
+"""The observation study (python -m stfusion_tf.study) end to end on two tiny datasets of real
+videos (motion and appearance) and two seeds: observations.json holds exactly what the runs'
+probability tables say, the chart is written, the verdicts are printed, a second run trains
+nothing, --finetune reads the test accuracies of results.json, and a user's mistake stops the
+study with one line before any training."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from pipelines import convert, synthetic
+from stfusion_tf import study
+from tests import video_fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tiny template of tests/test_reproducibility.py, and a fine-tune of one epoch.
+TINY = (
+    "--blocks=1,1",
+    "--growth_rate=4",
+    "--bottleneck_factor=2",
+    "--stem_filters=4",
+    "--num_frames=4",
+    "--stride=2",
+    "--crop_size=24",
+    "--train_short_sides=28,32",
+    "--eval_short_side=24",
+    "--eval_crop_size=24",
+    "--noflip",
+    "--batch_size=4",
+    "--warmup_epochs=1",
+    "--search_epochs=2",
+    "--finetune_epochs=1",
+    "--learning_rate=0.05",
+    "--lr_decay_epochs=",
+    "--length_scale=0.05",
+    "--logit_lr_multiplier=20",
+    "--num_strategies=4",
+    "--scoring_method=fixed",
+    "--cache_holdout",
+    "--test_num_clips=1",
+    "--eval_batch_size=8",
+    "--shuffle_buffer=16",
+    "--strategy=one_device",
+    "--jit_compile=false",
+    "--noverbose",
+)
+SEEDS = (0, 1)
+
+
+def _records(tmp_path_factory, task: str) -> str:
+    """4 classes: 12 train, 4 holdout, 4 test videos of ``task``."""
+    videos = str(tmp_path_factory.mktemp(f"{task}_videos"))
+    spec = video_fixtures.tiny_spec(task=task, videos_per_class=4)
+    synthetic.write_dataset(os.path.join(videos, "train"), spec)
+    test_spec = video_fixtures.tiny_spec(task=task, videos_per_class=1, seed=1)
+    synthetic.write_dataset(os.path.join(videos, "test"), test_spec)
+    output = str(tmp_path_factory.mktemp("records") / task / "examples")
+    convert.run_conversion(
+        "folder",
+        videos,
+        output,
+        holdout_fraction=0.25,
+        num_shards=1,
+        options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
+    )
+    return output
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    return {task: _records(tmp_path_factory, task) for task in ("motion", "appearance")}
+
+
+def _study(*args) -> dict:
+    values = flags.FlagValues()
+    study.define_flags(values)
+    values(["study", *TINY, *args])
+    return study.run(values)
+
+
+@pytest.fixture(scope="module")
+def first_study(datasets, tmp_path_factory):
+    output = str(tmp_path_factory.mktemp("study"))
+    records = ",".join(datasets.values())
+    return output, _study(f"--records_dirs={records}", "--seeds=0,1", f"--output_dir={output}")
+
+
+def test_observations_are_what_the_runs_probability_tables_say(first_study, capsys):
+    output, result = first_study
+    with open(os.path.join(output, study.OBSERVATIONS_FILE)) as f:
+        written = json.load(f)
+    assert written["verdicts"] == result["verdicts"]
+    # Names come from the records folders' parents (the folders are called "examples").
+    assert list(written["datasets"]) == ["motion", "appearance"]
+    for name, summary in written["datasets"].items():
+        assert summary["seeds"] == list(SEEDS)
+        upper_st, upper_s_kept = [], []
+        for seed in SEEDS:
+            workspace = os.path.join(output, "runs", f"{name}-seed{seed}")
+            assert written["runs"][name][str(seed)] == workspace
+            with open(os.path.join(workspace, "search", "probabilities.json")) as f:
+                table = json.load(f)
+            assert [layer["name"] for layer in summary["layers"]] == [
+                layer["name"] for layer in table["layers"]
+            ]
+            st, s_kept = [], []
+            for layer, entry in zip(table["layers"], summary["layers"], strict=True):
+                p_s = layer["drop_probability"]["s_branch"]
+                p_t = layer["drop_probability"]["t_branch"]
+                # P(ST): S dropped, T kept (supplementary Eq. S17, independent gates).
+                st.append(p_s * (1 - p_t))
+                s_kept.append(1 - p_s)
+                assert entry["P(ST)"]["per_seed"][seed] == pytest.approx(st[-1], abs=1e-9)
+                assert entry["P(S kept)"]["per_seed"][seed] == pytest.approx(1 - p_s, abs=1e-12)
+                assert entry["P(T kept)"]["per_seed"][seed] == pytest.approx(1 - p_t, abs=1e-12)
+            upper = len(st) // 2  # 3 fusion layers (block, transition, block): the last one
+            upper_st.append(sum(st[-upper:]) / upper)
+            upper_s_kept.append(sum(s_kept[-upper:]) / upper)
+        stats = summary["upper_half"]["P(ST)"]
+        assert stats["per_seed"] == pytest.approx(upper_st, abs=1e-9)
+        assert stats["mean"] == pytest.approx(sum(upper_st) / len(SEEDS), abs=1e-9)
+        assert (stats["min"], stats["max"]) == pytest.approx((min(upper_st), max(upper_st)))
+        assert summary["upper_half"]["P(S kept)"]["per_seed"] == pytest.approx(upper_s_kept)
+    # Without --finetune the accuracies are the holdout scores of best_strategy.json.
+    assert written["accuracy"]["source"].startswith("holdout split")
+    for name in written["datasets"]:
+        for seed in SEEDS:
+            path = os.path.join(output, "runs", f"{name}-seed{seed}", "search")
+            with open(os.path.join(path, "best_strategy.json")) as f:
+                best = json.load(f)
+            models = written["accuracy"]["datasets"][name]["models"]
+            assert models["searched"]["per_seed"][seed] == best["scores"]["holdout_top1"]
+            assert models["ST"]["per_seed"][seed] == best["all_the_way"]["ST"]["holdout_top1"]
+    # The training flags each run received, from this command line.
+    assert "--blocks=1,1" in written["flags"]["training"]
+    assert not any(a.startswith("--seed=") for a in written["flags"]["training"])
+    with open(os.path.join(output, study.OBSERVATIONS_PLOT), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(os.path.join(output, study.OBSERVATIONS_PLOT)) > 20_000
+
+
+def test_a_second_study_trains_nothing_and_reads_finetuned_test_accuracy(
+    first_study, datasets, capsys
+):
+    output, first = first_study
+    capsys.readouterr()
+    warmup_done = os.path.join(output, "runs", "motion-seed0", "train", "warmup", "DONE")
+    before = os.path.getmtime(warmup_done)
+    again = _study(
+        f"--records_dirs={','.join(datasets.values())}", "--seeds=0,1", f"--output_dir={output}"
+    )
+    assert os.path.getmtime(warmup_done) == before
+    assert again["datasets"] == first["datasets"] and again["verdicts"] == first["verdicts"]
+    printed = capsys.readouterr().out
+    assert "[1/4] motion seed 0: warmup " in printed
+    # The verdict of each ordered pair, with its numbers.
+    assert "motion vs appearance, upper half: P(ST) higher: " in printed
+    assert "appearance vs motion, upper half: P(ST) higher: " in printed
+    assert "seed ranges" in printed
+
+    # One dataset, one seed, --finetune: the motion run adds fine-tune and evaluate only.
+    result = _study(
+        f"--records_dirs={datasets['motion']}", "--seeds=0", f"--output_dir={output}", "--finetune"
+    )
+    printed = capsys.readouterr().out
+    assert "need two or more" in printed and result["verdicts"] == []
+    assert os.path.getmtime(warmup_done) == before
+    with open(os.path.join(output, "runs", "motion-seed0", "results.json")) as f:
+        results = json.load(f)
+    metric = f"video_top1@{results['protocol']}"
+    models = result["accuracy"]["datasets"]["motion"]["models"]
+    assert result["accuracy"]["source"].startswith("test split")
+    assert models["searched"]["per_seed"] == [results["models"]["opt_finetuned"]["metrics"][metric]]
+    for unit in ("S", "ST", "S+ST"):
+        assert results["models"][unit]["weights"].startswith("fine-tuned")
+        assert models[unit]["per_seed"] == [results["models"][unit]["metrics"][metric]]
+
+
+def test_a_mistake_stops_the_study_with_one_line_before_any_training(tmp_path, datasets):
+    output = tmp_path / "study"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stfusion_tf.study",
+            f"--records_dirs={datasets['motion']},{tmp_path / 'nowhere'}",
+            f"--output_dir={output}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("stfusion_tf.study")]
+    assert len(errors) == 1 and "no such folder" in errors[0] and "nowhere" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (output / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--seeds=0,x",), "--seeds must be comma-separated integers"),
+        (("--seeds=1,1",), "distinct"),
+        (("--names=a",), "one name per --records_dirs folder"),
+        (("--names=a,a",), "Dataset names must differ"),
+    ],
+)
+def test_user_errors_are_found_before_any_training(datasets, tmp_path, args, message):
+    values = flags.FlagValues()
+    study.define_flags(values)
+    records = ",".join(datasets.values())
+    values(["study", f"--records_dirs={records}", f"--output_dir={tmp_path}", *args])
+    with pytest.raises(study.StudyError, match=message):
+        study.prepare(values)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_default_flagfile_comes_first_and_the_docstring_examples_run():
+    assert study.with_default_flagfile(["study", "--seeds=0"]) == [
+        "study",
+        f"--flagfile={study.DEFAULT_FLAGFILE}",
+        "--seeds=0",
+    ]
+    assert study.with_default_flagfile(["study", "--flagfile=x.cfg"]) == [
+        "study",
+        "--flagfile=x.cfg",
+    ]
+    assert os.path.exists(study.DEFAULT_FLAGFILE)
+    assert doctest.testmod(study).failed == 0
