@@ -43,6 +43,14 @@ UNIT_MARKERS = {"S": "s", "ST": "^", "S+ST": "D", "none": "x"}
 BEST_COLOR = "#D55E00"  # Okabe-Ito vermillion: none of the units' colours
 
 
+def _legend_outside(ax, handles) -> None:
+    """The legend to the right of the axes (it never covers data), no frame, no top/right spines."""
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False
+    )
+    ax.spines[["top", "right"]].set_visible(False)
+
+
 @contextlib.contextmanager
 def _png_figure(path: str, figsize: tuple[float, float], dpi: int, **subplots):
     """``(fig, ax)`` to draw on (``ax`` an array of axes when ``subplots``, e.g. ``nrows``, ask
@@ -173,14 +181,7 @@ def plot_marginals(
         ax.set_xlabel("fusion layer (T = transition)")
         ax.set_ylabel("marginal probability")
         ax.set_title(title, pad=40)
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.005, 1.0),
-            fontsize=8,
-            frameon=False,
-        )
-        ax.spines[["top", "right"]].set_visible(False)
+        _legend_outside(ax, handles)
     return path
 
 
@@ -307,14 +308,7 @@ def plot_pareto(
         ax.set_ylabel("holdout video top-1 (%)")
         ax.set_title(title or "Fusion strategies: holdout accuracy against computation")
         ax.grid(alpha=0.3, linewidth=0.5)
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.005, 1.0),
-            fontsize=8,
-            frameon=False,
-        )
-        ax.spines[["top", "right"]].set_visible(False)
+        _legend_outside(ax, handles)
     return path
 
 

@@ -10,37 +10,13 @@ import os
 import pytest
 from absl import flags
 
-from pipelines import convert, synthetic
 from stfusion_tf import train, training
-from tests import video_fixtures
+from tests import record_fixtures
 
-# A tiny template (a step takes ~0.05 s) and enough search steps for the gates to move.
 FLAGS = (
-    "--blocks=1,1",
-    "--growth_rate=4",
-    "--bottleneck_factor=2",
-    "--stem_filters=4",
-    "--num_frames=4",
-    "--stride=2",
-    "--crop_size=24",
-    "--train_short_sides=28,32",
-    "--eval_short_side=24",
-    "--noflip",
-    "--batch_size=4",
-    "--warmup_epochs=1",
-    "--search_epochs=2",
-    "--learning_rate=0.05",
-    "--lr_decay_epochs=",
-    "--length_scale=0.05",
-    "--logit_lr_multiplier=20",
+    *record_fixtures.TINY_TEMPLATE_FLAGS,
     "--num_strategies=6",
-    "--cache_holdout",
-    "--eval_batch_size=8",
-    "--shuffle_buffer=16",
-    "--strategy=one_device",
-    "--jit_compile=false",
     "--phases=warmup,search,sample",
-    "--noverbose",
 )
 ARTIFACTS = (
     "search/probabilities.json",
@@ -52,18 +28,9 @@ ARTIFACTS = (
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """4 motion classes, 4 videos each: 12 train (3 steps of 4 clips an epoch), 4 holdout."""
-    videos = str(tmp_path_factory.mktemp("videos"))
-    synthetic.write_dataset(videos, video_fixtures.tiny_spec(videos_per_class=4))
-    output = str(tmp_path_factory.mktemp("examples"))
-    convert.run_conversion(
-        "folder",
-        videos,
-        output,
-        holdout_fraction=0.25,
-        num_shards=2,
-        options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
+    return record_fixtures.convert_tiny_dataset(
+        str(tmp_path_factory.mktemp("data")), test_videos_per_class=0, num_shards=2
     )
-    return output
 
 
 def _run(records, workspace, *extra):

@@ -15,67 +15,28 @@ import sys
 import pytest
 from absl import flags
 
-from pipelines import convert, synthetic
 from stfusion_tf import study
-from tests import video_fixtures
+from tests import record_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The tiny template of tests/test_reproducibility.py, and a fine-tune of one epoch.
+# The tiny template, a fine-tune of one epoch, fixed-gate scoring of 4 strategies.
 TINY = (
-    "--blocks=1,1",
-    "--growth_rate=4",
-    "--bottleneck_factor=2",
-    "--stem_filters=4",
-    "--num_frames=4",
-    "--stride=2",
-    "--crop_size=24",
-    "--train_short_sides=28,32",
-    "--eval_short_side=24",
+    *record_fixtures.TINY_TEMPLATE_FLAGS,
     "--eval_crop_size=24",
-    "--noflip",
-    "--batch_size=4",
-    "--warmup_epochs=1",
-    "--search_epochs=2",
     "--finetune_epochs=1",
-    "--learning_rate=0.05",
-    "--lr_decay_epochs=",
-    "--length_scale=0.05",
-    "--logit_lr_multiplier=20",
     "--num_strategies=4",
     "--scoring_method=fixed",
-    "--cache_holdout",
     "--test_num_clips=1",
-    "--eval_batch_size=8",
-    "--shuffle_buffer=16",
-    "--strategy=one_device",
-    "--jit_compile=false",
-    "--noverbose",
 )
 SEEDS = (0, 1)
 
 
-def _records(tmp_path_factory, task: str) -> str:
-    """4 classes: 12 train, 4 holdout, 4 test videos of ``task``."""
-    videos = str(tmp_path_factory.mktemp(f"{task}_videos"))
-    spec = video_fixtures.tiny_spec(task=task, videos_per_class=4)
-    synthetic.write_dataset(os.path.join(videos, "train"), spec)
-    test_spec = video_fixtures.tiny_spec(task=task, videos_per_class=1, seed=1)
-    synthetic.write_dataset(os.path.join(videos, "test"), test_spec)
-    output = str(tmp_path_factory.mktemp("records") / task / "examples")
-    convert.run_conversion(
-        "folder",
-        videos,
-        output,
-        holdout_fraction=0.25,
-        num_shards=1,
-        options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
-    )
-    return output
-
-
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    return {task: _records(tmp_path_factory, task) for task in ("motion", "appearance")}
+    return {
+        task: record_fixtures.convert_tiny_dataset(str(tmp_path_factory.mktemp(task)), task)
+        for task in ("motion", "appearance")
+    }
 
 
 def _study(*args) -> dict:

@@ -18,9 +18,8 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from pipelines import convert, synthetic
 from stfusion_tf import checkpoints, data, search, train, training
-from tests import video_fixtures
+from tests import record_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,27 +60,9 @@ TINY_FLAGS = """
 def records(tmp_path_factory):
     """4 classes: train 4 videos each (1 carved into holdout), test 1 each; real H.264 videos
     converted by the Beam job (``folder`` layout with train/ and test/ sub-folders)."""
-    videos = str(tmp_path_factory.mktemp("videos"))
-    synthetic.write_dataset(
-        os.path.join(videos, "train"), video_fixtures.tiny_spec(videos_per_class=4)
-    )
-    synthetic.write_dataset(
-        os.path.join(videos, "test"), video_fixtures.tiny_spec(videos_per_class=1, seed=1)
-    )
-    output = str(tmp_path_factory.mktemp("examples"))
-    manifests = convert.run_conversion(
-        "folder",
-        videos,
-        output,
-        holdout_fraction=0.25,
-        num_shards=1,
-        options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
-    )
-    assert {s: m["num_examples"] for s, m in manifests.items()} == {
-        "train": 12,
-        "holdout": 4,
-        "test": 4,
-    }
+    output = record_fixtures.convert_tiny_dataset(str(tmp_path_factory.mktemp("data")))
+    counts = {split: data.num_examples(output, split) for split in ("train", "holdout", "test")}
+    assert counts == {"train": 12, "holdout": 4, "test": 4}
     return output
 
 
