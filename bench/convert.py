@@ -38,7 +38,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipelines import synthetic, video_io  # noqa: E402
+from pipelines import synthetic  # noqa: E402
+from tfrecords_tools import video_io  # noqa: E402
 
 SHORT_SIDE = 256
 

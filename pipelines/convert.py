@@ -50,10 +50,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import features as pil_features
 
-from pipelines import datasets, isolated, video_io
+from pipelines import datasets, isolated
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
-from tfrecords_tools import tfrecord_io
+from tfrecords_tools import tfrecord_io, video_io
 
 _NAMESPACE = "stfusion"
 _LOG = logging.getLogger("stfusion.convert")

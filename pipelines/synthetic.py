@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from pipelines import video_io
+from tfrecords_tools import video_io
 
 TASKS = ("motion", "appearance", "mixed")
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}

@@ -5,7 +5,7 @@
 Why it needs nothing but the export: the SavedModel carries its ``PreprocessingSpec`` and class
 names (``stfusion_tf.export``), and each step below is the code another stage already runs:
 
-1. decode: ``pipelines.video_io.encode_video`` with the spec's conversion part
+1. decode: ``tfrecords_tools.video_io.encode_video`` with the spec's conversion part
    (``DecodeOptions(short_side=spec.frame_short_side, fps=spec.fps)``, ``spec.jpeg_quality``):
    the same PyAV decode, resize and JPEG encode as ``make_tfrecords``, so the frames are the bytes
    the conversion would have stored for this video;
@@ -31,9 +31,9 @@ import sys
 
 import numpy as np
 
-from pipelines import video_io
 from stfusion_tf import evaluation, preprocessing
 from stfusion_tf.preprocessing import PreprocessingSpec
+from tfrecords_tools import video_io
 
 DEFAULT_NUM_CLIPS = 10
 

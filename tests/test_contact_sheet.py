@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import video_io
 from tests.test_inspect import make_record, write_shard
-from tfrecords_tools import contact_sheet
+from tfrecords_tools import contact_sheet, video_io
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import video_io
 from tfrecords_tools import format as fmt
+from tfrecords_tools import video_io
 
 
 def _record(frames=3, **overrides):

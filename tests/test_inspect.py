@@ -14,9 +14,10 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from pipelines import synthetic, video_io
+from pipelines import synthetic
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect as inspect_lib
+from tfrecords_tools import video_io
 
 CLASSES = ["move_left", "move_right", "move_up"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

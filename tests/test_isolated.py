@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from pipelines import isolated, video_io
+from pipelines import isolated
+from tfrecords_tools import video_io
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import convert, datasets, make_tfrecords, synthetic, video_io
+from pipelines import convert, datasets, make_tfrecords, synthetic
 from tests import video_fixtures
 from tfrecords_tools import format as fmt
+from tfrecords_tools import video_io
 
 SHORT_SIDE = 24
 

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import video_io
 from stfusion_tf import evaluation, export, predict
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
 from tests import video_fixtures
 from tests.model_fixtures import randomize, tiny_config
+from tfrecords_tools import video_io
 
 CLASSES = ["a", "b", "c", "d", "e", "f"]
 SPEC = PreprocessingSpec(

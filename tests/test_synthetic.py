@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import synthetic, video_io
+from pipelines import synthetic
 from tests import video_fixtures
+from tfrecords_tools import video_io
 
 
 def object_mask(frame):

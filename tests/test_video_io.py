@@ -1,4 +1,4 @@
-"""pipelines.video_io on real video files written by the project's own generator."""
+"""tfrecords_tools.video_io on real video files written by the project's own generator."""
 
 import concurrent.futures
 import math
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import synthetic, video_io
+from pipelines import synthetic
 from tests import video_fixtures
 from tests.test_synthetic import displacement, object_position
+from tfrecords_tools import video_io
 
 FPS = 25
 FRAMES = 32
@@ -158,7 +159,8 @@ def test_other_codecs_write_and_read_back(tmp_path, codec, extension):
 _WRITE_ONE = """
 import sys
 import numpy as np
-from pipelines import synthetic, video_io
+from pipelines import synthetic
+from tfrecords_tools import video_io
 spec = synthetic.SyntheticSpec(task="motion", frames=8, height=64, width=64, codec=sys.argv[2])
 frames = synthetic.render_video(spec, "move_left", np.random.default_rng([0, 0, 0]))
 video_io.write_video(sys.argv[1], frames, codec=sys.argv[2])

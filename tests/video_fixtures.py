@@ -10,7 +10,8 @@ import wave
 
 import numpy as np
 
-from pipelines import synthetic, video_io
+from pipelines import synthetic
+from tfrecords_tools import video_io
 
 BROKEN_KINDS = ("empty", "not_a_video", "truncated", "no_video_stream", "corrupted")
 

@@ -26,9 +26,9 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw, ImageFont
 
-from pipelines import video_io
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect as inspect_lib
+from tfrecords_tools import video_io
 
 PAD = 8  # Outer margin and gap between cells, pixels.
 HEADER_HEIGHT = 18  # Text line above each row.

@@ -6,6 +6,10 @@ video is decoded, resampled and resized the same way everywhere.
 
 A file that cannot be read raises ``VideoDecodeError`` with a reason a person can act on; the
 Beam job turns that into a failure record instead of stopping.
+
+It lives in the bottom package (``tfrecords_tools``) because the record tools (contact sheets
+decode the stored JPEGs) and ``stfusion_tf.predict`` need it as much as the Beam job does, and
+neither may import ``pipelines``. It imports neither Beam nor TensorFlow.
 """
 
 from __future__ import annotations
