@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence, Set
 
 from absl import app, flags
 
+from tfrecords_tools import files
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
 
@@ -61,7 +62,7 @@ class Dataset:
 
 def _read_optional(path: str) -> str | None:
     try:
-        return fingerprint_lib.read_text(path)
+        return files.read_text(path)
     except FileNotFoundError:
         return None
 

@@ -39,8 +39,9 @@ Layout (``fingerprint.json``; each ``<split>.manifest.json`` holds the same for 
      "splits": {"train": {"videos_sha256": "...", "num_examples": 9,
                           "failures_sha256": "...", "num_failures": 1}, ...}}
 
-TensorFlow-free (``hashlib``, ``json``): the Beam workers that write it and tools that only read
-it do not pay for importing TensorFlow.
+TensorFlow-free for local paths (``hashlib``, ``json``; a ``gs://`` one is read through
+``files.read_text``): the Beam workers that write it and tools that only read it do not pay for
+importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 
+from tfrecords_tools import files
 from tfrecords_tools import format as fmt
 
 FINGERPRINT_FILENAME = "fingerprint.json"
@@ -233,24 +235,6 @@ def videos_index_path(directory: str, split: str) -> str:
     return os.path.join(os.fspath(directory), f"{split}{VIDEOS_INDEX_SUFFIX}")
 
 
-def read_text(path: str) -> str:
-    """A text file's contents: local paths with ``open``, URLs (``gs://...``) through Beam's
-    ``FileSystems`` (the layer the Beam job wrote them with), imported only then.
-
-    Raises:
-      FileNotFoundError: the file is not there.
-    """
-    if "://" not in path:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    from apache_beam.io.filesystems import FileSystems  # remote paths only
-
-    if not FileSystems.exists(path):
-        raise FileNotFoundError(path)
-    with FileSystems.open(path) as f:
-        return f.read().decode("utf-8")
-
-
 def read_fingerprint(records_dir: str) -> dict:
     """The fingerprint of the records in ``records_dir`` (its ``fingerprint.json``), its id
     checked against its content.
@@ -263,7 +247,7 @@ def read_fingerprint(records_dir: str) -> dict:
     """
     path = os.path.join(os.fspath(records_dir), FINGERPRINT_FILENAME)
     try:
-        text = read_text(path)
+        text = files.read_text(path)
     except FileNotFoundError:
         if "://" not in os.fspath(records_dir) and not glob.glob(
             fmt.manifest_path(records_dir, "*")

@@ -1,4 +1,4 @@
-"""Writing TFRecord files through Beam's ``FileSystems`` (local disk, gs://, s3://, hdfs://).
+"""Writing TFRecord files, each atomically (``files.write_atomically``: local disk or gs://).
 
 The Beam job writes each shard itself, records sorted by file name, so the same input and options
 give byte-identical shards on any runner (Beam's own ``WriteToTFRecord`` assigns records to shards
@@ -13,7 +13,8 @@ import struct
 from collections.abc import Iterable
 
 import google_crc32c
-from apache_beam.io.filesystems import FileSystems
+
+from tfrecords_tools import files
 
 
 def masked_crc(data: bytes) -> int:
@@ -29,21 +30,15 @@ def framed_record(data: bytes) -> tuple[bytes, bytes, bytes]:
     return length + struct.pack("<I", masked_crc(length)), data, struct.pack("<I", masked_crc(data))
 
 
-def write_file_atomically(path: str, chunks: Iterable[bytes]) -> int:
-    """Writes ``chunks`` to ``path`` via a temporary name and a rename, so a reader never sees a
-    half-written file (a retried or killed worker leaves only a ``.tmp`` behind). Returns bytes."""
-    temporary = path + ".tmp"
-    size = 0
-    with FileSystems.create(temporary) as f:
-        for chunk in chunks:
-            f.write(chunk)
-            size += len(chunk)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
-    return size
+# The Beam job (pipelines/convert.py) still calls this name; once it calls files.write_atomically
+# itself, this line goes.
+write_file_atomically = files.write_atomically
 
 
 def write_tfrecord_file(path: str, records: Iterable[bytes]) -> int:
-    """Writes serialized records to one TFRecord file; returns its size in bytes."""
-    return write_file_atomically(path, (chunk for r in records for chunk in framed_record(r)))
+    """Writes serialized records to one TFRecord file, atomically; returns its size in bytes.
+
+    No ``fsync``: the conversion writes one such file per video (a staged record, copied into
+    its shard later), and a job cut by a power loss converts again anyway."""
+    chunks = (chunk for r in records for chunk in framed_record(r))
+    return files.write_atomically(path, chunks, fsync=False)
