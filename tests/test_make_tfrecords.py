@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import convert, datasets, make_tfrecords, synthetic
+from pipelines import (
+    convert,
+    datasets,
+    make_tfrecords,
+    synthetic,
+    video_conversion,
+    write_shards,
+    write_split_reports,
+)
 from tests import video_fixtures
 from tfrecords_tools import format as fmt
 from tfrecords_tools import video_io
@@ -87,12 +95,14 @@ def test_shards_that_miss_a_converted_video_yield_no_manifest(tmp_path):
         ["a"], {"short_side": 24, "fps": None, "jpeg_quality": 90}, {"pyav": "x"}
     )
     item = ("train", {"videos": videos, "failures": [], "shards": shards})
-    report = convert._write_split_report(item, str(tmp_path), {"train": 3}, {}, shared)
+    report = write_split_reports.write_split_report(item, str(tmp_path), {"train": 3}, {}, shared)
     with pytest.raises(RuntimeError, match="3 videos were converted but the shards hold 2"):
         next(report)
     assert not os.path.exists(fmt.manifest_path(str(tmp_path), "train"))
     shards[0]["records"] = 3  # the same report with the counts agreeing writes its manifest
-    manifest = next(convert._write_split_report(item, str(tmp_path), {"train": 3}, {}, shared))
+    manifest = next(
+        write_split_reports.write_split_report(item, str(tmp_path), {"train": 3}, {}, shared)
+    )
     assert manifest["num_examples"] == 3
     assert os.path.exists(fmt.manifest_path(str(tmp_path), "train"))
 
@@ -166,20 +176,24 @@ def test_a_video_is_staged_as_one_record_under_one_name(dataset, tmp_path):
     entry = next(e for e in datasets.list_dataset("folder", root).entries if "broken" not in e.path)
     classes = {name: i for i, name in enumerate(synthetic.class_names("motion"))}
     options = convert.ConvertOptions(short_side=SHORT_SIDE)
-    first = convert.convert_video(entry, root, classes, options, None, str(tmp_path))
+    first = video_conversion.convert_video(entry, root, classes, options, None, str(tmp_path))
     data = open(first.staged_path, "rb").read()
-    assert first.staged_path == convert.staged_record_path(str(tmp_path), "train", entry.path)
+    assert first.staged_path == video_conversion.staged_record_path(
+        str(tmp_path), "train", entry.path
+    )
     assert os.listdir(tmp_path) == [os.path.basename(first.staged_path)]
     (record,) = [fmt.deserialize(r.numpy()) for r in tf.data.TFRecordDataset(first.staged_path)]
     assert record.filename == entry.path and len(record.frames) == first.num_frames > 0
     assert all(not isinstance(v, bytes) for v in dataclasses.astuple(first))
-    again = convert.convert_video(entry, root, classes, options, None, str(tmp_path))
+    again = video_conversion.convert_video(entry, root, classes, options, None, str(tmp_path))
     assert again == first and open(again.staged_path, "rb").read() == data
-    assert convert.staged_record_path(str(tmp_path), "test", entry.path) != first.staged_path
+    assert (
+        video_conversion.staged_record_path(str(tmp_path), "test", entry.path) != first.staged_path
+    )
 
 
 def test_a_shard_is_its_staged_records_copied_in_pieces(dataset, tmp_path, monkeypatch):
-    """_write_shard copies staged records in _COPY_CHUNK pieces (here 1000 bytes, so records are
+    """write_shard copies staged records in COPY_CHUNK pieces (here 1000 bytes, so records are
     cut at arbitrary points): the shard is their bytes in path order, and a staged record that is
     gone is an error that says what happened."""
     root, _ = dataset
@@ -187,11 +201,14 @@ def test_a_shard_is_its_staged_records_copied_in_pieces(dataset, tmp_path, monke
     classes = {name: i for i, name in enumerate(synthetic.class_names("motion"))}
     options = convert.ConvertOptions(short_side=SHORT_SIDE)
     staging = str(tmp_path / "staging")
-    staged = [convert.convert_video(e, root, classes, options, None, staging) for e in entries[:3]]
-    monkeypatch.setattr(convert, "_COPY_CHUNK", 1000)
+    staged = [
+        video_conversion.convert_video(e, root, classes, options, None, staging)
+        for e in entries[:3]
+    ]
+    monkeypatch.setattr(write_shards, "COPY_CHUNK", 1000)
     assert all(os.path.getsize(v.staged_path) > 1000 for v in staged)
     item = (("train", 0, 1), {"records": [(v.path, v.staged_path) for v in reversed(staged)]})
-    ((split, written),) = convert._write_shard(item, str(tmp_path))
+    ((split, written),) = write_shards.write_shard(item, str(tmp_path))
     shard = os.path.join(tmp_path, written["path"])
     expected = b"".join(
         open(v.staged_path, "rb").read() for v in sorted(staged, key=lambda v: v.path)
@@ -202,7 +219,7 @@ def test_a_shard_is_its_staged_records_copied_in_pieces(dataset, tmp_path, monke
     assert [r.filename for r in records] == sorted(v.path for v in staged)
     os.remove(staged[1].staged_path)
     with pytest.raises(RuntimeError, match="is gone: the staging folder was deleted"):
-        list(convert._write_shard(item, str(tmp_path)))
+        list(write_shards.write_shard(item, str(tmp_path)))
 
 
 def _shard_writer_that_fails(item, output_dir):
@@ -215,7 +232,7 @@ def test_staged_records_are_deleted_after_the_job_whether_it_succeeds_or_fails(
     root, _ = dataset
     output_dir, _ = converted
     assert not [n for n in os.listdir(output_dir) if n.startswith(".staging")]
-    monkeypatch.setattr(convert, "_write_shard", _shard_writer_that_fails)
+    monkeypatch.setattr(write_shards, "write_shard", _shard_writer_that_fails)
     with pytest.raises(Exception, match="disk full"):
         _convert(root, tmp_path)
     assert os.listdir(tmp_path) == [fmt.LABEL_MAP_FILENAME]  # no staging folder, no manifest
