@@ -15,68 +15,63 @@ file name, a CSV cell or a log line, and readable by a person who knows the pape
 note that the code ``st`` is S+ST while the name ``ST`` is the temporal unit, which is why the
 all-the-way names are matched case-sensitively.
 
-The probability space. After v-DropPath training every fusion layer has two gates, one on its S
-(1x1x1) branch and one on its T (3x1x1) branch, each with a drop probability ``p``; here they are
-an array ``drop_probabilities`` of shape ``[L, 2]`` (column 0: S-branch gate, column 1: T-branch
-gate). By supplementary Eq. S17 a branch is used with marginal probability ``1 - p`` (the main
-paper's ``1 - sqrt(p)`` is a typo). With ``a = 1 - p_S`` and ``b = 1 - p_T`` and independent
-gates, the four units of a layer have marginal probabilities
-
-    P(S) = a (1 - b),   P(ST) = (1 - a) b,   P(S+ST) = a b,   P(none) = (1 - a)(1 - b),
-
-which is what ``unit_marginals`` returns and what ``sample_strategies`` draws from (each gate kept
-with probability ``1 - p``, independently of every other gate).
+The units, the gates' probability space and its marginal probabilities (supplementary Eq. S17)
+live in ``stfusion_tf.marginal_probability``, which knows nothing of strategies; this module
+re-exports its public names (``__all__``), so one import gives a caller both the strategies and
+the space they are drawn from. What needs a ``FusionStrategy`` is here: sampling strategies from
+the probability space (``sample_strategies``), the most probable one, a strategy's log
+probability, the paper's named "Opt" recipes and the transfer of a probability space to another
+network by relative depth.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 
 import numpy as np
 
-UNITS = ("S", "ST", "S+ST", "none")
-# The units a whole network can use "all the way" (the paper's baselines).
-ALL_THE_WAY_UNITS = ("S", "ST", "S+ST")
-# Column order of a drop-probability array [L, 2] and of a branch mask [L, 2].
-GATES = ("s_branch", "t_branch")
+from stfusion_tf.marginal_probability import (
+    ALL_THE_WAY_UNITS,
+    BRANCHES,
+    GATES,
+    TABLE_FORMAT_VERSION,
+    UNITS,
+    check_block_sizes,
+    check_drop_probabilities,
+    drop_probabilities_from_table,
+    marginal_probabilities,
+    random_generator,
+    sample_branch_masks,
+    split_blocks,
+    unit_from_branches,
+    unit_marginals,
+)
+
+__all__ = [
+    "ALL_THE_WAY_UNITS",
+    "GATES",
+    "NAMED_STRATEGIES",
+    "OPT_KINETICS",
+    "OPT_SOMETHING",
+    "TABLE_FORMAT_VERSION",
+    "UNITS",
+    "FusionStrategy",
+    "check_drop_probabilities",
+    "drop_probabilities_from_table",
+    "marginal_probabilities",
+    "most_probable_strategy",
+    "named_strategy",
+    "sample_branch_masks",
+    "sample_strategies",
+    "strategy_from_probabilities",
+    "strategy_log_probability",
+    "unit_from_branches",
+    "unit_marginals",
+]
+
 _CODE = {"S": "s", "ST": "t", "S+ST": "st", "none": "-"}
 _UNIT = {code: unit for unit, code in _CODE.items()}
-# (S branch on, T branch on) for each unit: the 1x1x1 branch is "S", the 3x1x1 branch makes "ST".
-_BRANCHES = {"S": (True, False), "ST": (False, True), "S+ST": (True, True), "none": (False, False)}
-TABLE_FORMAT_VERSION = 1
-
-
-def unit_from_branches(s_on: bool, t_on: bool) -> str:
-    """The fusion unit a layer uses when its S / T branches are on or off."""
-    for unit, branches in _BRANCHES.items():
-        if branches == (bool(s_on), bool(t_on)):
-            return unit
-    raise AssertionError("unreachable")
-
-
-def _check_block_sizes(block_sizes) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(n) for n in block_sizes)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"block_sizes must be a sequence of positive integers. Received: block_sizes={block_sizes!r}"
-        ) from None
-    if not sizes or any(n <= 0 for n in sizes):
-        raise ValueError(
-            f"block_sizes must be a non-empty sequence of positive integers. "
-            f"Received: block_sizes={block_sizes!r}"
-        )
-    return sizes
-
-
-def _split(flat: Sequence, block_sizes: tuple[int, ...]) -> tuple[tuple, ...]:
-    out, start = [], 0
-    for n in block_sizes:
-        out.append(tuple(flat[start : start + n]))
-        start += n
-    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +102,7 @@ class FusionStrategy:
             )
         for block in blocks:
             for unit in block:
-                if unit not in _BRANCHES:
+                if unit not in BRANCHES:
                     raise ValueError(
                         f"A fusion unit must be one of {UNITS}. Received: unit={unit!r}"
                     )
@@ -127,7 +122,7 @@ class FusionStrategy:
 
     def branches(self, index: int) -> tuple[bool, bool]:
         """(S branch on, T branch on) for fusion layer ``index`` (flattened order)."""
-        return _BRANCHES[self.units[index]]
+        return BRANCHES[self.units[index]]
 
     def branch_mask(self) -> np.ndarray:
         """Boolean ``[L, 2]`` array: (S branch on, T branch on) per fusion layer.
@@ -135,12 +130,12 @@ class FusionStrategy:
         The same layout as a drop-probability array, so a strategy can be compared with (or used
         as a fixed gate mask for) the template's gates.
         """
-        return np.array([_BRANCHES[u] for u in self.units], dtype=bool).reshape(-1, 2)
+        return np.array([BRANCHES[u] for u in self.units], dtype=bool).reshape(-1, 2)
 
     @classmethod
     def from_branch_mask(cls, mask, block_sizes) -> FusionStrategy:
         """The strategy whose layers have the branches that ``mask`` ([L, 2], truthy = on) keeps."""
-        sizes = _check_block_sizes(block_sizes)
+        sizes = check_block_sizes(block_sizes)
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.shape[1] != 2 or mask.shape[0] != sum(sizes):
             raise ValueError(
@@ -148,11 +143,11 @@ class FusionStrategy:
                 f"Received: mask.shape={mask.shape}, block_sizes={sizes}"
             )
         units = [unit_from_branches(s, t) for s, t in mask.astype(bool).tolist()]
-        return cls(_split(units, sizes))
+        return cls(split_blocks(units, sizes))
 
     def check_block_sizes(self, block_sizes) -> None:
         """Raises if this strategy does not fit a template with these fusion-block sizes."""
-        sizes = _check_block_sizes(block_sizes)
+        sizes = check_block_sizes(block_sizes)
         if self.block_sizes != sizes:
             raise ValueError(
                 f"Strategy {str(self)!r} has block sizes {self.block_sizes}, but the template has "
@@ -182,7 +177,7 @@ class FusionStrategy:
     @classmethod
     def all_the_way(cls, unit: str, block_sizes: tuple[int, ...]) -> FusionStrategy:
         """The same unit in every layer: the paper's S, ST and S+ST baselines."""
-        return cls(tuple((unit,) * n for n in _check_block_sizes(block_sizes)))
+        return cls(tuple((unit,) * n for n in check_block_sizes(block_sizes)))
 
     @classmethod
     def resolve(cls, text: str, block_sizes) -> FusionStrategy:
@@ -193,7 +188,7 @@ class FusionStrategy:
         recipe (``named_strategy``); anything else is parsed with ``parse`` and must have the
         template's ``block_sizes``.
         """
-        sizes = _check_block_sizes(block_sizes)
+        sizes = check_block_sizes(block_sizes)
         stripped = text.strip() if isinstance(text, str) else text
         if stripped in ALL_THE_WAY_UNITS:
             return cls.all_the_way(stripped, sizes)
@@ -237,113 +232,8 @@ class FusionStrategy:
 
 
 # ---------------------------------------------------------------------------------------------
-# The probability space: marginals (Eq. S17), sampling, the most probable strategy.
-
-
-def check_drop_probabilities(drop_probabilities, block_sizes=None) -> np.ndarray:
-    """``drop_probabilities`` as a float64 ``[L, 2]`` array in [0, 1], checked against blocks."""
-    p = np.asarray(drop_probabilities, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0:
-        raise ValueError(
-            "drop_probabilities must have shape [L, 2] (per fusion layer: S-branch gate, T-branch "
-            f"gate). Received: drop_probabilities.shape={p.shape}"
-        )
-    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
-        raise ValueError(
-            f"drop_probabilities must lie in [0, 1]. Received: drop_probabilities={p.tolist()}"
-        )
-    if block_sizes is not None and sum(_check_block_sizes(block_sizes)) != p.shape[0]:
-        raise ValueError(
-            f"drop_probabilities has {p.shape[0]} layers but block_sizes={tuple(block_sizes)} sums "
-            f"to {sum(block_sizes)}."
-        )
-    return p
-
-
-def unit_marginals(drop_probabilities) -> np.ndarray:
-    """Marginal probability of each fusion unit per layer, ``[L, 4]`` in ``UNITS`` order.
-
-    Keep probability of a gate is ``1 - p`` (supplementary Eq. S17); the two gates of a layer are
-    independent in the variational distribution (Eq. S5), so the units' probabilities are the
-    products in the module docstring. Each row sums to 1.
-    """
-    p = check_drop_probabilities(drop_probabilities)
-    a, b = 1.0 - p[:, 0], 1.0 - p[:, 1]
-    return np.stack([a * (1 - b), (1 - a) * b, a * b, (1 - a) * (1 - b)], axis=1)
-
-
-def marginal_probabilities(drop_probabilities, block_sizes) -> dict:
-    """The per-layer probability table (what ``probabilities.json`` holds), JSON-serialisable.
-
-    Returns a dict with ``format_version``, ``units`` (``UNITS``), ``gates`` (``GATES``),
-    ``block_sizes`` and ``layers``: one entry per fusion layer in network order with its ``index``,
-    ``block`` and ``layer`` (position inside the block), ``drop_probability`` per gate,
-    ``marginal`` per unit and the ``most_probable`` unit.
-
-    Example:
-    >>> t = marginal_probabilities([[0.1, 0.5]], block_sizes=(1,))
-    >>> t["layers"][0]["marginal"]["S+ST"]
-    0.45
-    """
-    sizes = _check_block_sizes(block_sizes)
-    p = check_drop_probabilities(drop_probabilities, sizes)
-    marginals = unit_marginals(p)
-    layers, index = [], 0
-    for block, n in enumerate(sizes):
-        for layer in range(n):
-            row = marginals[index]
-            layers.append(
-                {
-                    "index": index,
-                    "block": block,
-                    "layer": layer,
-                    "drop_probability": {g: float(p[index, k]) for k, g in enumerate(GATES)},
-                    "marginal": {u: float(round(row[k], 12)) for k, u in enumerate(UNITS)},
-                    "most_probable": UNITS[int(np.argmax(row))],
-                }
-            )
-            index += 1
-    return {
-        "format_version": TABLE_FORMAT_VERSION,
-        "units": list(UNITS),
-        "gates": list(GATES),
-        "block_sizes": list(sizes),
-        "layers": layers,
-    }
-
-
-def drop_probabilities_from_table(table: dict) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Reads a ``marginal_probabilities`` table back: ``(drop_probabilities [L, 2], block_sizes)``."""
-    try:
-        sizes = _check_block_sizes(table["block_sizes"])
-        p = [[layer["drop_probability"][g] for g in GATES] for layer in table["layers"]]
-    except (KeyError, TypeError) as e:
-        raise ValueError(
-            f"Not a probability table (missing {e}); expected keys block_sizes and layers[*]."
-            "drop_probability.{s_branch,t_branch}."
-        ) from None
-    return check_drop_probabilities(p, sizes), sizes
-
-
-def _generator(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and seed >= 0):
-        return np.random.default_rng(seed)
-    raise ValueError(
-        f"seed must be a non-negative int, a numpy Generator or None. Received: seed={seed!r}"
-    )
-
-
-def sample_branch_masks(drop_probabilities, num_samples: int, seed=None) -> np.ndarray:
-    """``num_samples`` boolean ``[L, 2]`` masks, each gate kept with probability ``1 - p``."""
-    p = check_drop_probabilities(drop_probabilities)
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
-        raise ValueError(
-            f"num_samples must be a non-negative int. Received: num_samples={num_samples!r}"
-        )
-    rng = _generator(seed)
-    return rng.random((int(num_samples),) + p.shape) >= p
+# Strategies from the probability space (``marginal_probability``): sampling (network level),
+# the most probable strategy, the log probability of a strategy.
 
 
 def sample_strategies(
@@ -375,9 +265,9 @@ def sample_strategies(
     Returns:
       A list of ``FusionStrategy``.
     """
-    sizes = _check_block_sizes(block_sizes)
+    sizes = check_block_sizes(block_sizes)
     p = check_drop_probabilities(drop_probabilities, sizes)
-    rng = _generator(seed)
+    rng = random_generator(seed)
     if not unique:
         masks = sample_branch_masks(p, num_samples, rng)
         return [FusionStrategy.from_branch_mask(m, sizes) for m in masks]
@@ -407,9 +297,9 @@ def most_probable_strategy(drop_probabilities, block_sizes) -> FusionStrategy:
     Layers are independent, so the per-layer argmax is also the joint argmax. Ties go to the
     first unit in ``UNITS`` order. ``none`` can win where both gates have ``p > 0.5``.
     """
-    sizes = _check_block_sizes(block_sizes)
+    sizes = check_block_sizes(block_sizes)
     marginals = unit_marginals(check_drop_probabilities(drop_probabilities, sizes))
-    return FusionStrategy(_split([UNITS[i] for i in np.argmax(marginals, axis=1)], sizes))
+    return FusionStrategy(split_blocks([UNITS[i] for i in np.argmax(marginals, axis=1)], sizes))
 
 
 def strategy_log_probability(strategy: FusionStrategy, drop_probabilities) -> float:
@@ -451,7 +341,7 @@ def named_strategy(name: str, block_sizes) -> FusionStrategy:
     >>> str(named_strategy("opt_kinetics", (3, 3)))
     'st,s,st|s,t,t'
     """
-    sizes = _check_block_sizes(block_sizes)
+    sizes = check_block_sizes(block_sizes)
     n = sum(sizes)
     if name == OPT_SOMETHING:
         units = ["S+ST" if i < n // 2 or i >= n - 3 else "ST" for i in range(n)]
@@ -461,7 +351,7 @@ def named_strategy(name: str, block_sizes) -> FusionStrategy:
         raise ValueError(
             f"Unknown named strategy {name!r}: use one of {NAMED_STRATEGIES}. Received: name={name!r}"
         )
-    return FusionStrategy(_split(units, sizes))
+    return FusionStrategy(split_blocks(units, sizes))
 
 
 def _depth_overlaps(source_layers: int, target_layers: int) -> np.ndarray:
@@ -498,7 +388,7 @@ def strategy_from_probabilities(probabilities, target_block_sizes, units=ALL_THE
     >>> str(strategy_from_probabilities(table, (2, 1, 3)))
     's,s|st|st,t,t'
     """
-    sizes = _check_block_sizes(target_block_sizes)
+    sizes = check_block_sizes(target_block_sizes)
     units = tuple(units)
     if not units or any(u not in UNITS for u in units):
         raise ValueError(
@@ -514,4 +404,4 @@ def strategy_from_probabilities(probabilities, target_block_sizes, units=ALL_THE
     marginals = _depth_overlaps(p.shape[0], sum(sizes)) @ unit_marginals(p)
     allowed = [UNITS.index(u) for u in units]
     choice = [units[int(i)] for i in np.argmax(marginals[:, allowed], axis=1)]
-    return FusionStrategy(_split(choice, sizes))
+    return FusionStrategy(split_blocks(choice, sizes))
