@@ -699,11 +699,23 @@ def list_dataset(
         and what to do).
       ValueError: unknown ``dataset_format``, ``split`` or ``split_id``.
 
-    Example:
+    Example: the ``folder`` layout with split folders (empty files stand in for videos; the
+    text file is not a video):
 
-    >>> listing = list_dataset("folder", "/data/my_videos")  # doctest: +SKIP
-    >>> listing.class_names, listing.entries[0]  # doctest: +SKIP
-    (['dribble', 'shoot'], VideoEntry(path='dribble/a.mp4', label='dribble', split='train'))
+    >>> import tempfile
+    >>> root = tempfile.TemporaryDirectory()
+    >>> for path in ("train/dribble/a.mp4", "train/shoot/b.MOV", "train/shoot/notes.txt",
+    ...              "test/dribble/c.mp4"):
+    ...     os.makedirs(os.path.dirname(os.path.join(root.name, path)), exist_ok=True)
+    ...     open(os.path.join(root.name, path), "w").close()
+    >>> listing = list_dataset("folder", root.name)
+    >>> listing.class_names, listing.splits
+    (['dribble', 'shoot'], ['test', 'train'])
+    >>> listing.entries[0]
+    VideoEntry(path='test/dribble/c.mp4', label='dribble', split='test', start_s=None, end_s=None, frame_folder=False)
+    >>> [entry.path for entry in list_dataset("folder", root.name, split="train").entries]
+    ['train/dribble/a.mp4', 'train/shoot/b.MOV']
+    >>> root.cleanup()
     """
     if dataset_format not in FORMATS:
         raise ValueError(

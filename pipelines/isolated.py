@@ -68,7 +68,14 @@ class IsolatedProcess:
     >>> runner = IsolatedProcess(timeout_s=60)
     >>> runner.call(pow, 2, 10)
     1024
-    >>> runner.close()
+    >>> runner.call(int, "ten")  # the helper's exception is raised here; the helper lives on
+    Traceback (most recent call last):
+    ValueError: invalid literal for int() with base 10: 'ten'
+    >>> runner.call(divmod, 7, 2)
+    (3, 1)
+    >>> exit_code = runner.close()  # 0, or -9 if it was killed before it saw the pipe close
+    >>> runner.close() is None  # nothing left to stop
+    True
     """
 
     def __init__(self, timeout_s: float | None = None):

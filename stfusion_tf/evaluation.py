@@ -304,10 +304,17 @@ def evaluate(
       An ``EvaluationResult``; ``result.metrics`` holds ``clip_top1``, ``clip_top5``,
       ``clip_loss``, ``video_top1``, ``video_top5``, each ``@`` the protocol.
 
-    Example:
-    >>> result = evaluate(model, data.eval_dataset(files, spec, 8, num_clips=10, num_crops=3),
-    ...                   num_clips=10, num_crops=3)  # doctest: +SKIP
-    >>> result.metrics["video_top1@clips=10x3crops"]  # doctest: +SKIP
+    Example: two videos of two views each (in use, ``data.eval_dataset``'s batches), a model
+    whose logits are the views' pixels. One view of each video is wrong, yet each video's mean
+    probabilities pick its class; a batch of 3 cuts the second video, which is scored once whole:
+    >>> model = keras.Sequential([keras.Input((1, 1, 1, 2)), keras.layers.Flatten()])
+    >>> clips = np.reshape([[2, 0], [0, 1], [0, 3], [1, 0]], (4, 1, 1, 1, 2)).astype("float32")
+    >>> views = {data.CLIPS: clips, data.LABEL: [0, 0, 1, 1], data.VIDEO_INDEX: [0, 0, 1, 1]}
+    >>> result = evaluate(model, tf.data.Dataset.from_tensor_slices(views).batch(3), num_clips=2)
+    >>> result.metrics["clip_top1@clips=2x1crop"], result.metric("video", "top1")
+    (0.5, 1.0)
+    >>> result.num_views, result.num_videos, result.video_predictions.tolist()
+    (4, 2, [0, 1])
     """
     protocol_name(num_clips, num_crops)  # checks both
     views_per_video = num_clips * num_crops

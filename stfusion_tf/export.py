@@ -343,10 +343,25 @@ def export_saved_model(
       top_k: classes in ``top_k_classes`` / ``top_k_labels``.
       warmup_requests: warm-up requests per signature (batch sizes 1, 2, 4, ...); 0: none.
 
-    Example:
-    >>> path = export_saved_model(pruned, spec, ["a", "b", "c"], "/tmp/serving", "demo")
-    ...                                                                 # doctest: +SKIP
-    >>> tf.saved_model.load(path).signatures["serve_frames"]  # doctest: +SKIP
+    Example: a tiny pruned network (untrained) exported and read back with ``load``:
+    >>> from stfusion_tf.models import TemplateConfig, build_network
+    >>> config = TemplateConfig(num_classes=3, blocks=(1, 1), growth_rate=4, stem_filters=8,
+    ...                         input_frames=4, input_size=16)
+    >>> pruned = build_network(config, "st,t|s")
+    >>> spec = PreprocessingSpec(num_frames=4, crop_size=16, train_short_sides=None,
+    ...                          eval_short_side=16, flip=False)
+    >>> serving = tempfile.TemporaryDirectory()
+    >>> root = serving.name
+    >>> path = export_saved_model(pruned, spec, ["left", "right", "still"], root, "demo")
+    >>> os.path.relpath(path, root), sorted(os.listdir(path))  # version 1: the first
+    ('demo/1', ['assets', 'assets.extra', 'fingerprint.pb', 'model_card.json', 'saved_model.pb', 'variables'])
+    >>> served = load(path)
+    >>> served.class_names, served.spec == spec
+    (['left', 'right', 'still'], True)
+    >>> outputs = served.serve_clips(np.zeros((2, 4, 16, 16, 3)))
+    >>> {name: value.shape for name, value in sorted(outputs.items())}
+    {'logits': (2, 3), 'probabilities': (2, 3), 'top_k_classes': (2, 3), 'top_k_labels': (2, 3)}
+    >>> serving.cleanup()
     """
     if not class_names or not all(isinstance(n, str) and n for n in class_names):
         raise ValueError(f"`class_names` must be non-empty strings. Received: {class_names!r}")

@@ -395,10 +395,18 @@ def inflate(source_2d: keras.Model, target: keras.Model) -> InflationReport:
     Returns:
       An ``InflationReport``. The module docstring gives the rule for each kind of weight.
 
-    Example:
-    >>> net_2d = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3))
-    >>> model = build_backbone("mobilenet_v2", "S+ST", 1000)
+    Example: a small ResNeXt-50, S all the way, computes the 2D network on a static clip:
+    >>> from stfusion_tf.models.backbones import build_backbone
+    >>> tiny = dict(blocks=(1, 1, 1, 1), width_multiplier=0.25)
+    >>> net_2d = build_resnet_2d("resnext50_32x4d", 10, input_size=32, **tiny)
+    >>> model = build_backbone("resnext50_32x4d", "S", 10, input_frames=2, input_size=32, **tiny)
     >>> report = inflate(net_2d, model)
+    >>> len(report.inflated), report.skipped
+    (35, {})
+    >>> image = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
+    >>> clip = np.stack([image, image], axis=1)  # the image on both frames
+    >>> np.allclose(model(clip, training=False), net_2d(image, training=False), atol=1e-4)
+    True
     """
     if isinstance(target, template_lib.FusionNetwork):
         expected = ("stem_conv", "conv1_conv")

@@ -103,9 +103,17 @@ def plot_marginals(
     Returns:
       ``path``.
 
-    Example:
-    >>> plot_marginals(search.probability_table(template), "search/marginals.png",
-    ...                best_strategy="st,t|s,t")  # doctest: +SKIP
+    Example: three fusion layers in blocks of (2, 1), a strategy drawn over them:
+    >>> import os, tempfile
+    >>> from stfusion_tf.strategy import marginal_probabilities
+    >>> table = marginal_probabilities([[0.1, 0.5], [0.8, 0.2], [0.5, 0.5]], block_sizes=(2, 1))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> png = os.path.join(folder.name, "marginals.png")
+    >>> plot_marginals(table, png, best_strategy="st,t|s") == png
+    True
+    >>> plt.imread(png).shape  # 7 x 4.2 inches at 120 dpi, RGBA
+    (504, 840, 4)
+    >>> folder.cleanup()
     """
     layers = table["layers"]
     sizes = tuple(table["block_sizes"])
@@ -229,8 +237,22 @@ def plot_pareto(
     Returns:
       ``path``.
 
-    Example:
-    >>> plot_pareto([*rows, *all_the_way], "search/pareto.png", best=rows[0])  # doctest: +SKIP
+    Example: one sampled strategy and the S, ST, S+ST baselines:
+    >>> import os, tempfile
+    >>> from stfusion_tf.search import StrategyScore
+    >>> def score(strategy, kind, top1, macs):
+    ...     return StrategyScore(FusionStrategy.parse(strategy), kind, top1, top5=1.0, loss=0.5,
+    ...                          metrics={}, protocol="clips=1x1crop", num_videos=32, macs=macs,
+    ...                          params=1000, log_probability=-1.0)
+    >>> rows = [score("st,s|t", "sampled", 0.75, 90_000_000),
+    ...         score("s,s|s", "all_the_way", 0.5, 60_000_000),
+    ...         score("t,t|t", "all_the_way", 0.75, 80_000_000),
+    ...         score("st,st|st", "all_the_way", 0.75, 120_000_000)]
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> png = plot_pareto(rows, os.path.join(folder.name, "pareto.png"), best=rows[0])
+    >>> plt.imread(png).shape  # 8 x 4.8 inches at 120 dpi, RGBA
+    (576, 960, 4)
+    >>> folder.cleanup()
     """
     from stfusion_tf import search  # search imports this module lazily
 
@@ -355,8 +377,20 @@ def plot_observations(result: dict, path: str, dpi: int = 110) -> str:
     Returns:
       ``path``.
 
-    Example:
-    >>> plot_observations(json.load(open("observations.json")), "observations.png")  # doctest: +SKIP
+    Example: one dataset, two seeds, three fusion layers:
+    >>> import os, tempfile
+    >>> from stfusion_tf import observations
+    >>> from stfusion_tf.strategy import marginal_probabilities
+    >>> p = [[[0.1, 0.5], [0.8, 0.2], [0.5, 0.5]], [[0.2, 0.4], [0.7, 0.1], [0.6, 0.3]]]
+    >>> tables = [marginal_probabilities(p_seed, (2, 1)) for p_seed in p]
+    >>> top1 = {"searched": 1.0, "S": 0.25, "ST": 1.0, "S+ST": 1.0}
+    >>> result = observations.summarize(
+    ...     {"motion": tables}, {"motion": [top1, top1]}, [0, 1], "holdout split")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> png = plot_observations(result, os.path.join(folder.name, "observations.png"))
+    >>> plt.imread(png).shape  # one row of three charts, RGBA
+    (418, 1320, 4)
+    >>> folder.cleanup()
     """
     from stfusion_tf import observations
 

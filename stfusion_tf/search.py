@@ -85,9 +85,21 @@ def probability_table(template: template_lib.FusionNetwork) -> dict:
     each layer's ``name`` (``block1_layer1``, ``transition1``, ...), plus ``marginal_note``
     (how marginals are computed), ``most_probable_strategy`` and ``template_config``.
 
-    Example:
-    >>> table = probability_table(template)  # doctest: +SKIP
-    >>> table["layers"][0]["marginal"]["S+ST"]  # (1 - p_S) * (1 - p_T)  # doctest: +SKIP
+    Example: a tiny template whose first fusion layer has p_S = 0.25 and p_T = 0.75 (the other
+    gates keep their initial 0.1), so S+ST = (1 - p_S) (1 - p_T) = 0.1875:
+    >>> import math
+    >>> from stfusion_tf.models import TemplateConfig, build_network, fusion_gates
+    >>> config = TemplateConfig(num_classes=3, blocks=(1, 1), growth_rate=4, input_frames=4,
+    ...                         input_size=16)
+    >>> template = build_network(config)
+    >>> s_gate, t_gate = fusion_gates(template)[0]
+    >>> _ = s_gate.drop_logit.assign(-math.log(3)), t_gate.drop_logit.assign(math.log(3))
+    >>> table = probability_table(template)
+    >>> layer = table["layers"][0]
+    >>> layer["name"], {unit: round(m, 4) for unit, m in layer["marginal"].items()}
+    ('block1_layer1', {'S': 0.5625, 'ST': 0.0625, 'S+ST': 0.1875, 'none': 0.1875})
+    >>> table["block_sizes"], table["most_probable_strategy"]
+    ([2, 1], 's,st|st')
     """
     template_lib._require_template(template)
     config = template.config

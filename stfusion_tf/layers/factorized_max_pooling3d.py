@@ -15,10 +15,13 @@ The layer IS a ``keras.layers.MaxPooling3D`` (same arguments, ``get_config``, ou
 FLOP counting and serialization see an ordinary max pool. Channels-last only (the project's
 layout); channels-first falls back to ``MaxPooling3D``'s own op.
 
-Example:
+Example: the stem's pool, equal to ``MaxPooling3D``'s:
+>>> import numpy as np
 >>> pool = FactorizedMaxPooling3D((3, 3, 3), strides=(1, 2, 2), padding="same")
->>> pool(np.zeros((1, 4, 32, 32, 8), "float32")).shape
-TensorShape([1, 4, 16, 16, 8])
+>>> x = np.random.default_rng(0).normal(size=(1, 4, 32, 32, 8)).astype("float32")
+>>> y = pool(x)
+>>> y.shape, np.array_equal(y, keras.layers.MaxPooling3D((3, 3, 3), (1, 2, 2), "same")(x))
+(TensorShape([1, 4, 16, 16, 8]), True)
 """
 
 from __future__ import annotations

@@ -34,10 +34,11 @@ class FrameDepthwiseConv(keras.layers.Layer):
     Call arguments:
       inputs: ``[batch, time, height, width, channels]``.
 
-    Example:
-    >>> layer = FrameDepthwiseConv(3, strides=(1, 2))
-    >>> layer(np.zeros((2, 4, 8, 8, 16), "float32")).shape
-    TensorShape([2, 4, 4, 4, 16])
+    Example: a temporal stride keeps every other frame; the kernel has one tap in time:
+    >>> import numpy as np
+    >>> layer = FrameDepthwiseConv(3, strides=(2, 2))
+    >>> layer(np.zeros((2, 4, 8, 8, 16), "float32")).shape, layer.depthwise_kernel.shape
+    (TensorShape([2, 2, 4, 4, 16]), TensorShape([1, 3, 3, 16, 1]))
 
     Reference:
       Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018.

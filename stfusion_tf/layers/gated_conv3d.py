@@ -68,11 +68,19 @@ class GatedConv3D(keras.layers.Layer):
       inputs: a channels-last 5-D tensor ``[batch, time, height, width, channels]``.
       training: whether the gate samples (``"sample"`` mode only).
 
-    Example:
+    Example: a T-branch unit; training draws the gate and adds the KL term; inference scales by
+    ``1 - p``:
+    >>> import numpy as np
     >>> layer = GatedConv3D(8, (3, 1, 1), num_examples=1000, mode="sample", name="block1_layer1_t")
-    >>> y = layer(np.ones((2, 4, 8, 8, 16), "float32"), training=True)
-    >>> y.shape, len(layer.losses)
-    (TensorShape([2, 4, 8, 8, 8]), 1)
+    >>> x = np.ones((2, 4, 8, 8, 16), "float32")
+    >>> y = layer(x, training=True)
+    >>> y.shape, len(layer.losses), round(float(layer.drop_probability), 6)
+    (TensorShape([2, 4, 8, 8, 8]), 1, 0.1)
+    >>> layer.mode = "off"  # the plain convolution
+    >>> plain = layer(x)
+    >>> layer.mode = "sample"
+    >>> np.allclose(layer(x, training=False), 0.9 * plain, atol=1e-5)
+    True
 
     Reference:
       Zhou et al., "Spatiotemporal Fusion in 3D CNNs: A Probabilistic View", CVPR 2020, Eq. 5

@@ -43,10 +43,14 @@ with the same kernel variable (shape, name, initializer, ``get_config``): checkp
 from 2D weights, FLOP counting and pruning see an ordinary Conv3D; ``GatedConv3D`` calls
 ``planar_conv3d`` for its own kernel. TensorFlow backend only (the project's).
 
-Example:
+Example: the stem (taps folded into the channels when training on a CPU), the 3D
+convolution's result:
+>>> import numpy as np
 >>> stem = PlanarConv3D(8, (5, 7, 7), strides=(1, 2, 2), padding="same")
->>> stem(np.zeros((1, 4, 32, 32, 3), "float32")).shape
-TensorShape([1, 4, 16, 16, 8])
+>>> x = np.random.default_rng(0).normal(size=(1, 4, 32, 32, 3)).astype("float32")
+>>> y = stem(x, training=True)
+>>> y.shape, np.allclose(y, keras.ops.conv(x, stem.kernel, (1, 2, 2), "same"), atol=1e-4)
+(TensorShape([1, 4, 16, 16, 8]), True)
 """
 
 from __future__ import annotations

@@ -322,7 +322,16 @@ class FusionNetwork(keras.Model):
     >>> config = TemplateConfig(num_classes=5, blocks=(2, 2), growth_rate=8, input_frames=4,
     ...                         input_size=32)
     >>> template = build_network(config)
-    >>> pruned = prune(template, "st,t,-|s,t")
+    >>> pruned = prune(template, "st,t,s|-,t")
+    >>> pruned.is_template, str(pruned.strategy), pruned.count_params() < template.count_params()
+    (False, 'st,t,s|-,t', True)
+
+    In inference the pruned network computes the template with its gates fixed to the strategy:
+    >>> apply_strategy(template, pruned.strategy)
+    >>> x = np.random.default_rng(0).uniform(-1, 1, (2, 4, 32, 32, 3)).astype("float32")
+    >>> logits, expected = pruned(x, training=False), template(x, training=False)
+    >>> np.allclose(logits, expected, atol=1e-5), bool(np.abs(logits).max() > 0.1)
+    (True, True)
     """
 
     def __init__(self, config, strategy=None, gate_mode="off", **kwargs):

@@ -172,9 +172,10 @@ def build_backbone(
       (``FusionNetwork``).
 
     Example:
+    >>> import numpy as np
     >>> model = build_backbone("resnet50", "ST", 10, blocks=(1, 1, 1, 1), width_multiplier=0.125)
-    >>> model(np.zeros((1, 4, 32, 32, 3))).shape
-    TensorShape([1, 10])
+    >>> str(model.strategy), model(np.zeros((1, 4, 32, 32, 3))).shape
+    ('t|t|t|t', TensorShape([1, 10]))
     """
     config = BackboneConfig(
         backbone=backbone,
