@@ -41,9 +41,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import convert_videos, datasets, video_conversion, write_shards, write_split_reports
 from pipelines.video_conversion import ConvertOptions  # callers say convert.ConvertOptions
+from tfrecords_tools import files
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
-from tfrecords_tools import tfrecord_io
 
 _LOG = logging.getLogger("stfusion.convert")
 # Estimated TFRecord bytes per source byte (JPEG frames at short side 256 vs. compressed video),
@@ -245,9 +245,9 @@ def _write_dataset_fingerprint(output_dir: str, manifests: dict[str, dict], othe
             **others,
         }
     )
-    tfrecord_io.write_file_atomically(
+    files.write_atomically(
         os.path.join(output_dir, fingerprint_lib.FINGERPRINT_FILENAME),
-        [fingerprint_lib.to_json(dataset_fingerprint).encode()],
+        fingerprint_lib.to_json(dataset_fingerprint),
     )
 
 
@@ -286,9 +286,8 @@ def run_conversion(
     decoder = video_conversion.pixel_libraries()
     shared = fingerprint_lib.shared_part(listing.class_names, dataclasses.asdict(options), decoder)
     others = _prepare_output_dir(output_dir, splits, shared, keep_other_splits=split is not None)
-    tfrecord_io.write_file_atomically(
-        os.path.join(output_dir, fmt.LABEL_MAP_FILENAME),
-        [fmt.label_map_text(listing.class_names).encode()],
+    files.write_atomically(
+        os.path.join(output_dir, fmt.LABEL_MAP_FILENAME), fmt.label_map_text(listing.class_names)
     )
     extra = {
         "dataset_format": dataset_format,

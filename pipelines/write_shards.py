@@ -20,8 +20,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import video_conversion
+from tfrecords_tools import files
 from tfrecords_tools import format as fmt
-from tfrecords_tools import tfrecord_io
 
 # Staged records are copied into their shard in pieces of this size: a record is a whole video
 # (megabytes; gigabytes for an hour of video), and reading it whole cost a fresh allocation and
@@ -59,7 +59,7 @@ def write_shard(item, output_dir: str):
     (split, index, num_shards), grouped = item
     staged = [p for _, p in sorted(grouped["records"])]
     path = shard_path(output_dir, split, index, num_shards)
-    size = tfrecord_io.write_file_atomically(path, _staged_chunks(staged))
+    size = files.write_atomically(path, _staged_chunks(staged))
     yield split, {"path": os.path.basename(path), "records": len(staged), "bytes": size}
 
 
@@ -83,6 +83,7 @@ class WriteShards(beam.PTransform):
     Example (one converted video whose staged record holds 10 bytes: 26 framed):
 
     >>> import tempfile
+    >>> from tfrecords_tools import tfrecord_io
     >>> output_dir = tempfile.mkdtemp()
     >>> staged = os.path.join(output_dir, "staged.tfrecord")
     >>> tfrecord_io.write_tfrecord_file(staged, [b"one record"])
