@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from stfusion_tf import data, search, train, training  # noqa: E402
+from stfusion_tf import data, ranking, search, train, training  # noqa: E402
 from stfusion_tf import strategy as strategy_lib  # noqa: E402
 from stfusion_tf.models import template as template_lib  # noqa: E402
 
@@ -115,7 +115,7 @@ def main(argv):
         test = scores[recal, training.TEST_SPLIT]
         rho_top1 = spearman([holdout[n].top1 for n in names], [test[n].top1 for n in names])
         rho_loss = spearman([-holdout[n].loss for n in names], [-test[n].loss for n in names])
-        pick = search.sort_scores(holdout.values())[0]
+        pick = ranking.sort_scores(holdout.values())[0]
         mean_test = np.mean([test[n].top1 for n in names])
         label = f"{recal} batches" if recal else "none"
         print(

@@ -31,8 +31,8 @@ Why these choices:
 - ``assets.extra/tf_serving_warmup_requests``: ``PredictionLog`` records on both signatures, so
   TF Serving runs the graph once before the first user request is timed.
 - A version appears at once or not at all: everything is written to a hidden folder beside the
-  versions (TF Serving only loads integer folder names) and renamed into place at the end; an
-  existing version is never overwritten.
+  versions (TF Serving only loads integer folder names) and renamed into place at the end
+  (``tfrecords_tools.files.staged_directory``); an existing version is never overwritten.
 
 Entry point: ``python -m stfusion_tf.export`` (flags in ``main`` only).
 """
@@ -45,16 +45,17 @@ import json
 import os
 import sys
 import tempfile
-import uuid
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from stfusion_tf import batch_norm_folding, flops, preprocessing
-from stfusion_tf import serving_client as api
+from stfusion_tf import signatures as api
 from stfusion_tf.layers import GatedConv3D
+from stfusion_tf.models import template
 from stfusion_tf.preprocessing import PreprocessingSpec
+from tfrecords_tools import files
 
 MODEL_CARD_FILENAME = "model_card.json"
 PREPROCESSING_ASSET = "preprocessing.json"
@@ -66,14 +67,10 @@ MODEL_CARD_VERSION = 1
 # --- The serving module -------------------------------------------------------------------------
 
 
-def _all_layers(model) -> list:
-    return list(model._flatten_layers(include_self=False, recursive=True))
-
-
 def check_inference_network(model: keras.Model, spec: PreprocessingSpec) -> None:
     """Raises unless ``model`` is a network that can be served on ``spec``'s clips: no gate
     (a template must be pruned first) and an input that accepts ``spec.eval_clip_shape``."""
-    gated = [layer.name for layer in _all_layers(model) if isinstance(layer, GatedConv3D)]
+    gated = [layer.name for layer, _ in flops.all_layers(model) if isinstance(layer, GatedConv3D)]
     if gated:
         raise ValueError(
             f"The model holds {len(gated)} gated convolutions (e.g. {gated[0]!r}): it is a "
@@ -245,10 +242,10 @@ def _signature_card(spec: PreprocessingSpec, k: int) -> dict:
     }
 
 
-def _costs(model, spec: PreprocessingSpec) -> dict:
-    """MACs / params at one eval clip, and the template's MACs when ``model`` is a pruned
-    ``FusionNetwork`` (the saving its strategy buys)."""
-    totals = flops.total_costs(flops.layer_costs(model, spec.eval_clip_shape))
+def _cost_card(model, spec: PreprocessingSpec) -> dict:
+    """The model card's ``cost``: MACs / params at one eval clip, and the template's MACs when
+    ``model`` is a pruned ``FusionNetwork`` (the saving its strategy buys)."""
+    totals = flops.model_costs(model, spec.eval_clip_shape)
     cost = {
         "clip_shape": list(spec.eval_clip_shape),
         "macs": totals.macs,
@@ -256,8 +253,6 @@ def _costs(model, spec: PreprocessingSpec) -> dict:
         "params": totals.params,
         "non_trainable_params": totals.non_trainable_params,
     }
-    from stfusion_tf.models import template
-
     config = getattr(model, "config", None)
     # Only a network pruned from a template has a template to compare with (not a backbone).
     if getattr(model, "strategy", None) is not None and isinstance(config, template.TemplateConfig):
@@ -287,7 +282,7 @@ def build_model_card(
         "clip_shape": list(spec.eval_clip_shape),
         "num_classes": len(class_names),
         "classes": list(class_names),
-        "cost": _costs(model, spec),
+        "cost": _cost_card(model, spec),
         "preprocessing": spec.to_dict(),
         "signatures": _signature_card(spec, k),
         "top_k": k,
@@ -393,16 +388,13 @@ def export_saved_model(
         "version": version,
         **build_model_card(model, spec, class_names, module.k, model_card),
     }
-    tf.io.gfile.makedirs(model_dir)
-    staging = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
-    try:
+    # The version folder appears whole or not at all (written under a hidden name, renamed).
+    with files.staged_directory(final) as staging:
         with tempfile.TemporaryDirectory() as assets:
             spec_path = os.path.join(assets, PREPROCESSING_ASSET)
             labels_path = os.path.join(assets, LABELS_ASSET)
-            with open(spec_path, "w") as f:
-                f.write(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
-            with open(labels_path, "w") as f:
-                f.write("".join(f"{name}\n" for name in class_names))
+            files.write_json_atomically(spec_path, spec.to_dict())
+            files.write_atomically(labels_path, "".join(f"{name}\n" for name in class_names))
             module.preprocessing_asset = tf.saved_model.Asset(spec_path)
             module.labels_asset = tf.saved_model.Asset(labels_path)
             tf.saved_model.save(
@@ -417,13 +409,7 @@ def export_saved_model(
             write_warmup_requests(
                 os.path.join(staging, WARMUP_FILENAME), model_name, spec, warmup_requests
             )
-        with tf.io.gfile.GFile(os.path.join(staging, MODEL_CARD_FILENAME), "w") as f:
-            f.write(json.dumps(card, indent=2, sort_keys=True) + "\n")
-        tf.io.gfile.rename(staging, final)
-    except BaseException:
-        if tf.io.gfile.exists(staging):
-            tf.io.gfile.rmtree(staging)
-        raise
+        files.write_json_atomically(os.path.join(staging, MODEL_CARD_FILENAME), card)
     return final
 
 

@@ -104,8 +104,10 @@ class Totals:
         return 2 * self.macs
 
 
-def _all_layers(model: keras.layers.Layer) -> list[tuple[keras.layers.Layer, str]]:
-    """Every sublayer of ``model`` (recursively, depth first) with its path ``outer/inner/name``."""
+def all_layers(model: keras.layers.Layer) -> list[tuple[keras.layers.Layer, str]]:
+    """Every sublayer of ``model`` (recursively, depth first, each once, input layers left out)
+    with its path ``outer/inner/name``: the one walk over a model's layers (costs, and the
+    export's check that no gate is left)."""
     # Keras 3 has no public recursive walk over sublayers of custom layers; `_flatten_layers` is
     # what `Model.summary` and the weight tracking use (Keras is pinned in requirements.txt).
     # Paths are built here because `Layer.path` is only set for layers that create weights.
@@ -239,7 +241,7 @@ def layer_costs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> list[
         raise ValueError(
             f"clip_shape must be positive dims without batch axis. Received: clip_shape={clip_shape!r}"
         )
-    layers = _all_layers(model)
+    layers = all_layers(model)
     paths = {id(layer): path for layer, path in layers}
     records: list = []
     with _recording(layers, records):
@@ -298,9 +300,14 @@ def group_costs(
     return groups
 
 
+def model_costs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> Totals:
+    """``model``'s totals on one clip: MACs, FLOPs, parameters (``layer_costs`` summed)."""
+    return total_costs(layer_costs(model, clip_shape))
+
+
 def count_macs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> int:
     """Total multiply-accumulates of ``model`` on one clip (FLOPs = 2 x this)."""
-    return total_costs(layer_costs(model, clip_shape)).macs
+    return model_costs(model, clip_shape).macs
 
 
 def format_count(n: float) -> str:

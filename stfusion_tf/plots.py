@@ -14,7 +14,7 @@ marker per layer above the stack in the colour of its unit, and its unit's segme
 Pareto: what the search buys, in the terms of the paper's Table 2. Every sampled strategy is a
 point, the all-the-way S, ST and S+ST baselines are marked in the colours and markers of their
 unit (the marginals chart's), and the chosen strategy is highlighted with its compact string. The
-step line through the non-dominated points (``search.pareto_front``, over the sampled strategies
+step line through the non-dominated points (``ranking.pareto_front``, over the sampled strategies
 and the baselines together) is the best holdout top-1 reachable for a MAC budget: a strategy
 below it is beaten by a cheaper or more accurate one. Chance level is not drawn: the number of
 classes is not part of the rows.
@@ -35,7 +35,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from stfusion_tf import ranking  # noqa: E402
 from stfusion_tf.strategy import UNITS, FusionStrategy  # noqa: E402
+from tfrecords_tools import files  # noqa: E402
 
 # Colour-blind-safe (Okabe-Ito); none is a light grey so it recedes.
 UNIT_COLORS = {"S": "#0072B2", "ST": "#E69F00", "S+ST": "#009E73", "none": "#D9D9D9"}
@@ -55,10 +57,8 @@ def _legend_outside(ax, handles) -> None:
 def _png_figure(path: str, figsize: tuple[float, float], dpi: int, **subplots):
     """``(fig, ax)`` to draw on (``ax`` an array of axes when ``subplots``, e.g. ``nrows``, ask
     ``plt.subplots`` for several); on a clean exit the figure is laid out and written to ``path``
-    as a PNG, atomically (``search.write_atomically``: rendered to memory first, so a failed
+    as a PNG, atomically (``files.write_atomically``: rendered to memory first, so a failed
     drawing leaves no file). The figure is closed either way: pyplot keeps every open figure."""
-    from stfusion_tf import search  # the atomic writer; search imports this module lazily
-
     fig, ax = plt.subplots(figsize=figsize, dpi=dpi, **subplots)
     try:
         yield fig, ax
@@ -67,7 +67,7 @@ def _png_figure(path: str, figsize: tuple[float, float], dpi: int, **subplots):
         fig.savefig(buffer, format="png")
     finally:
         plt.close(fig)
-    search.write_atomically(path, buffer.getvalue())
+    files.write_atomically(path, buffer.getvalue())
 
 
 def _tick_label(layer: dict) -> str:
@@ -224,7 +224,7 @@ def plot_pareto(
     """Draws holdout video top-1 against MACs of the scored strategies into a PNG at ``path``.
 
     Args:
-      rows: ``search.StrategyScore`` rows: the sampled strategies (small grey points) and the
+      rows: ``ranking.StrategyScore`` rows: the sampled strategies (small grey points) and the
         all-the-way baselines (``kind == "all_the_way"``: their unit's marker and colour, and
         its name beside the point). The Pareto front is taken over all of them.
       path: the PNG to write (atomically).
@@ -239,7 +239,7 @@ def plot_pareto(
 
     Example: one sampled strategy and the S, ST, S+ST baselines:
     >>> import os, tempfile
-    >>> from stfusion_tf.search import StrategyScore
+    >>> from stfusion_tf.ranking import StrategyScore
     >>> def score(strategy, kind, top1, macs):
     ...     return StrategyScore(FusionStrategy.parse(strategy), kind, top1, top5=1.0, loss=0.5,
     ...                          metrics={}, protocol="clips=1x1crop", num_videos=32, macs=macs,
@@ -254,8 +254,6 @@ def plot_pareto(
     (576, 960, 4)
     >>> folder.cleanup()
     """
-    from stfusion_tf import search  # search imports this module lazily
-
     rows = list(rows)
     if not rows:
         raise ValueError("plot_pareto needs at least one scored strategy. Received: rows=[]")
@@ -269,7 +267,7 @@ def plot_pareto(
         (r for r in rows if r.kind == "all_the_way"), key=lambda r: UNITS.index(r.strategy.units[0])
     )
     front = sorted(
-        (rows[i] for i in search.pareto_front((r.top1, r.macs) for r in rows)),
+        (rows[i] for i in ranking.pareto_front((r.top1, r.macs) for r in rows)),
         key=lambda r: (r.macs, r.top1),
     )
     with _png_figure(path, (8.0, 4.8), dpi) as (fig, ax):

@@ -31,8 +31,9 @@ import sys
 
 import numpy as np
 
-from stfusion_tf import evaluation, preprocessing
+from stfusion_tf import evaluation, export, preprocessing
 from stfusion_tf.preprocessing import PreprocessingSpec
+from stfusion_tf.signatures import LOGITS
 from tfrecords_tools import video_io
 
 DEFAULT_NUM_CLIPS = 10
@@ -131,7 +132,7 @@ def predict_video(
     preprocessing.positive_int(batch_size, "batch_size")
     clips = video_clips(path, served.spec, num_clips)
     logits = [
-        served.serve_frames(clips[start : start + batch_size])["logits"]
+        served.serve_frames(clips[start : start + batch_size])[LOGITS]
         for start in range(0, len(clips), batch_size)
     ]
     return video_result(path, np.concatenate(logits), served.class_names, num_clips, k)
@@ -187,8 +188,6 @@ def run(
 ) -> int:
     """The command: loads the export and predicts ``videos``; returns the exit code (0, 1 if a
     video could not be read, 2 for a usage error, reported without a traceback)."""
-    from stfusion_tf import export
-
     if not videos:
         print("usage: python -m stfusion_tf.predict VIDEO... --model=<export dir>", file=err)
         return 2

@@ -11,9 +11,11 @@ After v-DropPath training the template holds a distribution over fusion strategi
    weights, no retraining (``score_strategies``), and the all-the-way baselines S, ST, S+ST the
    same way (``score_all_the_way``, the paper's Table 2 comparison);
 3. writes ``probabilities.json``, ``strategies.csv``, ``marginals.png``, ``pareto.png`` and
-   ``best_strategy.json`` atomically (``write_search_artifacts``) and reads the chosen strategy
-   back (``read_best_strategy``); ``pareto_front`` gives the strategies no other one beats on
-   both holdout accuracy and MACs.
+   ``best_strategy.json`` atomically (``write_search_artifacts``, through
+   ``tfrecords_tools.files``) and reads the chosen strategy back (``read_best_strategy``).
+
+The rows of scored strategies, the rule that ranks them and their Pareto front (the strategies
+no other one beats on both holdout accuracy and MACs) are ``stfusion_tf.ranking``'s.
 
 Strategies are scored on the HOLDOUT split (carved from training data), never on the test split:
 picking the best of many strategies on the set one then reports is selection on the test set
@@ -37,13 +39,10 @@ holdout and a small network, and pruned wins once evaluating the holdout costs m
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
-import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -53,7 +52,9 @@ from stfusion_tf import data, evaluation, flops, preprocessing
 from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
+from stfusion_tf.ranking import SELECTION_RULE, StrategyScore, selection_key, sort_scores
 from stfusion_tf.strategy import FusionStrategy
+from tfrecords_tools import files
 
 PROBABILITIES_FILE = "probabilities.json"
 STRATEGIES_FILE = "strategies.csv"
@@ -62,10 +63,6 @@ MARGINALS_FILE = "marginals.png"
 PARETO_FILE = "pareto.png"
 ARTIFACT_FORMAT_VERSION = 1
 METHODS = ("pruned", "fixed")
-SELECTION_RULE = (
-    "highest holdout video top-1; ties: lower holdout clip loss, then fewer MACs, then higher "
-    "log-probability under the learned distribution, then the strategy string"
-)
 MARGINAL_NOTE = (
     "marginal probability of a branch = 1 - p (supplementary Eq. S17; the main paper's "
     "1 - sqrt(p) in Eq. 7 is a typo); units of a layer from its two independent gates: "
@@ -115,107 +112,6 @@ def probability_table(template: template_lib.FusionNetwork) -> dict:
 
 
 # --- Scoring strategies on the holdout split ----------------------------------------------------
-
-
-@dataclasses.dataclass
-class StrategyScore:
-    """One strategy scored on the holdout split with the template's weights.
-
-    Attributes:
-      strategy: the ``FusionStrategy``.
-      kind: ``"sampled"`` or ``"all_the_way"`` (the S / ST / S+ST baselines).
-      top1, top5, loss: holdout video top-1 / top-5 and clip cross-entropy.
-      metrics: every metric of the evaluation, named with its protocol.
-      protocol: the eval protocol (``clips=1x1crop``).
-      num_videos: holdout videos scored.
-      macs: multiply-accumulates of the pruned network on one clip (FLOPs = 2 x MACs).
-      params: trainable parameters of the pruned network.
-      log_probability: ``log P(strategy)`` under the learned gates (``-inf`` if impossible).
-    """
-
-    strategy: FusionStrategy
-    kind: str
-    top1: float
-    top5: float
-    loss: float
-    metrics: dict[str, float]
-    protocol: str
-    num_videos: int
-    macs: int
-    params: int
-    log_probability: float
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    def to_dict(self) -> dict:
-        """JSON-able (``-inf`` log-probability written as null)."""
-        lp = self.log_probability
-        return {
-            "strategy": str(self.strategy),
-            "kind": self.kind,
-            "holdout_top1": self.top1,
-            "holdout_top5": self.top5,
-            "holdout_loss": self.loss,
-            "metrics": dict(self.metrics),
-            "protocol": self.protocol,
-            "num_videos": self.num_videos,
-            "macs": self.macs,
-            "flops": self.flops,
-            "params": self.params,
-            "log_probability": lp if math.isfinite(lp) else None,
-        }
-
-
-def selection_key(row: StrategyScore):
-    """Best first: holdout top-1 descending. Ties are frequent on a small holdout, where
-    accuracy moves in steps of 1 / num_videos and saturates (11 of the demo's 20 strategies at
-    1.0 on 32 videos); they go to the lower holdout clip loss, the same predictions measured
-    finely (how sure the network is of the right class), then to the cheaper network (fewer
-    MACs), the more probable strategy under the learned distribution, and the string
-    (determinism). Why loss before MACs: the cheapest of the perfect strategies is the one
-    with the most branches switched off, which on the demo (seed 2) fine-tuned to a lower test
-    top-1 than every all-the-way strategy; and the holdout loss ranks strategies closer to
-    their test ranking than holdout top-1 does (``bench/ranking.py``, README)."""
-    return (-row.top1, row.loss, row.macs, -row.log_probability, str(row.strategy))
-
-
-def sort_scores(rows: Iterable[StrategyScore]) -> list[StrategyScore]:
-    """``rows`` best first (``selection_key``)."""
-    return sorted(rows, key=selection_key)
-
-
-def pareto_front(points: Iterable[tuple[float, float]]) -> list[int]:
-    """Indices (ascending) of the non-dominated ``(top1, macs)`` points: accuracy to maximise,
-    MACs to minimise.
-
-    A point is dominated when another has top-1 >= and MACs <= with at least one of them strict:
-    the other strategy is then at least as accurate for no more computation, so the dominated one
-    is never the better choice whatever a MAC is worth. Points with exactly equal
-    ``(top1, macs)`` do not dominate each other and both stay (a sampled strategy that is also an
-    all-the-way baseline is on the front twice). Sorted by MACs, a point is on the front when its
-    top-1 is the highest at its MACs and above every cheaper point's: O(n log n).
-
-    Example (the third point has the first's top-1 for more MACs, the fourth the second's: both
-    dominated; the last two are a tie and both stay):
-    >>> pareto_front([(0.5, 100), (0.25, 50), (0.5, 150), (0.25, 100), (0.75, 200), (0.75, 200)])
-    [0, 1, 4, 5]
-    """
-    points = [(float(top1), float(macs)) for top1, macs in points]
-    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
-    front, best_cheaper, start = [], -math.inf, 0
-    while start < len(order):
-        macs = points[order[start]][1]
-        end = start
-        while end < len(order) and points[order[end]][1] == macs:
-            end += 1
-        top1 = points[order[start]][0]  # the highest at these MACs (sorted by -top1 within)
-        if top1 > best_cheaper:
-            front.extend(i for i in order[start:end] if points[i][0] == top1)
-            best_cheaper = top1
-        start = end
-    return sorted(front)
 
 
 def _batch_norm_layers(model) -> list[keras.layers.BatchNormalization]:
@@ -296,11 +192,6 @@ def _clip_shape(config: template_lib.TemplateConfig, clip_shape) -> tuple[int, .
             f"input_size={config.input_size}"
         )
     return (config.input_frames, config.input_size, config.input_size, 3)
-
-
-def _costs(pruned: keras.Model, clip_shape) -> tuple[int, int]:
-    totals = flops.total_costs(flops.layer_costs(pruned, clip_shape))
-    return totals.macs, totals.params
 
 
 def _copy_template(template):
@@ -406,10 +297,10 @@ def score_strategies(
         for i, strategy in enumerate(strategies):
             if method == "pruned":
                 network = template_lib.prune(template, strategy)
-                macs, params = _costs(network, shape)
+                costs = flops.model_costs(network, shape)
                 predict_fn = None
             else:
-                macs, params = _costs(template_lib.build_network(config, strategy), shape)
+                costs = flops.model_costs(template_lib.build_network(config, strategy), shape)
                 network = gated
                 if recalibrate_bn_batches:  # the copy starts from the template's statistics
                     network.set_weights(template.get_weights())
@@ -430,8 +321,8 @@ def score_strategies(
                     metrics=result.metrics,
                     protocol=result.protocol,
                     num_videos=result.num_videos,
-                    macs=int(macs),
-                    params=int(params),
+                    macs=int(costs.macs),
+                    params=int(costs.params),
                     log_probability=strategy_lib.strategy_log_probability(strategy, p),
                 )
             )
@@ -465,35 +356,6 @@ def score_all_the_way(template, holdout_dataset_fn, **kwargs) -> list[StrategySc
 
 
 # --- Artifacts ----------------------------------------------------------------------------------
-
-
-def write_atomically(path: str, content: str | bytes) -> None:
-    """Writes ``content`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: a reader sees the old file or the new one, never half of one, and a run
-    killed mid-write leaves no partial artifact (only, at worst, a ``.tmp`` file that a later
-    write does not trip over). Remote paths (``gs://``) go through ``tf.io.gfile`` (write to a
-    temporary name, then rename with overwrite)."""
-    path = os.fspath(path)
-    mode = "wb" if isinstance(content, bytes) else "w"
-    if "://" in path:
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with tf.io.gfile.GFile(tmp, mode) as f:
-            f.write(content)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 CSV_COLUMNS = (
@@ -584,8 +446,8 @@ def write_search_artifacts(
         "probabilities": os.path.join(search_dir, PROBABILITIES_FILE),
         "strategies": os.path.join(search_dir, STRATEGIES_FILE),
     }
-    write_atomically(paths["probabilities"], json.dumps(table, indent=2, sort_keys=True) + "\n")
-    write_atomically(paths["strategies"], strategies_csv(rows, all_the_way))
+    files.write_json_atomically(paths["probabilities"], table)
+    files.write_atomically(paths["strategies"], strategies_csv(rows, all_the_way))
     if plot:
         from stfusion_tf import plots  # matplotlib only when a chart is asked for
 
@@ -605,7 +467,7 @@ def write_search_artifacts(
         "template_config": table.get("template_config"),
     }
     paths["best_strategy"] = os.path.join(search_dir, BEST_STRATEGY_FILE)
-    write_atomically(paths["best_strategy"], json.dumps(record, indent=2, sort_keys=True) + "\n")
+    files.write_json_atomically(paths["best_strategy"], record)
     return paths
 
 

@@ -14,8 +14,9 @@ Two transports, the two TF Serving offers:
 - gRPC (``host:8500``): a ``tensorflow_serving.apis.predict_pb2.PredictRequest`` (the
   ``tensorflow-serving-api`` package, pinned) over ``grpcio`` (installed with TensorFlow).
 
-The request builders (``rest_body``, ``predict_request``) are pure functions, tested without a
-server; ``stfusion_tf.export`` builds its warm-up requests with ``predict_request`` too.
+The request builders (``rest_body``, ``predict_request``) and the signature and tensor names are
+``stfusion_tf.signatures``'s, shared with ``stfusion_tf.export`` (which builds its warm-up
+requests with ``predict_request``); this module holds the transports and the command.
 
 Entry point (flags only here)::
 
@@ -26,7 +27,6 @@ Entry point (flags only here)::
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import urllib.error
@@ -34,89 +34,7 @@ import urllib.request
 
 import numpy as np
 
-SERVING_DEFAULT = "serving_default"
-SERVE_FRAMES = "serve_frames"
-CLIPS_INPUT = "clips"
-FRAMES_INPUT = "frames"
-PROBABILITIES = "probabilities"
-LOGITS = "logits"
-TOP_K_CLASSES = "top_k_classes"
-TOP_K_LABELS = "top_k_labels"
-OUTPUTS = (PROBABILITIES, LOGITS, TOP_K_CLASSES, TOP_K_LABELS)
-
-
-def _check_frames(clips) -> np.ndarray:
-    clips = np.asarray(clips, dtype=object)
-    if clips.ndim != 2 or not clips.size or not all(isinstance(b, bytes) for b in clips.flat):
-        raise ValueError(
-            "`clips` must be [num_clips, frames] JPEG bytes (predict.video_clips gives them). "
-            f"Received: shape={clips.shape}"
-        )
-    return clips
-
-
-def rest_body(clips, signature_name: str = SERVE_FRAMES) -> dict:
-    """The JSON body of a REST ``:predict`` call (row format, one instance per clip).
-
-    ``clips``: ``[num_clips, T]`` JPEG bytes for ``serve_frames`` (each becomes
-    ``{"b64": ...}``, how TF Serving's REST API carries binary strings), or ``[num_clips, T,
-    crop, crop, 3]`` numbers in [0, 255] for ``serving_default``.
-
-    Example:
-    >>> body = rest_body([[b"\\xff\\xd8a", b"\\xff\\xd8b"]])
-    >>> body["signature_name"], body["instances"][0]["frames"][1]
-    ('serve_frames', {'b64': '/9hi'})
-    """
-    if signature_name == SERVE_FRAMES:
-        clips = _check_frames(clips)
-        instances = [
-            {FRAMES_INPUT: [{"b64": base64.b64encode(jpeg).decode("ascii")} for jpeg in clip]}
-            for clip in clips
-        ]
-    elif signature_name == SERVING_DEFAULT:
-        clips = np.asarray(clips, dtype=np.float32)
-        if clips.ndim != 5:
-            raise ValueError(
-                "`clips` must be [num_clips, frames, height, width, 3] for serving_default. "
-                f"Received: shape={clips.shape}"
-            )
-        instances = [{CLIPS_INPUT: clip.tolist()} for clip in clips]
-    else:
-        raise ValueError(
-            f"`signature_name` must be {SERVE_FRAMES!r} or {SERVING_DEFAULT!r}. "
-            f"Received: signature_name={signature_name!r}"
-        )
-    return {"signature_name": signature_name, "instances": instances}
-
-
-def predict_request(
-    model_name: str,
-    inputs: dict,
-    signature_name: str = SERVE_FRAMES,
-    version: int | None = None,
-):
-    """A ``PredictRequest`` (gRPC, and the records of ``tf_serving_warmup_requests``).
-
-    ``inputs``: input name -> array (``{"frames": [n, T] bytes}`` or ``{"clips": [n, T, crop,
-    crop, 3] float32}``); each becomes a ``TensorProto`` with its shape and dtype.
-    """
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature_name
-    if version is not None:
-        request.model_spec.version.value = int(version)
-    for name, value in inputs.items():
-        if name == FRAMES_INPUT:
-            value = _check_frames(value)
-            proto = tf.make_tensor_proto(value.tolist(), dtype=tf.string, shape=value.shape)
-        else:
-            value = np.asarray(value, dtype=np.float32)
-            proto = tf.make_tensor_proto(value, dtype=tf.float32)
-        request.inputs[name].CopyFrom(proto)
-    return request
+from stfusion_tf.signatures import FRAMES_INPUT, LOGITS, predict_request, rest_body
 
 
 def rest_url(server: str, model_name: str, version: int | None = None) -> str:

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from stfusion_tf import observations, train
+from tfrecords_tools import files
 
 DEFAULT_FLAGFILE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "study_cpu.cfg"
@@ -347,9 +348,9 @@ def run(f: flags.FlagValues) -> dict:
 
 def write_outputs(output_dir: str, result: dict) -> None:
     """``observations.json`` and ``observations.png`` in ``output_dir``, each atomically."""
-    from stfusion_tf import plots, search
+    from stfusion_tf import plots
 
-    search.write_atomically(
+    files.write_atomically(
         os.path.join(output_dir, OBSERVATIONS_FILE),
         json.dumps(result, indent=2) + "\n",  # datasets in the order given
     )

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from stfusion_tf import export, preprocessing
-from stfusion_tf import serving_client as api
+from stfusion_tf import signatures as api
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
 from tests.model_fixtures import randomize, tiny_config

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stfusion_tf import plots, search
+from stfusion_tf import plots, ranking
 from stfusion_tf.models import TemplateConfig, fusion_block_sizes, fusion_layer_names
 from stfusion_tf.strategy import (
     ALL_THE_WAY_UNITS,
@@ -67,7 +67,7 @@ def _scores(sizes, num_sampled, macs_per_branch, seed=0):
 
     def score(strategy, kind):
         on = int(strategy.branch_mask().sum())
-        return search.StrategyScore(
+        return ranking.StrategyScore(
             strategy=strategy,
             kind=kind,
             top1=float(rng.integers(0, 25)) / 24,
@@ -81,7 +81,7 @@ def _scores(sizes, num_sampled, macs_per_branch, seed=0):
             log_probability=-1.0,
         )
 
-    rows = search.sort_scores(score(s, "sampled") for s in strategies)
+    rows = ranking.sort_scores(score(s, "sampled") for s in strategies)
     baselines = [
         score(FusionStrategy.all_the_way(u, sizes), "all_the_way") for u in ALL_THE_WAY_UNITS
     ]

@@ -8,8 +8,6 @@ and, after the first transition, sees a constant, so its prediction is the same 
 """
 
 import csv
-import doctest
-import itertools
 import json
 import os
 
@@ -19,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from stfusion_tf import data, search
+from stfusion_tf import data, ranking, search
 from stfusion_tf.models import (
     apply_strategy,
     build_network,
@@ -136,7 +134,7 @@ def test_dropping_the_only_informative_branch_scores_lower(informative_t):
     assert by_unit["S"].top1 <= majority < 1.0
     assert by_unit["S"].loss > by_unit["ST"].loss
     # Sorted: accuracy first, then MACs (ST is cheaper than S+ST at equal accuracy).
-    ranked = search.sort_scores(rows)
+    ranked = ranking.sort_scores(rows)
     assert [str(r.strategy) for r in ranked][:2] == [
         str(FusionStrategy.all_the_way("ST", BLOCKS)),
         str(FusionStrategy.all_the_way("S+ST", BLOCKS)),
@@ -255,7 +253,7 @@ def test_recalibrate_batch_norm_stores_the_mean_of_the_batch_statistics():
 
 def _row(strategy, top1, macs, log_probability=-3.0, kind="sampled"):
     metrics = {"video_top1@clips=1x1crop": top1}
-    return search.StrategyScore(
+    return ranking.StrategyScore(
         strategy=FusionStrategy.resolve(strategy, BLOCKS),
         kind=kind,
         top1=top1,
@@ -290,7 +288,7 @@ def test_selection_breaks_accuracy_ties_by_holdout_loss_before_macs():
         _row("st,s,t|t,-", 0.75, 800),
     ]
     rows[0].loss, rows[1].loss = 0.30, 0.05  # the cheaper one is the less sure one
-    assert [str(r.strategy) for r in search.sort_scores(rows)] == [
+    assert [str(r.strategy) for r in ranking.sort_scores(rows)] == [
         "t,t,t|t,t",
         "s,s,s|s,s",
         "st,s,t|t,-",
@@ -304,7 +302,7 @@ def test_selection_is_accuracy_then_fewer_macs_then_probability():
         _row("st,s,t|t,-", 0.5, 900, -9.0),
         _row("-,-,-|-,-", 0.75, 5000, float("-inf")),
     ]
-    assert [str(r.strategy) for r in search.sort_scores(rows)] == [
+    assert [str(r.strategy) for r in ranking.sort_scores(rows)] == [
         "-,-,-|-,-",
         "st,s,t|t,-",
         "s,s,s|s,s",
@@ -406,48 +404,3 @@ def test_reading_a_missing_best_strategy_says_which_phase_to_run(tmp_path):
 
 
 # --- The Pareto front ---------------------------------------------------------------------------
-
-
-def test_pareto_front_of_a_hand_made_set():
-    points = [
-        (0.50, 100),  # 0: front
-        (0.40, 120),  # 1: dominated by 0 (less accurate, more MACs)
-        (0.50, 130),  # 2: dominated by 0 (the same top-1 for more MACs)
-        (0.45, 100),  # 3: dominated by 0 (the same MACs, less accurate)
-        (0.70, 200),  # 4: front
-        (0.70, 200),  # 5: a tie with 4: both stay
-        (0.30, 50),  # 6: front (the cheapest)
-        (0.30, 60),  # 7: dominated by 6
-        (0.70, 250),  # 8: dominated by 4 and 5
-        (0.80, 300),  # 9: front (the most accurate)
-    ]
-    assert search.pareto_front(points) == [0, 4, 5, 6, 9]
-    assert search.pareto_front(reversed(points)) == [0, 3, 4, 5, 9]  # an iterable; indices of it
-    assert search.pareto_front([]) == []
-    assert search.pareto_front([(0.1, 5)]) == [0]
-
-
-def test_pareto_front_is_the_definition():
-    """Against the definition, pair by pair, on a coarse grid where ties are frequent."""
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        n = int(rng.integers(1, 25))
-        points = list(zip(rng.integers(0, 5, n) / 4, rng.integers(0, 6, n) * 100, strict=True))
-
-        def dominates(a, b):
-            return a[0] >= b[0] and a[1] <= b[1] and a != b
-
-        expected = [
-            i
-            for i, p in enumerate(points)
-            if not any(dominates(q, p) for j, q in enumerate(points) if j != i)
-        ]
-        assert search.pareto_front(points) == expected, points
-        # No point of the front dominates another one of it.
-        front = [points[i] for i in expected]
-        assert not any(dominates(a, b) for a, b in itertools.permutations(front, 2))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(search)
-    assert result.failed == 0 and result.attempted >= 1

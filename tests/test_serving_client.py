@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from stfusion_tf import export, predict
+from stfusion_tf import export, predict, signatures
 from stfusion_tf import serving_client as client
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -49,7 +49,7 @@ def served(tmp_path_factory):
 
 
 def test_rest_body_carries_every_frame_as_b64(clips):
-    body = client.rest_body(clips)
+    body = signatures.rest_body(clips)
     assert body["signature_name"] == "serve_frames"
     assert len(body["instances"]) == 2
     for instance, clip in zip(body["instances"], clips, strict=True):
@@ -59,16 +59,16 @@ def test_rest_body_carries_every_frame_as_b64(clips):
 
 
 def test_rest_body_for_float_clips_and_bad_input():
-    body = client.rest_body(np.ones((1, 4, 16, 16, 3)), signature_name="serving_default")
+    body = signatures.rest_body(np.ones((1, 4, 16, 16, 3)), signature_name="serving_default")
     assert np.asarray(body["instances"][0]["clips"]).shape == (4, 16, 16, 3)
     with pytest.raises(ValueError, match=r"\[num_clips, frames\] JPEG bytes"):
-        client.rest_body([b"a", b"b"])
+        signatures.rest_body([b"a", b"b"])
     with pytest.raises(ValueError, match="signature_name"):
-        client.rest_body([[b"a"]], signature_name="predict")
+        signatures.rest_body([[b"a"]], signature_name="predict")
 
 
 def test_predict_request_holds_the_clips_as_a_string_tensor(clips):
-    request = client.predict_request("tiny", {"frames": clips}, version=3)
+    request = signatures.predict_request("tiny", {"frames": clips}, version=3)
     assert request.model_spec.name == "tiny" and request.model_spec.version.value == 3
     assert request.model_spec.signature_name == "serve_frames"
     proto = request.inputs["frames"]
@@ -126,18 +126,18 @@ def test_rest_round_trip_gives_the_saved_models_logits(clips, served):
     thread.start()
     try:
         url = client.rest_url(f"127.0.0.1:{server.server_port}", "tiny")
-        answer = client.post_rest(url, client.rest_body(clips))
+        answer = client.post_rest(url, signatures.rest_body(clips))
         np.testing.assert_allclose(
             client.clip_logits(answer), served.serve_frames(clips)["logits"], rtol=1e-6
         )
         assert _RestHandler.paths[-1] == "/v1/models/tiny:predict"
         with pytest.raises(RuntimeError, match=r"answered 400.*\[batch, 4\]"):
-            client.post_rest(url, client.rest_body([[b"x", b"y"]]))
+            client.post_rest(url, signatures.rest_body([[b"x", b"y"]]))
     finally:
         server.shutdown()
         server.server_close()
     with pytest.raises(RuntimeError, match="Cannot reach TF Serving"):
-        client.post_rest(url, client.rest_body(clips), timeout_s=5)
+        client.post_rest(url, signatures.rest_body(clips), timeout_s=5)
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -164,7 +164,7 @@ def test_grpc_round_trip_gives_the_saved_models_logits(clips, served):
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        request = client.predict_request("tiny", {"frames": clips})
+        request = signatures.predict_request("tiny", {"frames": clips})
         outputs = client.call_grpc(f"127.0.0.1:{port}", request, timeout_s=30)
     finally:
         server.stop(None)
