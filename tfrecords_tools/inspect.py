@@ -19,8 +19,10 @@ The split of a shard comes from its file name (``<split>-00000-of-00008.tfrecord
 map, ``<split>.manifest.json`` and ``<split>.failures.jsonl`` are read from beside the shards
 when they are there.
 
-Flags are parsed only under ``__main__`` (``define_flags``); everything else is plain functions
-(``inspect_records``, ``format_table``) that tests and other tools call.
+The shard reader and the checks of one record are ``tfrecords_tools.record_checks``; this module
+walks a dataset with them and summarises it. Flags are parsed only under ``__main__``
+(``define_flags``); everything else is plain functions (``inspect_records``, ``format_table``)
+that tests and other tools call.
 """
 
 from __future__ import annotations
@@ -32,37 +34,44 @@ import json
 import os
 import re
 import statistics
-import struct
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 from absl import app, flags
-from google.protobuf import message
 
 from tfrecords_tools import format as fmt
-from tfrecords_tools import tfrecord_io
+from tfrecords_tools.record_checks import (
+    FRAMING_BYTES,
+    InvalidRecordError,
+    check_fields,
+    check_frames,
+    check_manifest,
+    parse_record,
+    read_records,
+)
+
+# The reader and the checks (record_checks) are re-exported: tools that read shards through this
+# module (the contact sheet) get the same reader and errors.
+__all__ = [
+    "InvalidRecordError",
+    "check_fields",
+    "check_frames",
+    "define_flags",
+    "expand_patterns",
+    "format_table",
+    "inspect_records",
+    "parse_record",
+    "read_beside",
+    "read_records",
+    "reason_kind",
+    "run",
+    "split_of",
+]
 
 _SHARD_NAME = re.compile(
     r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})" + re.escape(fmt.SHARD_SUFFIX) + "$"
 )
-_JPEG_START = b"\xff\xd8"
-# TFRecord framing: uint64 length, uint32 masked CRC32C(length), data, uint32 masked CRC32C(data).
-_HEADER = struct.Struct("<QI")
-_FOOTER = struct.Struct("<I")
-
-
-class InvalidRecordError(Exception):
-    """A record (or the shard around it) is unreadable or inconsistent.
-
-    ``path`` and ``index`` (0-based record index in that file; None for a whole-file problem)
-    locate it; ``problem`` says what is wrong.
-    """
-
-    def __init__(self, path: str, index: int | None, problem: str):
-        self.path, self.index, self.problem = path, index, problem
-        where = path if index is None else f"{path}, record {index}"
-        super().__init__(f"{where}: {problem}")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -97,55 +106,6 @@ def split_of(path: str) -> str:
     return name.removesuffix(fmt.SHARD_SUFFIX)
 
 
-def read_records(path: str) -> Iterator[tuple[int, bytes]]:
-    """Yields (byte offset, payload) of every record of one TFRecord file, checking every CRC.
-
-    Raises:
-      InvalidRecordError: bad length CRC, bad payload CRC, or a file that ends inside a record,
-        naming the index of the record that could not be read and its byte offset.
-    """
-    with tf.io.gfile.GFile(path, "rb") as f:
-        index, offset = 0, 0
-        while True:
-            header = f.read(_HEADER.size)
-            if not header:
-                return
-            if len(header) < _HEADER.size:
-                raise InvalidRecordError(
-                    path,
-                    index,
-                    f"file ends inside a record header at byte {offset} (truncated shard; "
-                    "re-run the conversion for this split)",
-                )
-            length, length_crc = _HEADER.unpack(header)
-            if tfrecord_io.masked_crc(header[:8]) != length_crc:
-                raise InvalidRecordError(
-                    path,
-                    index,
-                    f"corrupted record length at byte {offset} (CRC32C mismatch; the file is "
-                    "damaged: re-copy or re-convert it)",
-                )
-            payload = f.read(length)
-            footer = f.read(_FOOTER.size)
-            if len(payload) < length or len(footer) < _FOOTER.size:
-                raise InvalidRecordError(
-                    path,
-                    index,
-                    f"file ends inside the record starting at byte {offset} (truncated shard; "
-                    "re-run the conversion for this split)",
-                )
-            if tfrecord_io.masked_crc(payload) != _FOOTER.unpack(footer)[0]:
-                raise InvalidRecordError(
-                    path,
-                    index,
-                    f"corrupted record data at byte {offset} (CRC32C mismatch; the file is "
-                    "damaged: re-copy or re-convert it)",
-                )
-            yield offset, payload
-            index += 1
-            offset += _HEADER.size + length + _FOOTER.size
-
-
 def read_beside(directory: str, split: str) -> dict:
     """The label map, manifest and failures written beside a split's shards (None if absent)."""
     label_map_path = os.path.join(directory, fmt.LABEL_MAP_FILENAME)
@@ -172,94 +132,6 @@ def reason_kind(failure: dict) -> str:
     if wrapped:
         reason = wrapped[2]
     return reason.split(": ", 1)[0].strip() or "unknown"
-
-
-# ----------------------------------------------------------------------------- checking
-
-
-@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-def _decoded_sizes(frames: tf.Tensor) -> tf.Tensor:
-    """[num_frames, 2] (height, width) of each JPEG, decoded as the input pipeline decodes it."""
-    return tf.map_fn(
-        lambda frame: tf.shape(tf.io.decode_jpeg(frame, channels=3))[:2],
-        frames,
-        fn_output_signature=tf.int32,
-    )
-
-
-def check_frames(record: fmt.VideoRecord) -> None:
-    """Decodes every JPEG frame of ``record``; raises ValueError naming the first bad frame."""
-    for i, frame in enumerate(record.frames):
-        if not frame.startswith(_JPEG_START):
-            raise ValueError(f"frame {i} is not a JPEG (image/format says JPEG)")
-    try:
-        sizes = _decoded_sizes(tf.constant(record.frames, dtype=tf.string)).numpy()
-    except tf.errors.InvalidArgumentError:
-        # Find which frame, one by one (the batched decode only says that one failed).
-        for i, frame in enumerate(record.frames):
-            try:
-                tf.io.decode_jpeg(frame, channels=3)
-            except tf.errors.InvalidArgumentError as e:
-                reason = e.message.rsplit("}}", 1)[-1].split("[Op:")[0].strip()
-                raise ValueError(f"frame {i} does not decode as JPEG ({reason})") from e
-        raise
-    for i, (height, width) in enumerate(sizes):
-        if (height, width) != (record.height, record.width):
-            raise ValueError(
-                f"frame {i} decodes to {height}x{width} but image/height x image/width say "
-                f"{record.height}x{record.width}"
-            )
-
-
-def check_fields(
-    record: fmt.VideoRecord, label_map: list[str] | None, seen_labels: dict[int, str]
-) -> None:
-    """Checks a record's fields against each other and the label map; raises ValueError.
-
-    Without a label map, the same label index must always carry the same text (``seen_labels``,
-    updated here, remembers what was seen).
-    """
-    if not record.frames:
-        raise ValueError("the record holds no frames")
-    stamps = record.timestamps_us
-    for i in range(1, len(stamps)):
-        if stamps[i] <= stamps[i - 1]:
-            raise ValueError(
-                f"timestamps are not increasing: frame {i} at {stamps[i]} us follows "
-                f"{stamps[i - 1]} us"
-            )
-    index, text = record.label_index, record.label_text
-    if label_map is not None:
-        if not 0 <= index < len(label_map):
-            raise ValueError(
-                f"label index {index} is outside the label map ({len(label_map)} classes, "
-                f"indices 0..{len(label_map) - 1})"
-            )
-        if label_map[index] != text:
-            raise ValueError(
-                f"label text {text!r} does not match the label map, which names index {index} "
-                f"{label_map[index]!r}"
-            )
-    else:
-        if index < 0:
-            raise ValueError(f"label index {index} is negative")
-        if seen_labels.setdefault(index, text) != text:
-            raise ValueError(
-                f"label index {index} carries text {text!r} here but {seen_labels[index]!r} in "
-                "an earlier record"
-            )
-    if record.height <= 0 or record.width <= 0:
-        raise ValueError(f"image size {record.height}x{record.width} is not positive")
-
-
-def parse_record(payload: bytes) -> fmt.VideoRecord:
-    """``fmt.deserialize``, with every way it can fail turned into ValueError."""
-    try:
-        return fmt.deserialize(payload)
-    except message.DecodeError as e:
-        raise ValueError(f"not a serialized tf.train.SequenceExample ({e})") from e
-    except (UnicodeDecodeError, IndexError) as e:
-        raise ValueError(f"a feature of the video format is malformed ({e})") from e
 
 
 # ----------------------------------------------------------------------------- summary
@@ -327,29 +199,6 @@ def _split_report(split: str, stats: _SplitStats, beside: dict) -> dict:
     return report
 
 
-def _check_manifest(split: str, directory: str, manifest: dict, counts: dict[str, int]) -> None:
-    """Shard record counts and format version against the split's manifest (when it has them)."""
-    path = fmt.manifest_path(directory, split)
-    version = manifest.get("format_version")
-    if version is not None and version != fmt.FORMAT_VERSION:
-        raise InvalidRecordError(
-            path,
-            None,
-            f"format_version {version} is not the version this tool reads "
-            f"({fmt.FORMAT_VERSION}); use the tools of the version that wrote the records",
-        )
-    for shard in manifest.get("shards", []):
-        name, expected = shard.get("path"), shard.get("records")
-        shard_path = os.path.join(directory, os.path.basename(str(name)))
-        if shard_path in counts and expected is not None and counts[shard_path] != expected:
-            raise InvalidRecordError(
-                shard_path,
-                None,
-                f"holds {counts[shard_path]} records but {os.path.basename(path)} says "
-                f"{expected} (shard truncated or replaced; re-run the conversion for this split)",
-            )
-
-
 class _Progress:
     """A Keras progress bar on stderr (stdout stays clean for the table or the JSON)."""
 
@@ -376,6 +225,87 @@ class _Progress:
                 self._bar.update(self._done, finalize=True)
 
 
+class _Reading:
+    """What reading the shards gathers, shard by shard: per-split statistics, the files found
+    beside each split's shards (per folder and split), the labels seen per folder (to check
+    label texts without a label map), and the records read per file and in all."""
+
+    def __init__(self, bar: _Progress):
+        self.bar = bar
+        self.stats: dict[str, _SplitStats] = collections.defaultdict(_SplitStats)
+        self.beside: dict[tuple[str, str], dict] = {}
+        self.seen_labels: dict[str, dict[int, str]] = collections.defaultdict(dict)
+        self.records_per_file: dict[str, int] = {}
+        self.records_read = 0
+
+    def read_shard(self, path: str, size: int, validate: bool) -> None:
+        """Reads every record of one shard of ``size`` bytes, checking each when ``validate``.
+
+        Raises:
+          InvalidRecordError: at the first record that does not read or pass a check; the
+            records before it are counted.
+        """
+        split, directory = split_of(path), os.path.dirname(path)
+        if (directory, split) not in self.beside:
+            self.beside[directory, split] = read_beside(directory, split)
+        label_map = self.beside[directory, split]["label_map"]
+        split_stats = self.stats[split]
+        split_stats.files.append(path)
+        split_stats.file_bytes += size
+        if directory not in split_stats.directories:
+            split_stats.directories.append(directory)
+        self.records_per_file[path] = 0
+        for index, (_, payload) in enumerate(read_records(path)):
+            try:
+                record = parse_record(payload)
+                if validate:
+                    check_fields(record, label_map, self.seen_labels[directory])
+                    check_frames(record)
+            except ValueError as e:
+                raise InvalidRecordError(path, index, str(e)) from e
+            split_stats.add(record)
+            self.records_per_file[path] += 1
+            self.records_read += 1
+            self.bar.advance(len(payload) + FRAMING_BYTES, videos=self.records_read)
+
+    def check_manifests(self) -> None:
+        """The record counts read against every split's manifest (``check_manifest``)."""
+        for (directory, split), beside in self.beside.items():
+            if beside["manifest"] is not None:
+                check_manifest(split, directory, beside["manifest"], self.records_per_file)
+
+    def split_reports(self) -> dict:
+        """One report per split, in name order; its label map, manifest and failures are those
+        of the first folder the split was found in."""
+        return {
+            split: _split_report(split, stats, self.beside[stats.directories[0], split])
+            for split, stats in sorted(self.stats.items())
+        }
+
+    def total_report(self) -> dict:
+        """The splits added together (no files, manifest or failures: those are per split)."""
+        total = _SplitStats()
+        for split_stats in self.stats.values():
+            total.videos += split_stats.videos
+            total.per_class.update(split_stats.per_class)
+            total.frames.extend(split_stats.frames)
+            total.sizes.update(split_stats.sizes)
+            total.jpeg_bytes += split_stats.jpeg_bytes
+            total.file_bytes += split_stats.file_bytes
+        no_beside = {"label_map": None, "manifest": None, "failures": None}
+        report = _split_report("total", total, no_beside)
+        for key in ("files", "manifest", "failures"):
+            del report[key]
+        return report
+
+    def label_maps(self) -> dict:
+        """The label map found in each folder (None where there is none)."""
+        label_maps = {}
+        for (directory, _), beside in sorted(self.beside.items()):
+            label_maps.setdefault(directory, beside["label_map"])
+        return label_maps
+
+
 def inspect_records(
     patterns: Sequence[str], *, validate: bool = False, progress: bool = False
 ) -> dict:
@@ -393,72 +323,23 @@ def inspect_records(
       first record that fails a check; ``ok`` is then False and ``error`` locates it.
     """
     paths = expand_patterns(patterns)
-    stats: dict[str, _SplitStats] = collections.defaultdict(_SplitStats)
-    beside_cache: dict[tuple[str, str], dict] = {}
-    seen_labels: dict[str, dict[int, str]] = collections.defaultdict(dict)
-    records_per_file: dict[str, int] = {}
     sizes = {p: tf.io.gfile.stat(p).length for p in paths}
-    bar = _Progress(sum(sizes.values()), progress)
+    reading = _Reading(_Progress(sum(sizes.values()), progress))
     error = None
-    records_read = 0
     try:
         for path in paths:
-            split, directory = split_of(path), os.path.dirname(path)
-            if (directory, split) not in beside_cache:
-                beside_cache[directory, split] = read_beside(directory, split)
-            label_map = beside_cache[directory, split]["label_map"]
-            split_stats = stats[split]
-            split_stats.files.append(path)
-            split_stats.file_bytes += sizes[path]
-            if directory not in split_stats.directories:
-                split_stats.directories.append(directory)
-            records_per_file[path] = 0
-            for index, (_, payload) in enumerate(read_records(path)):
-                try:
-                    record = parse_record(payload)
-                    if validate:
-                        check_fields(record, label_map, seen_labels[directory])
-                        check_frames(record)
-                except ValueError as e:
-                    raise InvalidRecordError(path, index, str(e)) from e
-                split_stats.add(record)
-                records_per_file[path] += 1
-                records_read += 1
-                bar.advance(len(payload) + _HEADER.size + _FOOTER.size, videos=records_read)
+            reading.read_shard(path, sizes[path], validate)
         if validate:
-            for (directory, split), beside in beside_cache.items():
-                if beside["manifest"] is not None:
-                    _check_manifest(split, directory, beside["manifest"], records_per_file)
+            reading.check_manifests()
     except InvalidRecordError as e:
         error = {"file": e.path, "record": e.index, "problem": e.problem}
     finally:
-        bar.close()
-
-    splits = {}
-    for split, split_stats in sorted(stats.items()):
-        # Label map, manifest, failures: from the first folder the split was found in.
-        beside = beside_cache[split_stats.directories[0], split]
-        splits[split] = _split_report(split, split_stats, beside)
-    total = _SplitStats()
-    for split_stats in stats.values():
-        total.videos += split_stats.videos
-        total.per_class.update(split_stats.per_class)
-        total.frames.extend(split_stats.frames)
-        total.sizes.update(split_stats.sizes)
-        total.jpeg_bytes += split_stats.jpeg_bytes
-        total.file_bytes += split_stats.file_bytes
-    no_beside = {"label_map": None, "manifest": None, "failures": None}
-    total_report = _split_report("total", total, no_beside)
-    for key in ("files", "manifest", "failures"):
-        del total_report[key]
-    label_maps = {}
-    for (directory, _), beside in sorted(beside_cache.items()):
-        label_maps.setdefault(directory, beside["label_map"])
+        reading.bar.close()
     return {
-        "splits": splits,
-        "total": total_report,
-        "label_maps": label_maps,
-        "records_read": records_read,
+        "splits": reading.split_reports(),
+        "total": reading.total_report(),
+        "label_maps": reading.label_maps(),
+        "records_read": reading.records_read,
         "validated": validate,
         "ok": error is None,
         "error": error,
