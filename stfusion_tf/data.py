@@ -42,7 +42,8 @@ import numpy as np
 import tensorflow as tf
 
 from stfusion_tf import preprocessing
-from stfusion_tf.preprocessing import PreprocessingSpec, positive_int
+from stfusion_tf.checks import positive_int
+from stfusion_tf.preprocessing import PreprocessingSpec
 from tfrecords_tools import format as fmt
 
 # Keys of the elements of ``eval_dataset``.
@@ -134,6 +135,28 @@ def _pipeline_id(input_context) -> int:
     return 0 if input_context is None else input_context.input_pipeline_id
 
 
+def _train_sampler(spec: PreprocessingSpec, base_seed: tf.Tensor):
+    """The sample phase of training, as a map over ``(element number, serialized record)``:
+    parse, choose the clip's frame indices, gather only those JPEGs (undecoded). Returns
+    ``(jpegs [T], label, augment_seed)``.
+
+    The element's random choices come from ``base_seed`` folded with its number by stateless
+    ops, then split in two (frame indices now, augmentation at decode time): an element's clip
+    depends on its place in the stream, not on which thread maps it first, so a run with the
+    same seed sees the same clips."""
+
+    def sample(index, serialized):
+        features = fmt.parse(serialized)
+        jpegs = features[fmt.IMAGE_ENCODED]
+        clip_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        index_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(clip_seed, 2))
+        indices = preprocessing.sample_train_indices(tf.shape(jpegs)[0], spec, index_seed)
+        label = tf.cast(features[fmt.LABEL_INDEX], tf.int32)
+        return tf.gather(jpegs, indices), label, augment_seed
+
+    return sample
+
+
 def train_dataset(
     file_pattern_or_list,
     spec: PreprocessingSpec,
@@ -183,15 +206,6 @@ def train_dataset(
     )
     base_seed = tf.constant([seed, _pipeline_id(input_context)], tf.int64)
 
-    def sample(index, serialized):
-        features = fmt.parse(serialized)
-        jpegs = features[fmt.IMAGE_ENCODED]
-        clip_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        index_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(clip_seed, 2))
-        indices = preprocessing.sample_train_indices(tf.shape(jpegs)[0], spec, index_seed)
-        label = tf.cast(features[fmt.LABEL_INDEX], tf.int32)
-        return tf.gather(jpegs, indices), label, augment_seed
-
     def decode_and_preprocess(jpegs, label, augment_seed):
         return preprocessing.train_clip(jpegs, spec, augment_seed), label
 
@@ -204,7 +218,11 @@ def train_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.enumerate()
-    dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.map(
+        _train_sampler(spec, base_seed),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
     dataset = dataset.shuffle(shuffle_buffer, seed=seed + _pipeline_id(input_context))
     if skip_clips:
         dataset = dataset.skip(skip_clips)
