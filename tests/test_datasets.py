@@ -1,5 +1,6 @@
-"""Dataset layouts (pipelines/datasets.py): fixture trees in each official layout, list files
-written with the real syntax; videos are zero-byte placeholders (nothing here decodes)."""
+"""Dataset layouts (pipelines/datasets.py, pipelines/layouts/): fixture trees in each official
+layout, list files written with the real syntax; videos are zero-byte placeholders (nothing here
+decodes)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from pipelines import datasets
 from pipelines.datasets import DatasetLayoutError, UnsafePathError, VideoEntry
+from pipelines.listing import sorted_entries
 
 
 def touch(root, *relative_paths):
@@ -128,7 +130,7 @@ def _listing(counts, extra_splits=()):
         for i in range(n)
     ]
     entries += [VideoEntry(f"{label}/t.mp4", label, s) for s in extra_splits for label in counts]
-    return datasets.DatasetListing(datasets._sorted_entries(entries), sorted(counts))
+    return datasets.DatasetListing(sorted_entries(entries), sorted(counts))
 
 
 def test_carve_holdout_is_stratified_and_keeps_one_per_class():
@@ -408,7 +410,7 @@ def make_kinetics(root):
 
 def test_kinetics_finds_trimmed_and_whole_videos(tmp_path, caplog):
     make_kinetics(tmp_path)
-    with caplog.at_level("WARNING", logger="pipelines.datasets"):
+    with caplog.at_level("WARNING", logger="pipelines.layouts.kinetics"):
         listing = datasets.list_dataset("kinetics", str(tmp_path))
     assert listing.class_names == ["abseiling", "passing American football (in game)", "zumba"]
     E = VideoEntry
@@ -649,7 +651,7 @@ def test_kinetics_duplicate_rows_and_two_segments_of_one_whole_video(tmp_path, c
         "zumba,abc,20,30,train\n",
     )
     touch(tmp_path, "videos/abc.mp4")
-    with caplog.at_level("WARNING", logger="pipelines.datasets"):
+    with caplog.at_level("WARNING", logger="pipelines.layouts.kinetics"):
         listing = datasets.list_dataset("kinetics", str(tmp_path))
     assert listing.entries == [
         VideoEntry("videos/abc.mp4", "abseiling", "train", start_s=0.0, end_s=10.0),
