@@ -99,6 +99,30 @@ def describe_network(config, strategy, clip_shape, per_layer=False):
     else:
         template_macs = flops.count_macs(build_network(config), clip_shape)
 
+    rows = _part_rows(costs, config, strategy, per_layer)
+    text = _report_text(config, strategy, clip_shape, rows, totals, template_macs)
+    summary = {
+        "config": config.to_dict(),
+        "strategy": None if strategy is None else str(strategy),
+        "clip_shape": list(clip_shape),
+        "totals": {
+            "params": totals.params,
+            "non_trainable_params": totals.non_trainable_params,
+            "macs": totals.macs,
+            "flops": totals.flops,
+            "other_ops": totals.other_ops,
+        },
+        "template_macs": template_macs,
+        "parts": rows,
+    }
+    return text, summary
+
+
+def _part_rows(costs, config, strategy, per_layer):
+    """One row per part of the network (per strategy block, or per fusion layer when
+    ``per_layer``): its units, gates, channels in -> out, output size, params and MACs."""
+    from stfusion_tf import flops
+
     key = flops.fusion_part if per_layer else flops.fusion_block
     rows = []
     for name, group_costs in _groups(costs, key).items():
@@ -119,6 +143,13 @@ def describe_network(config, strategy, clip_shape, per_layer=False):
                 "macs": part_totals.macs,
             }
         )
+    return rows
+
+
+def _report_text(config, strategy, clip_shape, rows, totals, template_macs):
+    """The printed report: a title, the table of ``rows``, the totals and (for a strategy)
+    its share of the template's MACs."""
+    from stfusion_tf import flops
 
     header = ("part", "units", "gates", "channels", "output TxHxW", "params", "MACs", "% MACs")
     table = [
@@ -149,21 +180,7 @@ def describe_network(config, strategy, clip_shape, per_layer=False):
             f"Template MACs: {template_macs:,}; this strategy: "
             f"{100 * totals.macs / template_macs:.1f}% of the template"
         )
-    summary = {
-        "config": config.to_dict(),
-        "strategy": None if strategy is None else str(strategy),
-        "clip_shape": list(clip_shape),
-        "totals": {
-            "params": totals.params,
-            "non_trainable_params": totals.non_trainable_params,
-            "macs": totals.macs,
-            "flops": totals.flops,
-            "other_ops": totals.other_ops,
-        },
-        "template_macs": template_macs,
-        "parts": rows,
-    }
-    return "\n".join(lines), summary
+    return "\n".join(lines)
 
 
 def _groups(costs, key):
