@@ -4,8 +4,9 @@ FFmpeg is C: a malformed file can segfault or spin forever inside it. The Beam j
 decodes each video through an ``IsolatedProcess``: one long-lived helper process, a fresh
 interpreter started with ``subprocess``, that imports only the called function's module and runs
 calls sent to it over a pipe. A crash becomes ``ProcessCrashed``, a hang ``ProcessTimedOut``, both
-ordinary exceptions that the Beam job records as the video's failure
-(``pipelines.convert_videos``), and the next call gets a fresh process. An exception the function raises is raised again in the caller, with its type.
+ordinary exceptions that the Beam job records as the video's failure (``pipelines.convert_videos``),
+and the next call gets a fresh process. An exception the function raises is raised again in the
+caller, with its type.
 
 Why not ``multiprocessing``: a forked child of a worker that already runs TensorFlow or gRPC
 threads can deadlock on their locks (so Beam's own ``use_subprocess=True``, which forks, is not
