@@ -1,4 +1,4 @@
-"""The ``kinetics`` layout: Kinetics-400/600/700 CSVs and videos as the common downloaders save them.
+"""The ``kinetics`` layout: the Kinetics-400/600/700 CSVs, videos as common downloaders save them.
 
 One official CSV per split in ``input_dir`` or ``input_dir/annotations/``:
 ``train.csv``; ``validate.csv``, ``val.csv`` or ``validation.csv`` (split ``val``); ``test.csv``;
