@@ -59,6 +59,9 @@ class FoldedLayer(keras.layers.Layer):
         del training, mask
         return inputs
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
 
 @dataclasses.dataclass(frozen=True)
 class _Fold:
