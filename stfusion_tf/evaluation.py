@@ -323,16 +323,30 @@ def evaluate(
             preprocessing.positive_int(value, name)
     predict_fn = predict_fn or make_predict_fn(model)
     accumulator = _Accumulator(views_per_video, max_videos)
+    truncated = _score_batches(dataset, predict_fn, accumulator, max_batches, verbose)
+    accumulator.finish(truncated=truncated)
+    if accumulator.num_views == 0 or accumulator.num_videos == 0:
+        raise ValueError(
+            "No complete video was evaluated: the dataset is empty or max_batches is smaller "
+            f"than one video's views. Received: max_batches={max_batches}, "
+            f"views per video={views_per_video}"
+        )
+    return _result(accumulator, num_clips, num_crops)
+
+
+def _score_batches(dataset, predict_fn, accumulator, max_batches, verbose) -> bool:
+    """Feeds the logits of ``dataset``'s micro-batches to ``accumulator``, until the data ends,
+    ``max_batches`` were read or the accumulator has all its videos. Returns whether
+    ``max_batches`` cut the stream (``_Accumulator.finish`` then drops a partial last video)."""
     progbar = (
         keras.utils.Progbar(max_batches, unit_name="batch", stateful_metrics=["views"])
         if verbose
         else None
     )
-    batches, truncated = 0, False
+    batches = 0
     for batch in dataset:
         if max_batches is not None and batches >= max_batches:
-            truncated = True
-            break
+            return True
         logits = np.asarray(predict_fn(batch[data.CLIPS]), dtype=np.float64)
         accumulator.add(
             logits, batch[data.LABEL].numpy(), batch[data.VIDEO_INDEX].numpy().astype(np.int64)
@@ -342,13 +356,11 @@ def evaluate(
             progbar.update(batches, values=[("views", accumulator.num_views)])
         if accumulator.done:
             break
-    accumulator.finish(truncated=truncated)
-    if accumulator.num_views == 0 or accumulator.num_videos == 0:
-        raise ValueError(
-            "No complete video was evaluated: the dataset is empty or max_batches is smaller "
-            f"than one video's views. Received: max_batches={max_batches}, "
-            f"views per video={views_per_video}"
-        )
+    return False
+
+
+def _result(accumulator: _Accumulator, num_clips: int, num_crops: int) -> EvaluationResult:
+    """The clip- and video-level metrics of a finished accumulator, named by the protocol."""
     labels = np.concatenate(accumulator.video_labels)
     predictions = np.concatenate(accumulator.video_top1)
 
