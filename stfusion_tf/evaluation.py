@@ -31,13 +31,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import data, preprocessing
+from stfusion_tf import checks, data
 
 
 def protocol_name(num_clips: int, num_crops: int) -> str:
     """``clips=10x3crops`` / ``clips=1x1crop``: the eval protocol a metric name carries."""
-    preprocessing.positive_int(num_clips, "num_clips")
-    preprocessing.positive_int(num_crops, "num_crops")
+    checks.positive_int(num_clips, "num_clips")
+    checks.positive_int(num_crops, "num_crops")
     return f"clips={num_clips}x{num_crops}crop{'s' if num_crops > 1 else ''}"
 
 
@@ -65,7 +65,7 @@ def _check_scores(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def top_k_correct(scores, labels, k: int = 1) -> np.ndarray:
     """Boolean ``[n]``: is the true class among the ``k`` highest scores (ties count as in)."""
-    preprocessing.positive_int(k, "k")
+    checks.positive_int(k, "k")
     scores, labels = _check_scores(scores, labels)
     true = scores[np.arange(len(labels)), labels]
     return np.sum(scores > true[:, None], axis=1) < k
@@ -320,7 +320,7 @@ def evaluate(
     views_per_video = num_clips * num_crops
     for name, value in (("max_batches", max_batches), ("max_videos", max_videos)):
         if value is not None:
-            preprocessing.positive_int(value, name)
+            checks.positive_int(value, name)
     predict_fn = predict_fn or make_predict_fn(model)
     accumulator = _Accumulator(views_per_video, max_videos)
     truncated = _score_batches(dataset, predict_fn, accumulator, max_batches, verbose)

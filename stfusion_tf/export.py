@@ -50,7 +50,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import batch_norm_folding, flops, preprocessing
+from stfusion_tf import batch_norm_folding, checks, flops, preprocessing
 from stfusion_tf import signatures as api
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template
@@ -121,7 +121,7 @@ class ServingModule(tf.Module):
     def __init__(self, model, spec: PreprocessingSpec, class_names: list[str], top_k: int = 5):
         super().__init__(name="stfusion_serving")
         check_inference_network(model, spec)
-        preprocessing.positive_int(top_k, "top_k")
+        checks.positive_int(top_k, "top_k")
         # The network is reached through a closure, not an attribute: tracking the Keras model
         # would save every weight a second time under the model's own paths. Its batch norms
         # that follow convolutions are folded into them (batch_norm_folding.py): same function,
@@ -374,7 +374,7 @@ def export_saved_model(
     model_dir = os.path.join(os.fspath(serving_root), model_name)
     if version is None:
         version = (existing_versions(model_dir) or [0])[-1] + 1
-    preprocessing.positive_int(version, "version")
+    checks.positive_int(version, "version")
     final = os.path.join(model_dir, str(version))
     if tf.io.gfile.exists(final):
         raise FileExistsError(

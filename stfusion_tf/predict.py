@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from stfusion_tf import evaluation, export, preprocessing
+from stfusion_tf import checks, evaluation, export, preprocessing
 from stfusion_tf.preprocessing import PreprocessingSpec
 from stfusion_tf.signatures import LOGITS
 from tfrecords_tools import video_io
@@ -129,7 +129,7 @@ def predict_video(
     Raises:
       UnreadableVideoError: the video cannot be decoded.
     """
-    preprocessing.positive_int(batch_size, "batch_size")
+    checks.positive_int(batch_size, "batch_size")
     clips = video_clips(path, served.spec, num_clips)
     logits = [
         served.serve_frames(clips[start : start + batch_size])[LOGITS]
@@ -194,8 +194,8 @@ def run(
     try:
         served = export.load(model)
         decode_options(served.spec)
-        preprocessing.positive_int(num_clips, "num_clips")
-        preprocessing.positive_int(batch_size, "batch_size")
+        checks.positive_int(num_clips, "num_clips")
+        checks.positive_int(batch_size, "batch_size")
     except (FileNotFoundError, ValueError) as e:
         print(f"predict: {e}", file=err)
         return 2

@@ -33,6 +33,8 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from stfusion_tf import checks
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -40,12 +42,6 @@ RESIZE_METHODS = ("bilinear", "bicubic", "area", "lanczos3", "nearest")
 # The conversion's options (``pipelines.convert.ConvertOptions``) that decide the stored pixels,
 # with the spec field each one fills.
 CONVERSION_FIELDS = {"fps": "fps", "short_side": "frame_short_side", "jpeg_quality": "jpeg_quality"}
-
-
-def positive_int(value, name):
-    """Raises a ValueError naming ``name`` unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +114,12 @@ class PreprocessingSpec:
                     object.__setattr__(self, name, tuple(value))
                 except TypeError:
                     pass  # not iterable: the checks below name it
-        positive_int(self.num_frames, "num_frames")
-        positive_int(self.stride, "stride")
-        positive_int(self.crop_size, "crop_size")
-        positive_int(self.eval_short_side, "eval_short_side")
+        checks.positive_int(self.num_frames, "num_frames")
+        checks.positive_int(self.stride, "stride")
+        checks.positive_int(self.crop_size, "crop_size")
+        checks.positive_int(self.eval_short_side, "eval_short_side")
         if self.eval_crop_size is not None:
-            positive_int(self.eval_crop_size, "eval_crop_size")
+            checks.positive_int(self.eval_crop_size, "eval_crop_size")
         if self.train_short_sides is not None:
             if not isinstance(self.train_short_sides, tuple) or not self.train_short_sides:
                 raise ValueError(
@@ -131,7 +127,7 @@ class PreprocessingSpec:
                     f"no scale jitter. Received: train_short_sides={self.train_short_sides!r}"
                 )
             for side in self.train_short_sides:
-                positive_int(side, "train_short_sides")
+                checks.positive_int(side, "train_short_sides")
         if min(self.train_sides) < self.crop_size:
             raise ValueError(
                 "Every training short side must be >= `crop_size` (a crop cannot be larger than "
@@ -213,11 +209,7 @@ class PreprocessingSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessingSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown PreprocessingSpec fields: {unknown}. Received: {data!r}")
-        return cls(**data)
+        return checks.dataclass_from_dict(cls, data)
 
     @classmethod
     def from_json(cls, text: str) -> PreprocessingSpec:
@@ -290,7 +282,7 @@ def sample_eval_indices(video_frames, spec: PreprocessingSpec, num_clips: int) -
     the first frame, the last ends at the last frame); one clip is the centre clip. A video
     shorter than the span gives ``num_clips`` identical, padded clips.
     """
-    positive_int(num_clips, "num_clips")
+    checks.positive_int(num_clips, "num_clips")
     n = tf.cast(video_frames, tf.int32)
     delta = tf.cast(tf.maximum(n - spec.span, 0), tf.float32)
     if num_clips == 1:

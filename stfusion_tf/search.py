@@ -48,7 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import data, evaluation, flops, preprocessing
+from stfusion_tf import checks, data, evaluation, flops
 from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
@@ -150,7 +150,7 @@ def recalibrate_batch_norm(model: keras.Model, dataset: tf.data.Dataset, num_bat
     Returns:
       The number of batches used (fewer if the dataset ended).
     """
-    preprocessing.positive_int(num_batches, "num_batches")
+    checks.positive_int(num_batches, "num_batches")
     layers = _batch_norm_layers(model)
     if not layers:
         return 0
@@ -254,7 +254,7 @@ def score_strategies(
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     if recalibrate_bn_batches:
-        preprocessing.positive_int(recalibrate_bn_batches, "recalibrate_bn_batches")
+        checks.positive_int(recalibrate_bn_batches, "recalibrate_bn_batches")
         if train_dataset_fn is None:
             raise ValueError(
                 "BN recalibration needs training batches: pass train_dataset_fn. Received: "

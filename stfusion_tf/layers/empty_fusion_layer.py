@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from stfusion_tf import checks
+
 # Row / column cases of a 3-tap "same" convolution: which of the kernel taps see real (not
 # zero-padded) positions. 0: first position, 1: interior, 2: last position, 3: a size-1 axis.
 _VALID_TAPS = ((1, 2), (0, 1, 2), (0, 1), (1,))
@@ -78,8 +80,7 @@ class EmptyFusionLayer(keras.layers.Layer):
 
     def __init__(self, filters, strides=1, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters <= 0:
-            raise ValueError(f"`filters` must be a positive int. Received: filters={filters!r}")
+        checks.positive_int(filters, "filters")
         if strides not in (1, 2):
             raise ValueError(f"`strides` must be 1 or 2. Received: strides={strides!r}")
         self.filters = filters

@@ -14,10 +14,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+from stfusion_tf import checks
 
 
 @keras.saving.register_keras_serializable(package="stfusion")
@@ -48,12 +45,12 @@ class FrameDepthwiseConv(keras.layers.Layer):
         self, kernel_size=3, strides=(1, 1), depthwise_initializer="glorot_uniform", **kwargs
     ):
         super().__init__(**kwargs)
-        _positive_int(kernel_size, "kernel_size")
+        checks.positive_int(kernel_size, "kernel_size")
         strides = tuple(strides) if isinstance(strides, (list, tuple)) else (strides, strides)
         if len(strides) != 2:
             raise ValueError(f"`strides` must be (time, space). Received: strides={strides!r}")
         for s in strides:
-            _positive_int(s, "strides")
+            checks.positive_int(s, "strides")
         self.kernel_size = kernel_size
         self.strides = strides
         self.depthwise_initializer = keras.initializers.get(depthwise_initializer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from stfusion_tf import checks
 from stfusion_tf import gate as gate_lib
 from stfusion_tf.layers.planar_conv3d import planar_conv3d, runs_planar
 
@@ -103,8 +104,7 @@ class GatedConv3D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters <= 0:
-            raise ValueError(f"`filters` must be a positive int. Received: filters={filters!r}")
+        checks.positive_int(filters, "filters")
         if padding not in ("same", "valid"):
             raise ValueError(f"`padding` must be 'same' or 'valid'. Received: padding={padding!r}")
         if not length_scale >= 0:

@@ -43,6 +43,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from stfusion_tf import checks
 from stfusion_tf import gate as gate_lib
 from stfusion_tf.batch_norm_folding import batch_norm_affine
 from stfusion_tf.layers import (
@@ -56,11 +57,6 @@ from stfusion_tf.strategy import FusionStrategy
 
 _BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 _BN_EPSILON = 1e-5
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,17 +105,17 @@ class TemplateConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "blocks", tuple(self.blocks))
-        _positive_int(self.num_classes, "num_classes")
+        checks.positive_int(self.num_classes, "num_classes")
         if not self.blocks:
             raise ValueError(f"`blocks` must not be empty. Received: blocks={self.blocks!r}")
         for n in self.blocks:
-            _positive_int(n, "blocks")
-        _positive_int(self.growth_rate, "growth_rate")
-        _positive_int(self.bottleneck_factor, "bottleneck_factor")
-        _positive_int(self.stem_filters, "stem_filters")
+            checks.positive_int(n, "blocks")
+        checks.positive_int(self.growth_rate, "growth_rate")
+        checks.positive_int(self.bottleneck_factor, "bottleneck_factor")
+        checks.positive_int(self.stem_filters, "stem_filters")
         for name in ("input_frames", "input_size", "num_examples"):
             if getattr(self, name) is not None:
-                _positive_int(getattr(self, name), name)
+                checks.positive_int(getattr(self, name), name)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={self.dropout!r}")
         if not self.length_scale >= 0:
@@ -143,11 +139,7 @@ class TemplateConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TemplateConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown TemplateConfig fields: {unknown}. Received: {data!r}")
-        return cls(**data)
+        return checks.dataclass_from_dict(cls, data)
 
 
 def fusion_block_sizes(config: TemplateConfig) -> tuple[int, ...]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from stfusion_tf import checks
+
 DENSENET121 = "densenet121"
 RESNET50 = "resnet50"
 RESNEXT50 = "resnext50_32x4d"
@@ -35,11 +37,6 @@ DEFAULT_BLOCKS = {
     RESNEXT101: (3, 4, 23, 3),
     MOBILENET_V2: (1, 2, 3, 4, 3, 3, 1),
 }
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 
 def check_backbone(name: str) -> str:
@@ -89,7 +86,7 @@ class BackboneConfig:
 
     def __post_init__(self):
         check_backbone(self.backbone)
-        _positive_int(self.num_classes, "num_classes")
+        checks.positive_int(self.num_classes, "num_classes")
         blocks = DEFAULT_BLOCKS[self.backbone] if self.blocks is None else tuple(self.blocks)
         expected = len(DEFAULT_BLOCKS[self.backbone])
         # The template takes any number of dense blocks; the others have fixed stages.
@@ -99,7 +96,7 @@ class BackboneConfig:
                 f"{DEFAULT_BLOCKS[self.backbone]}). Received: blocks={self.blocks!r}"
             )
         for n in blocks:
-            _positive_int(n, "blocks")
+            checks.positive_int(n, "blocks")
         object.__setattr__(self, "blocks", blocks)
         if not self.width_multiplier > 0:
             raise ValueError(
@@ -107,10 +104,10 @@ class BackboneConfig:
             )
         for name in ("input_frames", "input_size"):
             if getattr(self, name) is not None:
-                _positive_int(getattr(self, name), name)
+                checks.positive_int(getattr(self, name), name)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={self.dropout!r}")
-        _positive_int(self.stem_temporal_kernel, "stem_temporal_kernel")
+        checks.positive_int(self.stem_temporal_kernel, "stem_temporal_kernel")
         if self.stem_temporal_kernel % 2 == 0:
             raise ValueError(
                 "`stem_temporal_kernel` must be odd (centred, 'same' in time). "
@@ -141,8 +138,4 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> BackboneConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown BackboneConfig fields: {unknown}. Received: {data!r}")
-        return cls(**data)
+        return checks.dataclass_from_dict(cls, data)
