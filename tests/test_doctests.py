@@ -32,12 +32,20 @@ XFAIL_REASON = "lead is splitting training.py"
 _PROMPT = re.compile(r"^\s*>>>", re.MULTILINE)
 
 
+def _raise(name: str) -> None:
+    """walk_packages' onerror: a subpackage that fails to import fails the test (the default
+    skips it silently)."""
+    raise ImportError(f"could not import the package {name}")
+
+
 def _module_names() -> list[str]:
     names = []
     for package_name in PACKAGES:
         package = importlib.import_module(package_name)
         names.append(package_name)
-        for info in pkgutil.walk_packages(package.__path__, prefix=package_name + "."):
+        for info in pkgutil.walk_packages(
+            package.__path__, prefix=package_name + ".", onerror=_raise
+        ):
             names.append(info.name)
     return sorted(names)
 

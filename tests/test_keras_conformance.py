@@ -47,10 +47,15 @@ _DECORATOR = re.compile(r"^\s*@keras\.saving\.register_keras_serializable\(", re
 _PROJECT = "stfusion_tf"
 
 
+def _raise(name: str) -> None:
+    raise ImportError(f"could not import the package {name}")
+
+
 def _registering_modules() -> dict[str, int]:
     """Module name -> number of ``register_keras_serializable`` decorators in its source."""
     counts = {}
-    for info in pkgutil.walk_packages(stfusion_tf.__path__, prefix=_PROJECT + "."):
+    # A subpackage that fails to import raises (walk_packages would skip it silently).
+    for info in pkgutil.walk_packages(stfusion_tf.__path__, _PROJECT + ".", onerror=_raise):
         with open(importlib.util.find_spec(info.name).origin, encoding="utf-8") as f:
             found = len(_DECORATOR.findall(f.read()))
         if found:
