@@ -36,7 +36,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from stfusion_tf import ranking  # noqa: E402
-from stfusion_tf.strategy import UNITS, FusionStrategy  # noqa: E402
+from stfusion_tf.strategy import UNITS, FusionStrategy, resolve_strategy  # noqa: E402
 from tfrecords_tools import files  # noqa: E402
 
 # Colour-blind-safe (Okabe-Ito); none is a light grey so it recedes.
@@ -117,10 +117,8 @@ def plot_marginals(
     """
     layers = table["layers"]
     sizes = tuple(table["block_sizes"])
-    if isinstance(best_strategy, str):
-        best_strategy = FusionStrategy.parse(best_strategy)
     if best_strategy is not None:
-        best_strategy.check_block_sizes(sizes)
+        best_strategy = resolve_strategy(best_strategy, sizes)
     n = len(layers)
     units = [u for u in UNITS if u != "none" or show_none]
     width = min(max(7.0, 0.2 * n + 2.5), 24.0)

@@ -200,10 +200,11 @@ def _copy_template(template):
     return copy
 
 
-def _unique(strategies) -> list[FusionStrategy]:
+def _unique(strategies, block_sizes) -> list[FusionStrategy]:
+    """``strategies`` as checked ``FusionStrategy`` objects (``resolve_strategy``), each once."""
     out: dict[str, FusionStrategy] = {}
     for s in strategies:
-        s = FusionStrategy.parse(s) if isinstance(s, str) else s
+        s = strategy_lib.resolve_strategy(s, block_sizes)
         out.setdefault(str(s), s)
     return list(out.values())
 
@@ -262,9 +263,7 @@ def score_strategies(
             )
     config = template.config
     shape = _clip_shape(config, clip_shape)
-    strategies = _unique(strategies)
-    for s in strategies:
-        template_lib._check_strategy(config, s)
+    strategies = _unique(strategies, template_lib.fusion_block_sizes(config))
     p = template_lib.drop_probabilities(template)
     evaluate_kwargs = dict(
         num_clips=num_clips, num_crops=num_crops, max_batches=max_batches, max_videos=max_videos

@@ -13,7 +13,9 @@ with short codes (``s``, ``t``, ``st``, ``-``), e.g. ``st,st,t|t,s`` -- short en
 file name, a CSV cell or a log line, and readable by a person who knows the paper. The unit NAMES
 ``S``, ``ST`` and ``S+ST`` on their own mean "this unit all the way" (``FusionStrategy.resolve``);
 note that the code ``st`` is S+ST while the name ``ST`` is the temporal unit, which is why the
-all-the-way names are matched case-sensitively.
+all-the-way names are matched case-sensitively. ``resolve_strategy`` is the one way a network
+(template, pruned network, backbone), the search and the charts turn what a caller gave them (a
+``FusionStrategy`` or any of these strings) into a strategy checked against their blocks.
 
 The units, the gates' probability space and its marginal probabilities (supplementary Eq. S17)
 live in ``stfusion_tf.marginal_probability``, which knows nothing of strategies; this module
@@ -62,6 +64,7 @@ __all__ = [
     "marginal_probabilities",
     "most_probable_strategy",
     "named_strategy",
+    "resolve_strategy",
     "sample_branch_masks",
     "sample_strategies",
     "strategy_from_probabilities",
@@ -146,12 +149,13 @@ class FusionStrategy:
         return cls(split_blocks(units, sizes))
 
     def check_block_sizes(self, block_sizes) -> None:
-        """Raises if this strategy does not fit a template with these fusion-block sizes."""
+        """Raises if this strategy does not fit a network with these fusion-block sizes."""
         sizes = check_block_sizes(block_sizes)
         if self.block_sizes != sizes:
             raise ValueError(
-                f"Strategy {str(self)!r} has block sizes {self.block_sizes}, but the template has "
-                f"fusion-block sizes {sizes}. Received: block_sizes={block_sizes!r}"
+                f"Strategy {str(self)!r} has block sizes {self.block_sizes}, but the network has "
+                f"fusion-block sizes {sizes} (in a DenseNet template each transition ends the "
+                f"block before it). Received: strategy={str(self)!r}, block_sizes={block_sizes!r}"
             )
 
     def __str__(self) -> str:
@@ -229,6 +233,30 @@ class FusionStrategy:
                 f"blocks={blocks!r}"
             )
         return strategy
+
+
+def resolve_strategy(strategy, block_sizes) -> FusionStrategy:
+    """A ``FusionStrategy`` for a network with these fusion-block sizes, from a strategy or from
+    a string (``FusionStrategy.resolve``: ``S`` / ``ST`` / ``S+ST`` all the way, a named recipe
+    such as ``opt_kinetics``, or the compact form), checked against ``block_sizes``.
+
+    Example:
+    >>> str(resolve_strategy("ST", (2, 1))), str(resolve_strategy("st,-|s", (2, 1)))
+    ('t,t|t', 'st,-|s')
+    >>> resolve_strategy(FusionStrategy.parse("s|s"), (2, 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: Strategy 's|s' has block sizes (1, 1), but the network has fusion-block sizes (2, 1) (in a DenseNet template each transition ends the block before it). Received: strategy='s|s', block_sizes=(2, 1)
+    """
+    if isinstance(strategy, str):
+        return FusionStrategy.resolve(strategy, block_sizes)
+    if not isinstance(strategy, FusionStrategy):
+        raise ValueError(
+            "`strategy` must be a FusionStrategy or a string (S, ST, S+ST, a named recipe or the "
+            f"compact form). Received: strategy={strategy!r}"
+        )
+    strategy.check_block_sizes(block_sizes)
+    return strategy
 
 
 # ---------------------------------------------------------------------------------------------

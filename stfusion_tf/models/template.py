@@ -53,7 +53,7 @@ from stfusion_tf.layers import (
     PlanarConv3D,
     border_table,
 )
-from stfusion_tf.strategy import FusionStrategy
+from stfusion_tf.strategy import FusionStrategy, resolve_strategy
 
 _BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 _BN_EPSILON = 1e-5
@@ -160,23 +160,8 @@ def fusion_layer_names(config: TemplateConfig) -> tuple[str, ...]:
 
 
 def _check_strategy(config, strategy):
-    if strategy is None:
-        return None
-    if isinstance(strategy, str):
-        strategy = FusionStrategy.parse(strategy)
-    if not isinstance(strategy, FusionStrategy):
-        raise ValueError(
-            f"`strategy` must be a FusionStrategy, its string form or None. "
-            f"Received: strategy={strategy!r}"
-        )
-    expected = fusion_block_sizes(config)
-    if strategy.block_sizes != expected:
-        raise ValueError(
-            f"The strategy's blocks have {strategy.block_sizes} fusion layers but the template "
-            f"has {expected} (each transition ends the block before it). "
-            f"Received: strategy={str(strategy)!r}"
-        )
-    return strategy
+    """None (the template itself), or the strategy (``resolve_strategy``) for ``config``."""
+    return None if strategy is None else resolve_strategy(strategy, fusion_block_sizes(config))
 
 
 class _Builder:

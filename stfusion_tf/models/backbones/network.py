@@ -22,23 +22,9 @@ from stfusion_tf.models.backbones.config import (
     check_backbone,
 )
 from stfusion_tf.models.backbones.fusion_unit import BackboneBuilder
-from stfusion_tf.strategy import FusionStrategy
+from stfusion_tf.strategy import FusionStrategy, resolve_strategy
 
 _BUILDERS = {MOBILENET_V2: mobilenet_v2.build, **{name: resnet.build for name in resnet.SPECS}}
-
-
-def resolve_strategy(strategy, block_sizes) -> FusionStrategy:
-    """A ``FusionStrategy`` from one, or from its string form / ``S`` / ``ST`` / ``S+ST`` / a
-    named recipe (``opt_something``, ``opt_kinetics``), checked against ``block_sizes``."""
-    if isinstance(strategy, str):
-        return FusionStrategy.resolve(strategy, block_sizes)
-    if not isinstance(strategy, FusionStrategy):
-        raise ValueError(
-            "`strategy` must be a FusionStrategy or a string (S, ST, S+ST, a named recipe or the "
-            f"compact form). Received: strategy={strategy!r}"
-        )
-    strategy.check_block_sizes(block_sizes)
-    return strategy
 
 
 def template_config(config: BackboneConfig) -> template.TemplateConfig:
