@@ -74,7 +74,7 @@ def _tf_config() -> dict:
             "strategy='multi_worker' reads the cluster from the TF_CONFIG environment variable, "
             'which is not set. Set e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:port", '
             '"host2:port"]}, "task": {"type": "worker", "index": 0}}\' on every worker, or use '
-            "--strategy=mirrored on one machine."
+            "--distribution=mirrored on one machine."
         )
     try:
         config = json.loads(raw)

@@ -232,13 +232,13 @@ def run_one(args: Sequence[str], workspace: str, records_dir: str, seed: int, ph
         own += ["--finetune_all_the_way", "--evaluate_all_the_way"]
     values(["stfusion_tf.study", *args, *own])
     try:
-        ctx, checked, optimizers = train.build_context(values)
+        ctx, checked, settings = train.build_context(values)
     except (ValueError, FileNotFoundError) as e:  # flags, records, workspace: nothing trained
         raise StudyError(f"{workspace}: {e}") from e
     seconds = {}
     for phase in checked:
         start = time.time()
-        train.run_phases(values, ctx, [phase], optimizers)
+        train.run_phases(ctx, [phase], settings)
         seconds[phase] = time.time() - start
     return seconds
 

@@ -32,7 +32,7 @@ logged per epoch). ``--logit_lr_multiplier`` (10-100 for a run of a few hundred 
 paper's ~240k steps) lets the probabilities settle within the run; too large and they saturate at
 0 / 1 after a few steps.
 
-Distribution: ``--strategy=auto|one_device|mirrored|multi_worker`` (``multi_worker`` reads
+Distribution: ``--distribution=auto|one_device|mirrored|multi_worker`` (``multi_worker`` reads
 ``TF_CONFIG``; start the same command on every worker, the chief writes the workspace);
 ``--batch_size`` is global and split evenly over all replicas; ``--synchronized_batch_norm``
 defaults to on with more than one replica; ``--mixed_precision=bf16|fp16|none``;
@@ -46,9 +46,14 @@ import sys
 import time
 from collections.abc import Sequence
 
+import tensorflow as tf
 from absl import app, flags, logging
 
+from stfusion_tf import distribute, preprocessing, report, training
+from stfusion_tf.models import template as template_lib
+
 _TRISTATE = ("auto", "true", "false")
+_DISTRIBUTIONS = ["auto", "one_device", "mirrored", "multi_worker"]
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -195,11 +200,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("eval_batch_size", 8, "Views per eval batch.", **fv)
     # Devices and numerics.
     flags.DEFINE_enum(
-        "strategy",
+        "distribution",
         "auto",
-        ["auto", "one_device", "mirrored", "multi_worker"],
-        "Distribution.",
+        _DISTRIBUTIONS,
+        "How the training is spread over devices (tf.distribute).",
         **fv,
+    )
+    flags.DEFINE_enum(
+        "strategy", None, _DISTRIBUTIONS, "Deprecated: the old name of --distribution.", **fv
     )
     flags.DEFINE_enum("mixed_precision", "none", ["none", "bf16", "fp16"], "Precision.", **fv)
     flags.DEFINE_enum("jit_compile", "auto", _TRISTATE, "XLA (auto: on with a GPU).", **fv)
@@ -246,25 +254,76 @@ def _tristate(value: str) -> bool | None:
     return None if value == "auto" else value == "true"
 
 
-def build_context(f: flags.FlagValues):
-    """Strategy, precision, checks and the ``RunContext``, all before any training."""
-    import tensorflow as tf
+def _distribution(f: flags.FlagValues) -> str:
+    """``--distribution``, or the deprecated ``--strategy`` it replaced (a fusion strategy is
+    something else in this project)."""
+    if f.strategy is None:
+        return f.distribution
+    if f["distribution"].present and f.distribution != f.strategy:
+        raise SetupError(
+            f"--strategy={f.strategy} (deprecated) and --distribution={f.distribution} disagree: "
+            "give --distribution only."
+        )
+    print("stfusion_tf.train: --strategy is deprecated: use --distribution.", file=sys.stderr)
+    return f.strategy
 
-    from stfusion_tf import distribute, preprocessing, training
-    from stfusion_tf.models import template as template_lib
 
-    if not f.workspace:
-        raise SetupError("--workspace is required: the run's root folder (WORKSPACE.md).")
-    phases = training.check_phases(f.phases)
-    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
-    strategy = distribute.make_strategy(f.strategy)
-    distribute.set_precision_policy(f.mixed_precision)
-    if f.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    records_dir = f.records_dir or os.path.join(f.workspace, "examples")
-    names = training.check_records(records_dir, training.splits_needed(phases))
-    jit = _tristate(f.jit_compile)
-    spec = preprocessing.PreprocessingSpec(
+def _optimizer(f: flags.FlagValues, phase: str, rate, decays, decay):
+    return training.OptimizerSpec(
+        learning_rate=rate or f.learning_rate,
+        decay_epochs=_ints(decays, f"{phase}_lr_decay_epochs"),
+        decay_factor=f.lr_decay_factor,
+        momentum=f.momentum,
+        weight_decay=decay,
+        logit_lr_multiplier=f.logit_lr_multiplier if phase == "search" else 1.0,
+    )
+
+
+def phase_settings(f: flags.FlagValues) -> training.PhaseSettings:
+    """Every phase's settings from the flags."""
+    for name in ("warmup_epochs", "search_epochs", "finetune_epochs", "num_strategies"):
+        if f[name].value < 1:
+            raise SetupError(f"--{name} must be >= 1. Received: {f[name].value}")
+    for name in ("warmup_dropout", "search_dropout", "finetune_dropout"):
+        if not 0 <= f[name].value < 1:
+            raise SetupError(f"--{name} must be in [0, 1). Received: {f[name].value}")
+    return training.PhaseSettings(
+        warmup_epochs=f.warmup_epochs,
+        warmup_optimizer=_optimizer(
+            f, "warmup", f.warmup_learning_rate, f.warmup_lr_decay_epochs, f.weight_decay
+        ),
+        warmup_dropout=f.warmup_dropout,
+        init_checkpoint=f.init_checkpoint,
+        init_skip=tuple(f.init_skip),
+        search_epochs=f.search_epochs,
+        search_optimizer=_optimizer(
+            f, "search", f.learning_rate, f.lr_decay_epochs, f.search_weight_decay
+        ),
+        search_dropout=f.search_dropout,
+        length_scale=f.length_scale,
+        temperature=f.temperature,
+        init_drop_probability=f.init_drop_probability,
+        num_strategies=f.num_strategies,
+        bn_recalibration_batches=f.bn_recalibration_batches,
+        holdout_num_clips=f.holdout_num_clips,
+        cache_holdout=f.cache_holdout,
+        scoring_method=f.scoring_method,
+        finetune_epochs=f.finetune_epochs,
+        finetune_optimizer=_optimizer(
+            f, "finetune", f.finetune_learning_rate, f.finetune_lr_decay_epochs, f.weight_decay
+        ),
+        finetune_dropout=f.finetune_dropout,
+        finetune_all_the_way=f.finetune_all_the_way,
+        test_num_clips=f.test_num_clips,
+        test_num_crops=f.test_num_crops,
+        evaluate_all_the_way=f.evaluate_all_the_way,
+        model_name=f.model_name,
+        export_version=f.export_version or None,
+    )
+
+
+def _spec(f: flags.FlagValues, records_dir: str) -> preprocessing.PreprocessingSpec:
+    return preprocessing.PreprocessingSpec(
         num_frames=f.num_frames,
         stride=f.stride,
         random_stride=f.random_stride,
@@ -279,8 +338,11 @@ def build_context(f: flags.FlagValues):
         channel_order=f.channel_order,
         resize_method=f.resize_method,
     ).with_conversion(training.conversion_options(records_dir))
-    config = template_lib.TemplateConfig(
-        num_classes=len(names),
+
+
+def _template_config(f: flags.FlagValues, num_classes: int, distribution):
+    return template_lib.TemplateConfig(
+        num_classes=num_classes,
         blocks=_ints(f.blocks, "blocks"),
         growth_rate=f.growth_rate,
         bottleneck_factor=f.bottleneck_factor,
@@ -290,19 +352,49 @@ def build_context(f: flags.FlagValues):
         input_size=None,  # fully convolutional: train crops and test crops differ
         dropout=f.warmup_dropout,
         synchronized_batch_norm=distribute.use_synchronized_batch_norm(
-            strategy, _tristate(f.synchronized_batch_norm)
+            distribution, _tristate(f.synchronized_batch_norm)
         ),
         length_scale=f.length_scale,
         temperature=f.temperature,
         init_drop_probability=f.init_drop_probability,
         seed=f.seed,
     )
+
+
+def _network(f: flags.FlagValues) -> training.NetworkRun:
+    if not f.backbone:
+        return training.TemplateRun()
+    return training.BackboneRun(
+        name=f.backbone,
+        strategy=f.backbone_strategy,
+        blocks=_ints(f.backbone_blocks, "backbone_blocks") or None,
+        width_multiplier=f.backbone_width_multiplier,
+        temporal_downsampling=f.temporal_downsampling,
+    )
+
+
+def build_context(f: flags.FlagValues):
+    """``(RunContext, phases, PhaseSettings)``: the distribution, precision and every check,
+    all before any training."""
+    if not f.workspace:
+        raise SetupError("--workspace is required: the run's root folder (WORKSPACE.md).")
+    phases = training.check_phases(f.phases)
+    settings = phase_settings(f)
+    distribution_name = _distribution(f)
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
+    distribution = distribute.make_strategy(distribution_name)
+    distribute.set_precision_policy(f.mixed_precision)
+    if f.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    records_dir = f.records_dir or os.path.join(f.workspace, "examples")
+    names = training.check_records(records_dir, training.splits_needed(phases))
+    jit = _tristate(f.jit_compile)
     ctx = training.RunContext(
         workspace=f.workspace,
         records_dir=records_dir,
-        template_config=config,
-        spec=spec,
-        strategy=strategy,
+        template_config=_template_config(f, len(names), distribution),
+        spec=_spec(f, records_dir),
+        distribution=distribution,
         global_batch_size=f.batch_size,
         steps_per_epoch=f.steps_per_epoch or None,
         seed=f.seed,
@@ -315,116 +407,38 @@ def build_context(f: flags.FlagValues):
         verbose=f.verbose,
         labels=tuple(names),
         fingerprint=training.read_fingerprint(records_dir),
-        backbone=None
-        if not f.backbone
-        else training.BackboneRun(
-            name=f.backbone,
-            strategy=f.backbone_strategy,
-            blocks=_ints(f.backbone_blocks, "backbone_blocks") or None,
-            width_multiplier=f.backbone_width_multiplier,
-            temporal_downsampling=f.temporal_downsampling,
-        ),
+        network=_network(f),
         imagenet_weights=f.imagenet_weights,
     )
     distribute.check_precision_supported(f.mixed_precision, ctx.jit_compile)
-    optimizers = {}
-    for phase, rate, decays, decay in (
-        ("warmup", f.warmup_learning_rate, f.warmup_lr_decay_epochs, f.weight_decay),
-        ("search", f.learning_rate, f.lr_decay_epochs, f.search_weight_decay),
-        ("finetune", f.finetune_learning_rate, f.finetune_lr_decay_epochs, f.weight_decay),
-    ):
-        optimizers[phase] = training.OptimizerSpec(
-            learning_rate=rate or f.learning_rate,
-            decay_epochs=_ints(decays, f"{phase}_lr_decay_epochs"),
-            decay_factor=f.lr_decay_factor,
-            momentum=f.momentum,
-            weight_decay=decay,
-            logit_lr_multiplier=f.logit_lr_multiplier if phase == "search" else 1.0,
-        )
-    for name in ("warmup_epochs", "search_epochs", "finetune_epochs", "num_strategies"):
-        if f[name].value < 1:
-            raise SetupError(f"--{name} must be >= 1. Received: {f[name].value}")
-    for name in ("warmup_dropout", "search_dropout", "finetune_dropout"):
-        if not 0 <= f[name].value < 1:
-            raise SetupError(f"--{name} must be in [0, 1). Received: {f[name].value}")
     training.check_prerequisites(ctx, phases)
     training.write_run_config(
         ctx,
         {
             "phases": phases,
-            "strategy": f.strategy,
-            "replicas": strategy.num_replicas_in_sync,
-            "backbone": None if ctx.backbone is None else ctx.backbone.to_dict(),
+            "strategy": distribution_name,
+            "replicas": distribution.num_replicas_in_sync,
+            "backbone": ctx.network.to_dict(),
         },
     )
-    return ctx, phases, optimizers
+    return ctx, phases, settings
 
 
 def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     """Runs the phases the (parsed) flags ask for; returns each phase's summary."""
-    return run_phases(flag_values, *build_context(flag_values))
+    return run_phases(*build_context(flag_values))
 
 
-def run_phases(f: flags.FlagValues, ctx, phases, optimizers) -> dict:
-    """Runs ``phases`` with a context from ``build_context``."""
-    from stfusion_tf import report, training
-
+def run_phases(ctx, phases, settings) -> dict:
+    """Runs ``phases`` with a context and settings from ``build_context``, then prints the
+    run's summary table and artifacts."""
     ctx.log(
-        f"stfusion_tf.train: phases {','.join(phases)}; {ctx.strategy.num_replicas_in_sync} "
-        f"replica(s), global batch {ctx.global_batch_size}, {ctx.epoch_steps()} steps/epoch, "
-        f"workspace {ctx.workspace}"
+        f"stfusion_tf.train: phases {','.join(phases)}; "
+        f"{ctx.distribution.num_replicas_in_sync} replica(s), global batch "
+        f"{ctx.global_batch_size}, {ctx.epoch_steps()} steps/epoch, workspace {ctx.workspace}"
     )
     start = time.time()
-    summaries = {}
-    for phase in phases:
-        if phase == "warmup":
-            summaries[phase] = training.run_warmup(
-                ctx,
-                f.warmup_epochs,
-                optimizers["warmup"],
-                dropout=f.warmup_dropout,
-                init_checkpoint=f.init_checkpoint,
-                init_skip=f.init_skip,
-            )
-        elif phase == "search":
-            summaries[phase] = training.run_search(
-                ctx,
-                f.search_epochs,
-                optimizers["search"],
-                length_scale=f.length_scale,
-                temperature=f.temperature,
-                init_drop_probability=f.init_drop_probability,
-                dropout=f.search_dropout,
-            )
-        elif phase == "sample":
-            summaries[phase] = training.run_sample(
-                ctx,
-                f.num_strategies,
-                recalibrate_bn_batches=f.bn_recalibration_batches,
-                num_clips=f.holdout_num_clips,
-                cache_holdout=f.cache_holdout,
-                method=f.scoring_method,
-            )
-        elif phase == "finetune":
-            summaries[phase] = training.run_finetune(
-                ctx,
-                f.finetune_epochs,
-                optimizers["finetune"],
-                dropout=f.finetune_dropout,
-                all_the_way=f.finetune_all_the_way,
-            )
-        elif phase == "evaluate":
-            summaries[phase] = training.run_evaluate(
-                ctx,
-                num_clips=f.test_num_clips,
-                num_crops=f.test_num_crops,
-                all_the_way=f.evaluate_all_the_way,
-                recalibrate_bn_batches=f.bn_recalibration_batches,
-            )
-        elif phase == "export":
-            summaries[phase] = training.run_export(
-                ctx, f.model_name, version=f.export_version or None
-            )
+    summaries = training.run_phases(ctx, phases, settings)
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
     summary = report.workspace_summary(ctx.workspace)
     if summary:
@@ -446,7 +460,7 @@ def main(argv: Sequence[str]) -> None:
         # says what to do, a traceback would only hide it.
         print(f"stfusion_tf.train: error: {e}", file=sys.stderr)
         sys.exit(2)
-    run_phases(flags.FLAGS, *setup)
+    run_phases(*setup)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ TINY_TEMPLATE_FLAGS = (
     "--cache_holdout",
     "--eval_batch_size=8",
     "--shuffle_buffer=16",
-    "--strategy=one_device",
+    "--distribution=one_device",
     "--jit_compile=false",
     "--noverbose",
 )

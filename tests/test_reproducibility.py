@@ -74,7 +74,7 @@ def test_a_run_killed_inside_a_search_epoch_resumes_to_the_same_numbers(
 ):
     workspace = str(tmp_path / "killed")
     saves = []
-    save = training._PhaseCheckpoints.save
+    save = training.PhaseCheckpoints.save
 
     def save_then_die(self, epoch, step_in_epoch, *totals):
         save(self, epoch, step_in_epoch, *totals)
@@ -83,10 +83,10 @@ def test_a_run_killed_inside_a_search_epoch_resumes_to_the_same_numbers(
             if len(saves) == 4:
                 raise KeyboardInterrupt  # the process dies right after this checkpoint
 
-    monkeypatch.setattr(training._PhaseCheckpoints, "save", save_then_die)
+    monkeypatch.setattr(training.PhaseCheckpoints, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _run(records, workspace, "--seed=0", "--checkpoint_steps=1")
     assert saves[-1] == (1, 1)  # stopped after step 1 of the second search epoch
-    monkeypatch.setattr(training._PhaseCheckpoints, "save", save)
+    monkeypatch.setattr(training.PhaseCheckpoints, "save", save)
     _run(records, workspace, "--seed=0", "--checkpoint_steps=1")
     assert _artifacts(workspace) == seed0

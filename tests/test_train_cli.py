@@ -51,7 +51,7 @@ TINY_FLAGS = """
 --evaluate_all_the_way
 --eval_batch_size=8
 --shuffle_buffer=16
---strategy=one_device
+--distribution=one_device
 --jit_compile=false
 """
 
@@ -357,7 +357,15 @@ def test_flag_and_phase_order_errors_name_what_to_do(records, flagfile, tmp_path
     assert "lr_decay_epochs" in _setup_error(*base, "--lr_decay_epochs=2,x")
     assert "learning_rate" in _setup_error(*base, "--learning_rate=-1")
     with pytest.raises(flags.IllegalFlagValueError):
-        _flags(*base, "--strategy=tpu")
+        _flags(*base, "--distribution=tpu")
+    assert "disagree" in _setup_error(*base, "--strategy=mirrored", "--distribution=one_device")
+
+
+def test_the_old_strategy_flag_still_chooses_the_distribution(records, flagfile, tmp_path, capsys):
+    base = (f"--flagfile={flagfile}", f"--workspace={tmp_path / 'ws'}", f"--records_dir={records}")
+    ctx, _, _ = train.build_context(_flags(*base, "--strategy=one_device"))
+    assert ctx.distribution.num_replicas_in_sync == 1
+    assert "--strategy is deprecated: use --distribution" in capsys.readouterr().err
 
 
 def test_a_restart_with_another_network_is_refused(records, flagfile, tmp_path):
@@ -421,7 +429,7 @@ def test_two_local_workers_train_in_lock_step_and_write_one_set_of_checkpoints(
         records,
         "--phases=warmup",
         "--warmup_epochs=1",
-        "--strategy=multi_worker",
+        "--distribution=multi_worker",
         "--noverbose",
     )
     processes = []
@@ -471,7 +479,7 @@ def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
         "--checkpoint_steps=1",
     )
     saves = []
-    save = training._PhaseCheckpoints.save
+    save = training.PhaseCheckpoints.save
 
     def save_then_stop(self, epoch, step_in_epoch, *totals):
         save(self, epoch, step_in_epoch, *totals)
@@ -479,11 +487,11 @@ def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
         if len(saves) == 2:
             raise KeyboardInterrupt  # the process dies right after its second checkpoint
 
-    monkeypatch.setattr(training._PhaseCheckpoints, "save", save_then_stop)
+    monkeypatch.setattr(training.PhaseCheckpoints, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train.run(_flags(*args))
     assert saves == [(0, 1), (0, 2)]  # mid-epoch checkpoints: 3 steps per epoch
-    monkeypatch.setattr(training._PhaseCheckpoints, "save", save)
+    monkeypatch.setattr(training.PhaseCheckpoints, "save", save)
     capsys.readouterr()
     summaries = train.run(_flags(*args))
     assert "(epoch 1, step 2/3)" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Training loop (stfusion_tf/training.py, stfusion_tf/distribute.py): the distributed loss, the
+"""Training loop (stfusion_tf/training/, stfusion_tf/distribute.py): the distributed loss, the
 optimizer's treatment of the drop logits, checks before training, and all phases end to end on
 real records of the synthetic dataset."""
 
@@ -193,9 +193,8 @@ def test_mixed_precision_step_keeps_the_kl_float32_and_scales_fp16_losses(batch,
         # TensorFlow's CPU kernels lack float16 3-D ops: fp16 runs on CPU only under XLA.
         jit = precision == "fp16" and not tf.config.list_logical_devices("GPU")
         trainer = training.Trainer(model, optimizer, strategy, global_batch_size=4, jit_compile=jit)
-        assert all(
-            keras.backend.standardize_dtype(t.dtype) == "float32" for t in training.kl_terms(model)
-        )
+        _, added = training.call_with_losses(model, clips, training=True)
+        assert added and all(keras.backend.standardize_dtype(t.dtype) == "float32" for t in added)
         kernel = model.get_layer("gated").kernel
         before = keras.ops.convert_to_numpy(kernel).copy()
         loss, cross_entropy, kl, _ = (

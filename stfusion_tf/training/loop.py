@@ -1,0 +1,206 @@
+"""The epoch loop every training phase runs: seeds, the distributed input, checkpoints, logs.
+
+Why a custom loop: Keras 3.15's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (TF
+2.21), while ``strategy.run`` + ``optimizer.apply`` (``step.Trainer``) trains workers in
+lock-step.
+
+Robustness: a phase restarted with the same arguments restores its latest checkpoint
+(``checkpointing.PhaseCheckpoints``) and continues. The data iterator itself is not
+checkpointed (its state would hold the shuffle buffer of JPEG frames in every checkpoint): the
+clips of epoch ``e`` come from a dataset seeded by ``(seed, e)``, and a run resumed at step k of
+an epoch skips the first k steps' clips before decoding them, so it trains on the batches an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import zlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stfusion_tf import data as data_lib
+from stfusion_tf import distribute
+from stfusion_tf.training.checkpointing import PhaseCheckpoints
+from stfusion_tf.training.config import PHASES, TRAIN_SPLIT, OptimizerSpec
+from stfusion_tf.training.optimizer import make_optimizer
+from stfusion_tf.training.step import Trainer
+from stfusion_tf.training.tensorboard import log_scalar
+from stfusion_tf.training.workspace import append_jsonl, truncate_jsonl
+
+
+def phase_seed(seed: int, phase: str) -> int:
+    """The seed of Python's, NumPy's and Keras' global generators when ``phase`` starts.
+
+    Each phase reseeds from ``(seed, phase)`` rather than inheriting the state the earlier
+    phases left: the weights a phase initialises (the warm-up's, a classifier built for a new
+    strategy) and its dropout streams are then the same whether the run went straight through
+    or was restarted at that phase.
+
+    >>> phase_seed(0, "warmup") == phase_seed(0, "warmup"), phase_seed(0, "warmup") == phase_seed(1, "warmup")
+    (True, False)
+    """
+    index = PHASES.index(phase) if phase in PHASES else len(PHASES) + zlib.crc32(phase.encode())
+    return int((seed * 1_000_033 + index * 7_919 + 1) % (2**31 - 1))
+
+
+def seed_phase(ctx, phase: str) -> None:
+    """Reseeds the global generators for ``phase`` (``phase_seed``)."""
+    keras.utils.set_random_seed(phase_seed(ctx.seed, phase))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of epoch ``epoch`` (a resumed epoch keeps it and skips the steps done)."""
+    return int((seed * 1_000_003 + epoch * 10_007) % (2**31 - 1))
+
+
+def distributed_train_data(ctx, seed: int, skip_steps: int = 0):
+    """The training clips for one epoch, split over the replicas (each worker reads its share),
+    from step ``skip_steps`` on: a run resumed inside an epoch sees the batches it would have seen
+    had it not stopped (``data.train_dataset``'s ``skip_clips``, before any JPEG is decoded)."""
+    files = data_lib.split_files(ctx.records_dir, TRAIN_SPLIT)
+
+    def dataset_fn(input_context):
+        # Each input pipeline yields ``global batch / pipelines`` clips a step.
+        clips_per_step = ctx.global_batch_size // input_context.num_input_pipelines
+        return data_lib.train_dataset(
+            files,
+            ctx.spec,
+            ctx.global_batch_size,
+            seed=seed,
+            shuffle_buffer=ctx.shuffle_buffer,
+            deterministic=ctx.deterministic,
+            input_context=input_context,
+            skip_clips=skip_steps * clips_per_step,
+        )
+
+    return ctx.distribution.distribute_datasets_from_function(dataset_fn)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _resume(ctx, phase: str, checkpoints: PhaseCheckpoints, steps: int) -> tuple[int, int]:
+    """``(epoch, step)`` to start from: the latest checkpoint's, or ``(0, 0)``."""
+    if not checkpoints.restore_latest():
+        return 0, 0
+    epoch = int(checkpoints.epoch.numpy())
+    step = int(checkpoints.step_in_epoch.numpy())
+    ctx.log(
+        f"[{phase}] resuming from {tf.train.latest_checkpoint(checkpoints.directory)} "
+        f"(epoch {epoch + 1}, step {step}/{steps})"
+    )
+    return epoch, step
+
+
+def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps: int):
+    """Steps ``first..steps-1`` of ``epoch``: the sums of (loss, cross-entropy, KL, correct)
+    over all the epoch's steps (those before ``first`` from the checkpoint)."""
+    iterator = iter(distributed_train_data(ctx, epoch_seed(ctx.seed, epoch), skip_steps=first))
+    bar = keras.utils.Progbar(
+        steps, verbose=1 if (ctx.verbose and ctx.is_chief) else 0, unit_name="step"
+    )
+    # Resumed inside this epoch: the sums of the steps done before the stop.
+    totals = checkpoints.epoch_totals.numpy().copy() if first else np.zeros(4)
+    for step in range(first, steps):
+        loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(iterator))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"[{phase}] the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower "
+                "--learning_rate (or --logit_lr_multiplier), or check the records."
+            )
+        totals += (loss, cross_entropy, kl, correct)
+        bar.update(step + 1, values=[("loss", loss), ("ce", cross_entropy), ("kl", kl)])
+        if ctx.checkpoint_steps and (step + 1) % ctx.checkpoint_steps == 0 and step + 1 < steps:
+            checkpoints.save(epoch, step + 1, totals)
+    return totals
+
+
+def _write_scalars(writer, phase: str, metrics: dict, epoch: int) -> None:
+    with writer.as_default():
+        for key, value in metrics.items():
+            if key not in ("epoch", "step") and isinstance(value, float):
+                log_scalar(f"{phase}/{key}", value, step=epoch + 1)
+    writer.flush()
+
+
+def train_phase(
+    ctx,
+    phase: str,
+    model,
+    optimizer_spec: OptimizerSpec,
+    epochs: int,
+    *,
+    on_epoch_end=None,
+) -> dict:
+    """Trains ``model`` for ``epochs`` epochs with checkpoints in ``train/<phase>/``.
+
+    Restores the phase's latest checkpoint if there is one and continues from it. Calls
+    ``on_epoch_end(epoch, metrics, writer)`` after each epoch (validation, drop-probability
+    logs); its returned dict is merged into the epoch's metrics. Returns the last epoch's metrics.
+    Create ``model`` inside ``ctx.distribution.scope()``.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` of phase {phase!r} must be >= 1. Received: epochs={epochs!r}")
+    phase_dir = ctx.phase_dir(phase)
+    steps = ctx.epoch_steps()
+    with ctx.distribution.scope():
+        optimizer = make_optimizer(
+            optimizer_spec, steps, loss_scaling=distribute.needs_loss_scaling(ctx.mixed_precision)
+        )
+        optimizer.build(model.trainable_variables)
+    checkpoints = PhaseCheckpoints(ctx, phase_dir, model, optimizer=optimizer)
+    start_epoch, start_step = _resume(ctx, phase, checkpoints, steps)
+    trainer = Trainer(
+        model,
+        optimizer,
+        ctx.distribution,
+        ctx.global_batch_size,
+        logit_lr_multiplier=optimizer_spec.logit_lr_multiplier,
+        jit_compile=ctx.jit_compile,
+    )
+    writer = (
+        tf.summary.create_file_writer(os.path.join(phase_dir, "logs"))
+        if ctx.is_chief
+        else tf.summary.create_noop_writer()
+    )
+    history_path = os.path.join(phase_dir, "logs", "history.jsonl")
+    truncate_jsonl(ctx, history_path, start_epoch)
+    metrics = {}
+    phase_start = time.time()
+    epoch_times = []
+    for epoch in range(start_epoch, epochs):
+        epoch_start = time.time()
+        first = start_step if epoch == start_epoch else 0
+        totals = _train_epoch(ctx, phase, trainer, checkpoints, epoch, first, steps)
+        metrics = {
+            "epoch": epoch + 1,
+            "step": int(optimizer.iterations.numpy()),
+            "loss": totals[0] / steps,
+            "cross_entropy": totals[1] / steps,
+            "kl": totals[2] / steps,
+            "train_top1": totals[3] / (steps * ctx.global_batch_size),
+            "learning_rate": optimizer_spec.rate_at_epoch(epoch),
+        }
+        if on_epoch_end is not None:
+            metrics.update(on_epoch_end(epoch, metrics, writer) or {})
+        _write_scalars(writer, phase, metrics, epoch)
+        checkpoints.save(epoch + 1, 0)
+        append_jsonl(ctx, history_path, metrics)
+        epoch_times.append(time.time() - epoch_start)
+        eta = np.mean(epoch_times) * (epochs - epoch - 1)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step"))
+        ctx.log(
+            f"[{phase}] epoch {epoch + 1}/{epochs}: {shown}; {epoch_times[-1]:.1f}s, "
+            f"ETA {format_seconds(eta)}"
+        )
+    metrics["phase_seconds"] = round(time.time() - phase_start, 2)
+    return metrics
