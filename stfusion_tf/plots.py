@@ -19,7 +19,10 @@ and the baselines together) is the best holdout top-1 reachable for a MAC budget
 below it is beaten by a cheaper or more accurate one. Chance level is not drawn: the number of
 classes is not part of the rows.
 
-Matplotlib with the Agg backend (no display needed); each PNG is written atomically.
+The study's chart over seeds (``stfusion_tf.observation_plots``) uses the same unit colours and
+markers (``UNIT_COLORS``, ``UNIT_MARKERS``, ``BEST_COLOR``) and writes its PNG the same way
+(``png_figure``). Matplotlib with the Agg backend (no display needed); each PNG is written
+atomically.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _legend_outside(ax, handles) -> None:
 
 
 @contextlib.contextmanager
-def _png_figure(path: str, figsize: tuple[float, float], dpi: int, **subplots):
+def png_figure(path: str, figsize: tuple[float, float], dpi: int, **subplots):
     """``(fig, ax)`` to draw on (``ax`` an array of axes when ``subplots``, e.g. ``nrows``, ask
     ``plt.subplots`` for several); on a clean exit the figure is laid out and written to ``path``
     as a PNG, atomically (``files.write_atomically``: rendered to memory first, so a failed
@@ -122,73 +125,88 @@ def plot_marginals(
     n = len(layers)
     units = [u for u in UNITS if u != "none" or show_none]
     width = min(max(7.0, 0.2 * n + 2.5), 24.0)
-    with _png_figure(path, (width, 4.2), dpi) as (fig, ax):
-        x = list(range(n))
-        bottom = [0.0] * n
-        bars = {}
-        for unit in units:
-            heights = [layer["marginal"][unit] for layer in layers]
-            bars[unit] = ax.bar(
-                x,
-                heights,
-                bottom=bottom,
-                width=0.8,
-                color=UNIT_COLORS[unit],
-                alpha=0.45 if unit == "none" else 0.9,
-                linewidth=0,
-            )
-            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    with png_figure(path, (width, 4.2), dpi) as (fig, ax):
+        bars = _stack_unit_bars(ax, layers, units)
         handles = [Patch(color=UNIT_COLORS[u], label=f"P({u})") for u in units]
         if best_strategy is not None:
-            chosen = best_strategy.units
-            for i, unit in enumerate(chosen):
-                if unit in bars:
-                    bars[unit][i].set_edgecolor("black")
-                    bars[unit][i].set_linewidth(1.0)
-                ax.plot(
-                    i,
-                    1.05,
-                    marker=UNIT_MARKERS[unit],
-                    color=UNIT_COLORS[unit] if unit != "none" else "black",
-                    markeredgecolor="black",
-                    markeredgewidth=0.5,
-                    markersize=6 if n <= 30 else 4.5,
-                    clip_on=False,
-                )
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    marker="D",
-                    color="white",
-                    markeredgecolor="black",
-                    label="best strategy: its unit\n(marker above, segment outlined)",
-                )
-            )
-        start = 0
-        for b, size in enumerate(sizes):
-            if b:
-                ax.axvline(start - 0.5, color="black", linestyle="--", linewidth=0.8)
-            ax.text(
-                start + (size - 1) / 2,
-                1.09,
-                f"block {b + 1}",
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                transform=ax.transData,
-            )
-            start += size
+            handles.append(_mark_strategy(ax, bars, best_strategy, n))
+        _name_blocks(ax, sizes)
         ax.set_xlim(-0.6, n - 0.4)
         ax.set_ylim(0, 1.0)
-        ax.set_xticks(x)
+        ax.set_xticks(list(range(n)))
         ax.set_xticklabels([_tick_label(layer) for layer in layers], fontsize=8 if n <= 30 else 6)
         ax.set_xlabel("fusion layer (T = transition)")
         ax.set_ylabel("marginal probability")
         ax.set_title(title, pad=40)
         _legend_outside(ax, handles)
     return path
+
+
+def _stack_unit_bars(ax, layers: list[dict], units: list[str]) -> dict:
+    """One stacked bar per fusion layer, a segment per unit in ``units`` order (P(none) faint).
+    Returns each unit's bars, for ``_mark_strategy`` to outline."""
+    x = list(range(len(layers)))
+    bottom = [0.0] * len(layers)
+    bars = {}
+    for unit in units:
+        heights = [layer["marginal"][unit] for layer in layers]
+        bars[unit] = ax.bar(
+            x,
+            heights,
+            bottom=bottom,
+            width=0.8,
+            color=UNIT_COLORS[unit],
+            alpha=0.45 if unit == "none" else 0.9,
+            linewidth=0,
+        )
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    return bars
+
+
+def _mark_strategy(ax, bars: dict, strategy: FusionStrategy, n: int) -> Line2D:
+    """A strategy over the ``n`` bars: per layer, a marker above the stack in the colour of its
+    unit, and that unit's segment outlined. Returns its legend handle."""
+    for i, unit in enumerate(strategy.units):
+        if unit in bars:
+            bars[unit][i].set_edgecolor("black")
+            bars[unit][i].set_linewidth(1.0)
+        ax.plot(
+            i,
+            1.05,
+            marker=UNIT_MARKERS[unit],
+            color=UNIT_COLORS[unit] if unit != "none" else "black",
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            markersize=6 if n <= 30 else 4.5,
+            clip_on=False,
+        )
+    return Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="D",
+        color="white",
+        markeredgecolor="black",
+        label="best strategy: its unit\n(marker above, segment outlined)",
+    )
+
+
+def _name_blocks(ax, sizes: tuple[int, ...]) -> None:
+    """A dashed line between blocks, and each block's name above the plot."""
+    start = 0
+    for b, size in enumerate(sizes):
+        if b:
+            ax.axvline(start - 0.5, color="black", linestyle="--", linewidth=0.8)
+        ax.text(
+            start + (size - 1) / 2,
+            1.09,
+            f"block {b + 1}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            transform=ax.transData,
+        )
+        start += size
 
 
 def _macs_scale(max_macs: float) -> tuple[float, str]:
@@ -268,60 +286,16 @@ def plot_pareto(
         (rows[i] for i in ranking.pareto_front((r.top1, r.macs) for r in rows)),
         key=lambda r: (r.macs, r.top1),
     )
-    with _png_figure(path, (8.0, 4.8), dpi) as (fig, ax):
-        ax.step(*xy(front), where="post", color="black", linewidth=1.0, alpha=0.7, zorder=1)
-        handles = [Line2D([], [], color="black", linewidth=1.0, alpha=0.7, label="Pareto front")]
+    with png_figure(path, (8.0, 4.8), dpi) as (fig, ax):
+        handles = [_draw_front(ax, *xy(front))]
         if sampled:
-            ax.scatter(*xy(sampled), s=12, color="#7F7F7F", alpha=0.7, linewidths=0, zorder=2)
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    marker="o",
-                    markersize=4,
-                    color="#7F7F7F",
-                    label=f"sampled strategy ({len(sampled)})",
-                )
-            )
+            handles.append(_draw_sampled(ax, *xy(sampled)))
         for row in baselines:
-            unit = row.strategy.units[0]
             (x,), (y,) = xy([row])
-            style = dict(
-                marker=UNIT_MARKERS[unit], color=UNIT_COLORS[unit], markeredgecolor="black"
-            )
-            ax.plot(x, y, linestyle="none", markersize=8, markeredgewidth=0.6, zorder=3, **style)
-            ax.annotate(
-                unit, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8, zorder=5
-            )
-            handles.append(
-                Line2D([], [], linestyle="none", markersize=7, label=f"{unit} all the way", **style)
-            )
+            handles.append(_draw_baseline(ax, row.strategy.units[0], x, y))
         if best is not None:
             (x,), (y,) = xy([best])
-            style = dict(marker="*", color=BEST_COLOR, markeredgecolor="black")
-            ax.plot(x, y, linestyle="none", markersize=14, markeredgewidth=0.6, zorder=4, **style)
-            text = _wrap_strategy(str(best.strategy))
-            label = "chosen strategy"
-            if "\n" in text:  # a long string would hide points: it goes in the legend
-                label = f"{label}:\n{text}"
-            else:
-                all_x = xy(rows)[0]
-                right = x > (min(all_x) + max(all_x)) / 2  # towards the middle of the chart
-                ax.annotate(
-                    text,
-                    (x, y),
-                    xytext=(-12 if right else 12, -14),
-                    textcoords="offset points",
-                    ha="right" if right else "left",
-                    va="top",
-                    fontsize=7,
-                    family="monospace",
-                    bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor=BEST_COLOR),
-                    arrowprops=dict(arrowstyle="-", color=BEST_COLOR, linewidth=0.8),
-                    zorder=6,
-                )
-            handles.append(Line2D([], [], linestyle="none", markersize=10, label=label, **style))
+            handles.append(_draw_chosen(ax, best.strategy, x, y, xy(rows)[0]))
         ax.set_xlabel(f"{unit_name} per clip (pruned network)")
         ax.set_ylabel("holdout video top-1 (%)")
         ax.set_title(title or "Fusion strategies: holdout accuracy against computation")
@@ -330,173 +304,60 @@ def plot_pareto(
     return path
 
 
-# The keep probabilities' colours: a branch in the colour of the unit it alone makes.
-KEEP_COLORS = {"P(S kept)": UNIT_COLORS["S"], "P(T kept)": UNIT_COLORS["ST"]}
-_ACCURACY_MODELS = ("searched", "S", "ST", "S+ST")
+def _draw_front(ax, xs: list[float], ys: list[float]) -> Line2D:
+    """The Pareto front as a step line through its points (sorted by MACs): the best top-1
+    reachable for a MAC budget. Returns its legend handle."""
+    ax.step(xs, ys, where="post", color="black", linewidth=1.0, alpha=0.7, zorder=1)
+    return Line2D([], [], color="black", linewidth=1.0, alpha=0.7, label="Pareto front")
 
 
-def _short_layer_name(name: str) -> str:
-    """``block2_layer1`` -> ``b2.1``, ``transition1`` -> ``T1``: ticks that fit 61 layers."""
-    if name.startswith("transition"):
-        return "T" + name.removeprefix("transition")
-    if name.startswith("block") and "_layer" in name:
-        block, layer = name.removeprefix("block").split("_layer", 1)
-        return f"b{block}.{layer}"
-    return name
+def _draw_sampled(ax, xs: list[float], ys: list[float]) -> Line2D:
+    """The sampled strategies as small grey points, under everything else. Returns their legend
+    handle, which counts them."""
+    ax.scatter(xs, ys, s=12, color="#7F7F7F", alpha=0.7, linewidths=0, zorder=2)
+    return Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="o",
+        markersize=4,
+        color="#7F7F7F",
+        label=f"sampled strategy ({len(xs)})",
+    )
 
 
-def _mean_and_error(stats: list[dict]) -> tuple[list[float], list[list[float]]]:
-    """Means and the ``yerr`` of their [min, max] ranges, as ``errorbar`` wants them."""
-    means = [s["mean"] for s in stats]
-    # max(0, .): the mean of equal values can round a hair outside them.
-    return means, [
-        [max(0.0, m - s["min"]) for m, s in zip(means, stats, strict=True)],
-        [max(0.0, s["max"] - m) for m, s in zip(means, stats, strict=True)],
-    ]
+def _draw_baseline(ax, unit: str, x: float, y: float) -> Line2D:
+    """An all-the-way baseline at ``(x, y)``: its unit's marker and colour, its name beside it.
+    Returns its legend handle."""
+    style = dict(marker=UNIT_MARKERS[unit], color=UNIT_COLORS[unit], markeredgecolor="black")
+    ax.plot(x, y, linestyle="none", markersize=8, markeredgewidth=0.6, zorder=3, **style)
+    ax.annotate(unit, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8, zorder=5)
+    return Line2D([], [], linestyle="none", markersize=7, label=f"{unit} all the way", **style)
 
 
-def plot_observations(result: dict, path: str, dpi: int = 110) -> str:
-    """Draws a study's observations (``observations.json``) into a PNG at ``path``.
-
-    One row per dataset, the same axes in every row so datasets compare at a glance: (left)
-    per fusion layer, grouped bars of the marginal probabilities P(S), P(ST), P(S+ST), P(none),
-    the mean over seeds with the [min, max] over seeds as error bars; (middle) the keep
-    probabilities P(S kept) and P(T kept) per layer, mean and [min, max]; (right) top-1 of the
-    searched strategy and of S, ST, S+ST all the way, mean and [min, max]. The upper half of
-    the layers, which the verdicts summarise, is shaded.
-
-    Args:
-      result: the study's result (``observations.summarize`` plus ``flags``).
-      path: the PNG to write (atomically).
-      dpi: resolution.
-
-    Returns:
-      ``path``.
-
-    Example: one dataset, two seeds, three fusion layers:
-    >>> import os, tempfile
-    >>> from stfusion_tf import observations
-    >>> from stfusion_tf.strategy import marginal_probabilities
-    >>> p = [[[0.1, 0.5], [0.8, 0.2], [0.5, 0.5]], [[0.2, 0.4], [0.7, 0.1], [0.6, 0.3]]]
-    >>> tables = [marginal_probabilities(p_seed, (2, 1)) for p_seed in p]
-    >>> top1 = {"searched": 1.0, "S": 0.25, "ST": 1.0, "S+ST": 1.0}
-    >>> result = observations.summarize(
-    ...     {"motion": tables}, {"motion": [top1, top1]}, [0, 1], "holdout split")
-    >>> folder = tempfile.TemporaryDirectory()
-    >>> png = plot_observations(result, os.path.join(folder.name, "observations.png"))
-    >>> plt.imread(png).shape  # one row of three charts, RGBA
-    (418, 1320, 4)
-    >>> folder.cleanup()
-    """
-    from stfusion_tf import observations
-
-    datasets = result["datasets"]
-    if not datasets:
-        raise ValueError("plot_observations needs at least one dataset. Received: datasets={}")
-    accuracy = result.get("accuracy", {}).get("datasets", {})
-    first = next(iter(datasets.values()))
-    names = [layer["name"] for layer in first["layers"]]
-    n = len(names)
-    upper = first["upper_half"]["layers"]
-    upper_start = names.index(upper[0]) if upper else n
-    width = min(max(12.0, 0.35 * n + 9.0), 30.0)
-    rows = len(datasets)
-    with _png_figure(
-        path,
-        (width, 2.9 * rows + 0.9),
-        dpi,
-        nrows=rows,
-        ncols=3,
-        squeeze=False,
-        gridspec_kw={"width_ratios": [max(3.0, 0.12 * n + 2.0), 2.0, 1.3]},
-    ) as (fig, axes):
-        x = list(range(n))
-        bar = 0.8 / len(observations.UNIT_QUANTITIES)
-        for row, (name, summary) in enumerate(datasets.items()):
-            units_ax, keep_ax, acc_ax = axes[row]
-            seeds = ",".join(str(s) for s in summary["seeds"])
-            for ax in (units_ax, keep_ax):
-                ax.axvspan(upper_start - 0.5, n - 0.5, color="#F0F0F0", zorder=0)
-                ax.set_xlim(-0.6, n - 0.4)
-                ax.set_ylim(0, 1.02)
-                ax.set_xticks(x)
-                ax.set_xticklabels(
-                    [_short_layer_name(v) for v in names], fontsize=8 if n <= 30 else 6
-                )
-                ax.spines[["top", "right"]].set_visible(False)
-            for k, quantity in enumerate(observations.UNIT_QUANTITIES):
-                unit = quantity[2:-1]
-                means, err = _mean_and_error([layer[quantity] for layer in summary["layers"]])
-                offset = (k - (len(observations.UNIT_QUANTITIES) - 1) / 2) * bar
-                units_ax.bar(
-                    [i + offset for i in x],
-                    means,
-                    width=bar,
-                    yerr=err,
-                    color=UNIT_COLORS[unit],
-                    alpha=0.5 if unit == "none" else 0.9,
-                    error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"},
-                    label=quantity,
-                    zorder=2,
-                )
-            units_ax.set_ylabel(f"{name}\n(seeds {seeds})", fontsize=10)
-            units_ax.set_ylim(0, 1.15)  # room for the legend above the bars
-            units_ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-            for k, (quantity, colour) in enumerate(KEEP_COLORS.items()):
-                means, err = _mean_and_error([layer[quantity] for layer in summary["layers"]])
-                keep_ax.errorbar(
-                    [i + (k - 0.5) * 0.12 for i in x],
-                    means,
-                    yerr=err,
-                    color=colour,
-                    marker=UNIT_MARKERS["S" if k == 0 else "ST"],
-                    markersize=5,
-                    linewidth=1.2,
-                    capsize=2,
-                    label=quantity,
-                    zorder=3,
-                )
-            top = summary["upper_half"]
-            keep_ax.set_title(
-                "upper half: "
-                + ", ".join(
-                    f"{q} {top[q]['mean']:.2f} [{top[q]['min']:.2f}, {top[q]['max']:.2f}]"
-                    for q in ("P(ST)", "P(S kept)")
-                ),
-                fontsize=8,
-            )
-            if name in accuracy:
-                stats = [accuracy[name]["models"][m] for m in _ACCURACY_MODELS]
-                means, err = _mean_and_error(stats)
-                colours = [BEST_COLOR, *(UNIT_COLORS[m] for m in _ACCURACY_MODELS[1:])]
-                acc_ax.bar(
-                    range(len(stats)),
-                    [100 * m for m in means],
-                    yerr=[[100 * e for e in side] for side in err],
-                    color=colours,
-                    error_kw={"elinewidth": 0.8, "capsize": 3},
-                )
-                acc_ax.set_xticks(range(len(stats)))
-                acc_ax.set_xticklabels(["searched", "S", "ST", "S+ST"], fontsize=8)
-                acc_ax.set_ylim(0, 100)
-                acc_ax.set_ylabel("top-1 (%)", fontsize=8)
-                acc_ax.spines[["top", "right"]].set_visible(False)
-            else:
-                acc_ax.axis("off")
-            if row == 0:
-                units_ax.set_title("marginal probability of each fusion unit", fontsize=9)
-                units_ax.legend(ncol=4, fontsize=7, loc="upper left", frameon=False)
-                keep_ax.legend(fontsize=7, loc="lower left", frameon=False)
-                acc_ax.set_title(
-                    "test top-1, fine-tuned"
-                    if "test" in result["accuracy"]["source"]
-                    else "holdout top-1, not fine-tuned",
-                    fontsize=9,
-                )
-            if row == rows - 1:
-                units_ax.set_xlabel("fusion layer (bN.M: block N layer M, TN: transition N)")
-                keep_ax.set_xlabel("fusion layer (shaded: upper half)")
-        fig.suptitle(
-            "Fusion units per layer over seeds: mean, error bars from min to max", fontsize=11
+def _draw_chosen(ax, strategy: FusionStrategy, x: float, y: float, all_x: list[float]) -> Line2D:
+    """The chosen strategy at ``(x, y)``: a star, and its compact string beside it, towards the
+    middle of the chart (``all_x``: every point's x), when it fits on one line; a longer string
+    would hide points and goes in the legend. Returns its legend handle."""
+    style = dict(marker="*", color=BEST_COLOR, markeredgecolor="black")
+    ax.plot(x, y, linestyle="none", markersize=14, markeredgewidth=0.6, zorder=4, **style)
+    text = _wrap_strategy(str(strategy))
+    label = "chosen strategy"
+    if "\n" in text:
+        label = f"{label}:\n{text}"
+    else:
+        right = x > (min(all_x) + max(all_x)) / 2
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(-12 if right else 12, -14),
+            textcoords="offset points",
+            ha="right" if right else "left",
+            va="top",
+            fontsize=7,
+            family="monospace",
+            bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor=BEST_COLOR),
+            arrowprops=dict(arrowstyle="-", color=BEST_COLOR, linewidth=0.8),
+            zorder=6,
         )
-    return path
+    return Line2D([], [], linestyle="none", markersize=10, label=label, **style)

@@ -8,12 +8,12 @@ For every dataset and seed, runs the training phases (``stfusion_tf.train``) war
 sample, and with ``--finetune`` also finetune and evaluate, fine-tuning the best strategy AND the
 S, ST and S+ST all-the-way strategies alike (the paper's Table 2), each run in its own workspace
 ``<output_dir>/runs/<dataset>-seed<seed>``. Then writes ``<output_dir>/observations.json`` and
-``observations.png`` (``stfusion_tf.observations``, ``plots.plot_observations``): per fusion layer,
-the marginal probabilities of S, ST, S+ST and none and the keep probabilities of the S and T units,
-mean and min/max over seeds; the searched against all-the-way accuracy (test split after
-fine-tuning with ``--finetune``, else the holdout scores of the sample phase, which says so); and
-prints, for each ordered pair of datasets, whether the upper half's P(ST) is higher for the first,
-whether its P(S kept) is lower, and whether the seed ranges overlap.
+``observations.png`` (``stfusion_tf.observations``, ``observation_plots.plot_observations``): per
+fusion layer, the marginal probabilities of S, ST, S+ST and none and the keep probabilities of the
+S and T units, mean and min/max over seeds; the searched against all-the-way accuracy (test split
+after fine-tuning with ``--finetune``, else the holdout scores of the sample phase, which says so);
+and prints, for each ordered pair of datasets, whether the upper half's P(ST) is higher for the
+first, whether its P(S kept) is lower, and whether the seed ranges overlap.
 
 Why seeds: a short search on a small dataset moves the drop probabilities differently from seed to
 seed; a difference between two datasets means something only if the seeds' ranges are apart.
@@ -348,13 +348,13 @@ def run(f: flags.FlagValues) -> dict:
 
 def write_outputs(output_dir: str, result: dict) -> None:
     """``observations.json`` and ``observations.png`` in ``output_dir``, each atomically."""
-    from stfusion_tf import plots
+    from stfusion_tf import observation_plots  # matplotlib only when the chart is drawn
 
     files.write_atomically(
         os.path.join(output_dir, OBSERVATIONS_FILE),
         json.dumps(result, indent=2) + "\n",  # datasets in the order given
     )
-    plots.plot_observations(result, os.path.join(output_dir, OBSERVATIONS_PLOT))
+    observation_plots.plot_observations(result, os.path.join(output_dir, OBSERVATIONS_PLOT))
 
 
 def report_lines(result: dict) -> list[str]:
