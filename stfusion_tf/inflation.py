@@ -64,6 +64,7 @@ from stfusion_tf.models.backbones import config as backbone_config
 from stfusion_tf.models.backbones.network import FusionBackbone
 from stfusion_tf.models.backbones.resnet import SPECS as RESNET_SPECS
 from stfusion_tf.models.backbones.resnet import build_resnet_2d
+from stfusion_tf.models.batch_norm import BN_EPSILON
 
 _APPLICATIONS = {
     backbone_config.DENSENET121: "DenseNet121",
@@ -276,7 +277,7 @@ def _inflate_template(model_2d, target, report):
                 empty.table.assign(np.zeros(empty.table.shape, "float32"))
             else:
                 mid = _require(model_2d, bn_mid, empty.name)
-                eps = template_lib._BN_EPSILON
+                eps = BN_EPSILON
                 gamma, beta, mean, variance = _bn_values(mid, eps)
                 constant = np.maximum(beta - gamma * mean / np.sqrt(variance + eps), 0.0)
                 kernel = _array(_require(model_2d, conv_2, empty.name).kernel)[None]

@@ -50,6 +50,7 @@ from stfusion_tf.layers import (
     PlanarConv3D,
     border_table,
 )
+from stfusion_tf.models.batch_norm import batch_norm
 from stfusion_tf.models.template_config import (
     TemplateConfig,
     fusion_block_sizes,
@@ -72,9 +73,6 @@ __all__ = [
     "transfer_weights",
 ]
 
-_BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
-_BN_EPSILON = 1e-5
-
 
 def _check_strategy(config, strategy):
     """None (the template itself), or the strategy (``resolve_strategy``) for ``config``."""
@@ -92,12 +90,7 @@ class _Builder:
         self.gate_index = 0
 
     def batch_norm(self, name):
-        return keras.layers.BatchNormalization(
-            momentum=_BN_MOMENTUM,
-            epsilon=_BN_EPSILON,
-            synchronized=self.config.synchronized_batch_norm,
-            name=name,
-        )
+        return batch_norm(name, self.config.synchronized_batch_norm)
 
     def conv(self, filters, kernel_size, name, gated):
         if not gated:

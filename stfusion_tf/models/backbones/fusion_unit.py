@@ -17,13 +17,8 @@ from __future__ import annotations
 import keras
 
 from stfusion_tf.models.backbones.config import BackboneConfig
+from stfusion_tf.models.batch_norm import batch_norm
 from stfusion_tf.strategy import FusionStrategy
-
-# The template's batch norm (PyTorch's momentum 0.1 and epsilon), used by every backbone so that
-# strategies and backbones differ only in their convolutions. Inflation folds a 2D network's
-# epsilon into the moving variance (see stfusion_tf.inflation).
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
 
 
 class BackboneBuilder:
@@ -40,12 +35,9 @@ class BackboneBuilder:
         self.fusion_layers: list[str] = []
 
     def batch_norm(self, name):
-        return keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
-            synchronized=self.config.synchronized_batch_norm,
-            name=name,
-        )
+        """The template's batch norm (``models.batch_norm``), so strategies and backbones differ
+        only in their convolutions."""
+        return batch_norm(name, self.config.synchronized_batch_norm)
 
     def conv(self, filters, kernel_size, name, strides=1, groups=1, padding="same"):
         return keras.layers.Conv3D(
