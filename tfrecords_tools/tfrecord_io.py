@@ -30,11 +30,6 @@ def framed_record(data: bytes) -> tuple[bytes, bytes, bytes]:
     return length + struct.pack("<I", masked_crc(length)), data, struct.pack("<I", masked_crc(data))
 
 
-# The Beam job (pipelines/convert.py) still calls this name; once it calls files.write_atomically
-# itself, this line goes.
-write_file_atomically = files.write_atomically
-
-
 def write_tfrecord_file(path: str, records: Iterable[bytes]) -> int:
     """Writes serialized records to one TFRecord file, atomically; returns its size in bytes.
 
