@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from stfusion_tf import data, ranking, search, train, training  # noqa: E402
+from stfusion_tf import data, ranking, scoring, train, training  # noqa: E402
 from stfusion_tf import strategy as strategy_lib  # noqa: E402
 from stfusion_tf.models import template as template_lib  # noqa: E402
 
@@ -91,7 +91,7 @@ def main(argv):
     scores = {}
     for recal in (0, recal_batches):
         for split, fn in splits.items():
-            rows = search.score_strategies(
+            rows = scoring.score_strategies(
                 template,
                 strategies,
                 fn,

@@ -93,7 +93,7 @@ def plot_marginals(
     """Draws the marginal-probability chart of a probability table into a PNG at ``path``.
 
     Args:
-      table: ``search.probability_table`` / ``strategy.marginal_probabilities`` output (or the
+      table: ``scoring.probability_table`` / ``strategy.marginal_probabilities`` output (or the
         contents of ``probabilities.json``).
       path: the PNG to write (atomically).
       best_strategy: a ``FusionStrategy`` (or its string) to draw over the bars; it must have

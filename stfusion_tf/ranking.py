@@ -2,9 +2,9 @@
 (``StrategyScore``), the selection rule that picks the best one (``selection_key``,
 ``sort_scores``) and the Pareto front of accuracy against MACs (``pareto_front``).
 
-Its own module because two consumers need it and neither should hold it: ``search`` scores the
-strategies and writes the artifacts, ``plots`` draws the front; with the rule here, ``plots``
-no longer imports ``search`` (they imported each other) and ``bench/ranking.py`` can rank
+Its own module because two consumers need it and neither should hold it: ``scoring`` scores
+the strategies and writes the artifacts, ``plots`` draws the front; with the rule here, ``plots``
+no longer imports ``scoring`` (they imported each other) and ``bench/ranking.py`` can rank
 without the scoring code. Pure Python: no TensorFlow, no Keras.
 """
 

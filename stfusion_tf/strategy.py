@@ -405,7 +405,7 @@ def strategy_from_probabilities(probabilities, target_block_sizes, units=ALL_THE
 
     Args:
       probabilities: the table of ``probabilities.json`` (``marginal_probabilities`` /
-        ``stfusion_tf.search.probability_table``), a path to that file, or a drop-probability
+        ``stfusion_tf.scoring.probability_table``), a path to that file, or a drop-probability
         array ``[L, 2]``.
       target_block_sizes: the target network's fusion-block sizes (``backbone_block_sizes``).
       units: the units the target may use. By default S, ST and S+ST: a backbone block whose

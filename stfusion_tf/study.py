@@ -245,13 +245,13 @@ def run_one(args: Sequence[str], workspace: str, records_dir: str, seed: int, ph
 
 def read_run(workspace: str, finetune: bool) -> tuple[dict, dict[str, float]]:
     """``(probability table, {model: top1})`` of a finished run."""
-    from stfusion_tf import search
+    from stfusion_tf import scoring
 
-    table = search.read_probability_table(os.path.join(workspace, "search"))
+    table = scoring.read_probability_table(os.path.join(workspace, "search"))
     if finetune:
         with open(os.path.join(workspace, "results.json")) as f:
             return table, observations.results_accuracies(json.load(f))
-    _, record = search.read_best_strategy(os.path.join(workspace, "search"))
+    _, record = scoring.read_best_strategy(os.path.join(workspace, "search"))
     return table, observations.holdout_accuracies(record)
 
 

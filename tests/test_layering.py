@@ -197,7 +197,7 @@ def import_cycles(root: str) -> list[str]:
 
 def test_the_packages_are_found():
     modules = find_modules(REPO)
-    assert {"tfrecords_tools.files", "pipelines.convert", "stfusion_tf.search"} <= set(modules)
+    assert {"tfrecords_tools.files", "pipelines.convert", "stfusion_tf.scoring"} <= set(modules)
 
 
 def test_no_package_imports_a_package_beside_or_above_it():
@@ -258,9 +258,9 @@ def test_a_cycle_through_a_function_level_import_is_reported_with_each_line(tmp_
                 import math
 
                 def draw():
-                    from stfusion_tf import search  # lazily, to dodge the cycle
+                    from stfusion_tf import scoring  # lazily, to dodge the cycle
                 """,
-            "stfusion_tf/search.py": "from stfusion_tf.plots import draw\n",
+            "stfusion_tf/scoring.py": "from stfusion_tf.plots import draw\n",
             "stfusion_tf/export.py": "from stfusion_tf import serving as api\n",
             "stfusion_tf/serving.py": "from . import predict\n",
             "stfusion_tf/predict.py": "import numpy\nfrom stfusion_tf.export import load\n",
@@ -274,9 +274,9 @@ def test_a_cycle_through_a_function_level_import_is_reported_with_each_line(tmp_
         "\n    stfusion_tf/export.py:1: stfusion_tf.export imports stfusion_tf.serving"
         "\n    stfusion_tf/serving.py:1: stfusion_tf.serving imports stfusion_tf.predict"
         "\n    stfusion_tf/predict.py:2: stfusion_tf.predict imports stfusion_tf.export",
-        "import cycle among ['stfusion_tf.plots', 'stfusion_tf.search']:"
-        "\n    stfusion_tf/plots.py:4: stfusion_tf.plots imports stfusion_tf.search"
-        "\n    stfusion_tf/search.py:1: stfusion_tf.search imports stfusion_tf.plots",
+        "import cycle among ['stfusion_tf.plots', 'stfusion_tf.scoring']:"
+        "\n    stfusion_tf/plots.py:4: stfusion_tf.plots imports stfusion_tf.scoring"
+        "\n    stfusion_tf/scoring.py:1: stfusion_tf.scoring imports stfusion_tf.plots",
     ]
 
 

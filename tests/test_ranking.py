@@ -1,5 +1,5 @@
 """stfusion_tf.ranking: the Pareto front of scored strategies (the selection rule is tested with
-the scoring, in test_search.py)."""
+the scoring, in test_scoring.py)."""
 
 import doctest
 import itertools

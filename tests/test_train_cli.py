@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from stfusion_tf import checkpoints, data, search, train, training
+from stfusion_tf import checkpoints, data, scoring, train, training
 from tests import record_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +121,7 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
     # best_strategy.json is the top row of strategies.csv; the S, ST, S+ST baselines end it.
     with open(os.path.join(search_dir, "strategies.csv")) as f:
         rows = list(csv.DictReader(f))
-    best, record = search.read_best_strategy(search_dir)
+    best, record = scoring.read_best_strategy(search_dir)
     assert rows[0]["strategy"] == str(best) == record["strategy"]
     sampled = [r for r in rows if r["kind"] == "sampled"]
     assert 1 <= len(sampled) <= 6

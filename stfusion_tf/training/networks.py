@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 import keras
 import tensorflow as tf
 
-from stfusion_tf import inflation, search
+from stfusion_tf import inflation, scoring
 from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.models import backbones
 from stfusion_tf.models import template as template_lib
@@ -177,7 +177,7 @@ class TemplateRun(NetworkRun):
         return None
 
     def best_strategy(self, ctx):
-        strategy, _ = search.read_best_strategy(ctx.search_dir)
+        strategy, _ = scoring.read_best_strategy(ctx.search_dir)
         return strategy
 
     def finetune_jobs(self, ctx, all_the_way: bool) -> list[FinetuneJob]:
@@ -185,7 +185,7 @@ class TemplateRun(NetworkRun):
         if all_the_way:
             strategies += [
                 (all_the_way_phase(s.units[0]), s)
-                for s in search.all_the_way_strategies(ctx.template_config)
+                for s in scoring.all_the_way_strategies(ctx.template_config)
             ]
         return [
             FinetuneJob(
@@ -211,7 +211,7 @@ class TemplateRun(NetworkRun):
         template = load_search_template(ctx, "expected")
         others = [("opt_template", best)]
         if all_the_way:
-            others += [(s.units[0], s) for s in search.all_the_way_strategies(template.config)]
+            others += [(s.units[0], s) for s in scoring.all_the_way_strategies(template.config)]
         for name, strategy in others:
             phase = all_the_way_phase(name)
             if name in strategy_lib.ALL_THE_WAY_UNITS and is_done(ctx.phase_dir(phase)):
@@ -229,7 +229,7 @@ class TemplateRun(NetworkRun):
             def load(s=strategy):
                 pruned = template_lib.prune(template, s)
                 if recalibrate_bn_batches:
-                    search.recalibrate_batch_norm(pruned, train_batches(), recalibrate_bn_batches)
+                    scoring.recalibrate_batch_norm(pruned, train_batches(), recalibrate_bn_batches)
                 return pruned
 
             yield Candidate(name, strategy, load, weights)
@@ -273,7 +273,7 @@ class BackboneRun(NetworkRun):
         ).fusion_block_sizes
         if self.strategy.split(":", 1)[0] == FROM_PROBABILITIES:
             path = self.strategy.partition(":")[2] or os.path.join(
-                ctx.search_dir, search.PROBABILITIES_FILE
+                ctx.search_dir, scoring.PROBABILITIES_FILE
             )
             if not tf.io.gfile.exists(path):
                 raise FileNotFoundError(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from stfusion_tf import search
+from stfusion_tf import scoring
 from stfusion_tf.report import RESULTS_FILE
 from stfusion_tf.training import evaluate, export, finetune, sample, warmup
 from stfusion_tf.training import search as search_phase
@@ -58,7 +58,7 @@ PHASE_TABLE = {
         Phase(
             "sample",
             (HOLDOUT_SPLIT,),
-            lambda ctx: os.path.join(ctx.search_dir, search.BEST_STRATEGY_FILE),
+            lambda ctx: os.path.join(ctx.search_dir, scoring.BEST_STRATEGY_FILE),
             sample.run,
         ),
         Phase("finetune", (TRAIN_SPLIT,), _done_marker("finetune"), finetune.run),

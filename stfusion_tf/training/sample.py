@@ -1,7 +1,7 @@
 """The ``sample`` phase: network-level selection of a fusion strategy from the learned gates.
 
 Strategies are drawn from the search template's drop probabilities and scored with its weights
-on the holdout split (``stfusion_tf.search``); the best one is what ``finetune`` trains.
+on the holdout split (``stfusion_tf.scoring``); the best one is what ``finetune`` trains.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import tensorflow as tf
 
 from stfusion_tf import data as data_lib
-from stfusion_tf import search
+from stfusion_tf import scoring
 from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.training.config import HOLDOUT_SPLIT, TRAIN_SPLIT, PhaseSettings
@@ -37,16 +37,16 @@ def run_sample(
 
     Draws ``num_strategies`` distinct strategies from the search template's drop probabilities
     (``strategy.sample_strategies``, seeded by ``ctx.seed``), scores each with the template's
-    weights on the HOLDOUT split (``search.score_strategies``: video top-1 at
+    weights on the HOLDOUT split (``scoring.score_strategies``: video top-1 at
     ``num_clips x num_crops`` views, optional BN recalibration on training batches) and writes
     ``search/probabilities.json``, ``strategies.csv``, ``marginals.png`` and, last,
     ``best_strategy.json`` (whose presence marks the phase done). With ``score_all_the_way`` the
     S, ST and S+ST baselines are scored the same way and recorded beside the best.
     ``cache_holdout`` keeps the decoded holdout clips in memory for all strategies (small
     holdouts only: 16 frames of 256 x 256 take 12 MB a view). ``method``: ``"pruned"`` or
-    ``"fixed"`` (``search.score_strategies``; the same scores).
+    ``"fixed"`` (``scoring.score_strategies``; the same scores).
     """
-    best_path = os.path.join(ctx.search_dir, search.BEST_STRATEGY_FILE)
+    best_path = os.path.join(ctx.search_dir, scoring.BEST_STRATEGY_FILE)
     if tf.io.gfile.exists(best_path):
         ctx.log(f"[sample] already done ({best_path}): skipped.")
         return None
@@ -100,13 +100,13 @@ def run_sample(
         f"[sample] scoring {len(strategies)} distinct strategies (of {num_strategies} asked) on "
         f"the holdout split ({ctx.num_examples(HOLDOUT_SPLIT)} videos)"
     )
-    rows = search.score_strategies(template, strategies, lambda: holdout, **kwargs)
+    rows = scoring.score_strategies(template, strategies, lambda: holdout, **kwargs)
     baselines = (
-        search.score_all_the_way(template, lambda: holdout, **kwargs) if score_all_the_way else []
+        scoring.score_all_the_way(template, lambda: holdout, **kwargs) if score_all_the_way else []
     )
     if ctx.is_chief:
-        search.write_search_artifacts(
-            ctx.search_dir, search.probability_table(template), rows, all_the_way=baselines
+        scoring.write_search_artifacts(
+            ctx.search_dir, scoring.probability_table(template), rows, all_the_way=baselines
         )
     best = rows[0]
     ctx.log(

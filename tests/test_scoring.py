@@ -1,4 +1,4 @@
-"""stfusion_tf.search: probability table, holdout scoring of strategies, BN recalibration,
+"""stfusion_tf.scoring: probability table, holdout scoring of strategies, BN recalibration,
 artifacts.
 
 Scoring is checked on a template whose answer is known by construction: every S-branch kernel is
@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from stfusion_tf import data, ranking, search
+from stfusion_tf import data, ranking, scoring
 from stfusion_tf.models import (
     apply_strategy,
     build_network,
@@ -96,7 +96,7 @@ def test_probability_table_marginals_are_one_minus_p_of_the_saved_logits():
     for (s_gate, t_gate), (ls, lt) in zip(fusion_gates(model), logits, strict=True):
         s_gate.drop_logit.assign(ls)
         t_gate.drop_logit.assign(lt)
-    table = json.loads(json.dumps(search.probability_table(model)))  # JSON-able
+    table = json.loads(json.dumps(scoring.probability_table(model)))  # JSON-able
     p = 1 / (1 + np.exp(-logits))
     names = ["block1_layer1", "block1_layer2", "transition1", "block2_layer1", "block2_layer2"]
     assert [layer["name"] for layer in table["layers"]] == names
@@ -123,7 +123,7 @@ def test_probability_table_marginals_are_one_minus_p_of_the_saved_logits():
 
 def test_dropping_the_only_informative_branch_scores_lower(informative_t):
     model, labels = informative_t
-    rows = search.score_all_the_way(model, _holdout(labels), verbose=False)
+    rows = scoring.score_all_the_way(model, _holdout(labels), verbose=False)
     by_unit = {row.strategy.units[0]: row for row in rows}
     assert [row.strategy.units[0] for row in rows] == ["S", "ST", "S+ST"]
     assert all(row.kind == "all_the_way" for row in rows)
@@ -147,7 +147,7 @@ def test_dropping_the_only_informative_branch_scores_lower(informative_t):
 def test_sampled_strategies_rank_by_holdout_accuracy(informative_t):
     model, labels = informative_t
     strategies = ["t,t,t|t,t", "s,s,s|s,s", "t,t,t|t,t", "st,t,t|t,st"]
-    rows = search.score_strategies(model, strategies, _holdout(labels), verbose=False)
+    rows = scoring.score_strategies(model, strategies, _holdout(labels), verbose=False)
     assert len(rows) == 3  # the repeat is scored once
     assert [r.top1 for r in rows] == sorted((r.top1 for r in rows), reverse=True)
     assert str(rows[0].strategy) == "t,t,t|t,t"
@@ -163,10 +163,10 @@ def test_pruned_and_fixed_gate_scoring_agree_and_leave_the_template_as_it_was(te
     labels = np.arange(NUM_VIDEOS) % 3
     set_gate_mode(template, "sample")
     before = _weights(template)
-    pruned = search.score_strategies(
+    pruned = scoring.score_strategies(
         template, strategies, _holdout(labels), method="pruned", verbose=False
     )
-    fixed = search.score_strategies(
+    fixed = scoring.score_strategies(
         template, strategies, _holdout(labels), method="fixed", verbose=False
     )
     by_string = {str(r.strategy): r for r in fixed}
@@ -184,7 +184,7 @@ def test_pruned_and_fixed_gate_scoring_agree_and_leave_the_template_as_it_was(te
 
 def test_log_probability_is_that_of_the_learned_gates(informative_t):
     model, labels = informative_t
-    (row,) = search.score_strategies(model, ["t,s,st|-,t"], _holdout(labels), verbose=False)
+    (row,) = scoring.score_strategies(model, ["t,s,st|-,t"], _holdout(labels), verbose=False)
     p = [[s.drop_probability, t.drop_probability] for s, t in fusion_gates(model)]
     marginal = {
         "S": lambda a, b: (1 - a) * b,
@@ -198,15 +198,15 @@ def test_log_probability_is_that_of_the_learned_gates(informative_t):
     assert row.log_probability == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("method", search.METHODS)
+@pytest.mark.parametrize("method", scoring.METHODS)
 def test_bn_recalibration_leaves_the_template_untouched(template, method):
     labels = np.arange(NUM_VIDEOS) % 3
     before = _weights(template)
     strategies = ["t,s,st|t,-"]
-    plain = search.score_strategies(
+    plain = scoring.score_strategies(
         template, strategies, _holdout(labels), method=method, verbose=False
     )
-    recalibrated = search.score_strategies(
+    recalibrated = scoring.score_strategies(
         template,
         strategies,
         _holdout(labels),
@@ -226,11 +226,13 @@ def test_bn_recalibration_leaves_the_template_untouched(template, method):
 
 def test_recalibration_without_training_batches_is_an_error(template):
     with pytest.raises(ValueError, match="train_dataset_fn"):
-        search.score_strategies(
+        scoring.score_strategies(
             template, ["t,t,t|t,t"], _holdout([0] * NUM_VIDEOS), recalibrate_bn_batches=2
         )
     with pytest.raises(ValueError, match="Received: method='gated'"):
-        search.score_strategies(template, ["t,t,t|t,t"], _holdout([0] * NUM_VIDEOS), method="gated")
+        scoring.score_strategies(
+            template, ["t,t,t|t,t"], _holdout([0] * NUM_VIDEOS), method="gated"
+        )
 
 
 def test_recalibrate_batch_norm_stores_the_mean_of_the_batch_statistics():
@@ -239,7 +241,7 @@ def test_recalibrate_batch_norm_stores_the_mean_of_the_batch_statistics():
     model = keras.Model(inputs, bn(inputs))
     x = np.array([[0, 1, 2], [2, 3, 2], [4, 5, 8], [6, 9, 8]], "float32")
     dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(4))).batch(2)
-    assert search.recalibrate_batch_norm(model, dataset, num_batches=5) == 2
+    assert scoring.recalibrate_batch_norm(model, dataset, num_batches=5) == 2
     # Batch means (1, 2, 2) and (5, 7, 8); biased batch variances (1, 1, 0) and (1, 4, 0).
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), [3.0, 4.5, 5.0])
     np.testing.assert_allclose(
@@ -278,7 +280,7 @@ def scored(template):
         _row("-,-,-|-,-", 0.25, 10, log_probability=float("-inf")),
     ]
     baselines = [_row(u, 0.5, 1000, kind="all_the_way") for u in ("S", "ST", "S+ST")]
-    return search.probability_table(template), rows, baselines
+    return scoring.probability_table(template), rows, baselines
 
 
 def test_selection_breaks_accuracy_ties_by_holdout_loss_before_macs():
@@ -313,7 +315,7 @@ def test_selection_is_accuracy_then_fewer_macs_then_probability():
 def test_artifacts_are_valid_and_agree(scored, tmp_path):
     table, rows, baselines = scored
     folder = str(tmp_path / "search")
-    paths = search.write_search_artifacts(folder, table, rows[::-1], all_the_way=baselines)
+    paths = scoring.write_search_artifacts(folder, table, rows[::-1], all_the_way=baselines)
     assert sorted(os.listdir(folder)) == sorted(
         [
             "probabilities.json",
@@ -327,7 +329,7 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
         assert json.load(f) == json.loads(json.dumps(table))
     with open(paths["strategies"], newline="") as f:
         csv_rows = list(csv.DictReader(f))
-    assert list(csv_rows[0]) == list(search.CSV_COLUMNS)
+    assert list(csv_rows[0]) == list(scoring.CSV_COLUMNS)
     # The sampled strategies ranked best first, then S, ST, S+ST all the way, unranked; S and ST
     # were also drawn as sampled strategies and are in both parts.
     assert [(r["rank"], r["strategy"], r["kind"]) for r in csv_rows] == [
@@ -343,7 +345,7 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
     assert float(csv_rows[0]["holdout_top1"]) == 0.75
     assert (int(csv_rows[0]["macs"]), int(csv_rows[0]["flops"])) == (1100, 2200)
     assert csv_rows[3]["log_probability"] == ""  # -inf: an impossible strategy
-    strategy, record = search.read_best_strategy(folder)
+    strategy, record = scoring.read_best_strategy(folder)
     assert str(strategy) == csv_rows[0]["strategy"]
     assert FusionStrategy.from_json(open(paths["best_strategy"]).read()) == strategy
     assert record["split"] == "holdout"
@@ -352,16 +354,16 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
     assert set(record["all_the_way"]) == {"S", "ST", "S+ST"}
     assert record["all_the_way"]["ST"]["strategy"] == "t,t,t|t,t"
     assert os.path.getsize(paths["marginals"]) > 10_000
-    assert paths["pareto"] == os.path.join(folder, search.PARETO_FILE)
+    assert paths["pareto"] == os.path.join(folder, scoring.PARETO_FILE)
     assert os.path.getsize(paths["pareto"]) > 10_000
     with Image.open(paths["pareto"]) as image:
         assert image.format == "PNG" and image.size == (960, 576)
-    assert search.read_probability_table(folder) == json.loads(json.dumps(table))
+    assert scoring.read_probability_table(folder) == json.loads(json.dumps(table))
 
 
 def test_without_baselines_the_csv_holds_the_sampled_strategies_only(scored, tmp_path):
     table, rows, _ = scored
-    paths = search.write_search_artifacts(str(tmp_path), table, rows, plot=False)
+    paths = scoring.write_search_artifacts(str(tmp_path), table, rows, plot=False)
     with open(paths["strategies"], newline="") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["rank"] for r in csv_rows] == ["1", "2", "3", "4"]
@@ -372,7 +374,7 @@ def test_without_baselines_the_csv_holds_the_sampled_strategies_only(scored, tmp
 def test_best_must_be_the_top_row(scored, tmp_path):
     table, rows, _ = scored
     with pytest.raises(ValueError, match="must be the top row"):
-        search.write_search_artifacts(str(tmp_path), table, rows, best=rows[-1], plot=False)
+        scoring.write_search_artifacts(str(tmp_path), table, rows, best=rows[-1], plot=False)
 
 
 def test_a_killed_write_leaves_the_previous_artifact_and_no_temporary_file(
@@ -380,15 +382,15 @@ def test_a_killed_write_leaves_the_previous_artifact_and_no_temporary_file(
 ):
     table, rows, _ = scored
     folder = str(tmp_path)
-    search.write_search_artifacts(folder, table, rows, plot=False)
+    scoring.write_search_artifacts(folder, table, rows, plot=False)
     before = open(os.path.join(folder, "strategies.csv")).read()
 
     def killed(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(search.os, "replace", killed)
+    monkeypatch.setattr(scoring.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        search.write_search_artifacts(folder, table, rows[1:], plot=False)
+        scoring.write_search_artifacts(folder, table, rows[1:], plot=False)
     monkeypatch.undo()
     assert open(os.path.join(folder, "strategies.csv")).read() == before
     assert sorted(os.listdir(folder)) == [
@@ -400,7 +402,7 @@ def test_a_killed_write_leaves_the_previous_artifact_and_no_temporary_file(
 
 def test_reading_a_missing_best_strategy_says_which_phase_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="--phases=sample"):
-        search.read_best_strategy(str(tmp_path))
+        scoring.read_best_strategy(str(tmp_path))
 
 
 # --- The Pareto front ---------------------------------------------------------------------------

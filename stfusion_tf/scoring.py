@@ -1,5 +1,7 @@
-"""The network-level search of the paper: the probability space, sampled strategies scored on
-the holdout split, and the search artifacts of the workspace (``WORKSPACE.md``, ``search/``).
+"""Scoring and selecting fusion strategies, the paper's network-level selection: the probability
+space, sampled strategies scored on the holdout split, and the search artifacts of the workspace
+(``WORKSPACE.md``, ``search/``). The ``sample`` phase (``stfusion_tf/training/sample.py``) runs
+it; the ``search`` phase, v-DropPath training, is ``stfusion_tf/training/search.py``.
 
 After v-DropPath training the template holds a distribution over fusion strategies. This module
 
