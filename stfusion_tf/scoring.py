@@ -40,11 +40,13 @@ holdout and a small network, and pruned wins once evaluating the holdout costs m
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -253,6 +255,42 @@ def score_strategies(
     Returns:
       ``StrategyScore`` rows sorted by ``selection_key`` (top-1 desc, then loss, then MACs).
     """
+    _check_scoring_arguments(template, method, recalibrate_bn_batches, train_dataset_fn)
+    config = template.config
+    shape = _clip_shape(config, clip_shape)
+    strategies = _unique(strategies, template_lib.fusion_block_sizes(config))
+    p = template_lib.drop_probabilities(template)
+    evaluate_kwargs = dict(
+        num_clips=num_clips, num_crops=num_crops, max_batches=max_batches, max_videos=max_videos
+    )
+    gates = (
+        _fixed_gates(template, copy=bool(recalibrate_bn_batches))
+        if method == "fixed"
+        else contextlib.nullcontext(None)
+    )
+    rows = []
+    progbar = (
+        keras.utils.Progbar(len(strategies), unit_name="strategy", stateful_metrics=["top1"])
+        if verbose
+        else None
+    )
+    with gates as fixed:
+        for i, strategy in enumerate(strategies):
+            network, predict_fn, costs = _strategy_network(
+                template, strategy, shape, fixed, reset_weights=bool(recalibrate_bn_batches)
+            )
+            if recalibrate_bn_batches:
+                recalibrate_batch_norm(network, train_dataset_fn(), recalibrate_bn_batches)
+            result = evaluation.evaluate(
+                network, holdout_dataset_fn(), predict_fn=predict_fn, **evaluate_kwargs
+            )
+            rows.append(_score_row(strategy, kind, result, costs, p))
+            if progbar is not None:
+                progbar.update(i + 1, values=[("top1", rows[-1].top1)])
+    return sort_scores(rows)
+
+
+def _check_scoring_arguments(template, method, recalibrate_bn_batches, train_dataset_fn) -> None:
     template_lib._require_template(template)
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
@@ -263,78 +301,85 @@ def score_strategies(
                 "BN recalibration needs training batches: pass train_dataset_fn. Received: "
                 f"recalibrate_bn_batches={recalibrate_bn_batches}, train_dataset_fn=None"
             )
-    config = template.config
-    shape = _clip_shape(config, clip_shape)
-    strategies = _unique(strategies, template_lib.fusion_block_sizes(config))
-    p = template_lib.drop_probabilities(template)
-    evaluate_kwargs = dict(
-        num_clips=num_clips, num_crops=num_crops, max_batches=max_batches, max_videos=max_videos
-    )
 
-    # Fixed gates: one network (the template, or a copy of it when BN statistics will change),
-    # one traced function for every strategy.
-    gated = None
+
+class _FixedGates(NamedTuple):
+    """The network whose gates ``score_strategies`` fixes to each strategy in turn, and the one
+    traced predict function every strategy shares."""
+
+    network: template_lib.FusionNetwork
+    predict_fn: Callable
+
+
+@contextlib.contextmanager
+def _fixed_gates(template: template_lib.FusionNetwork, copy: bool):
+    """The ``fixed``-mode network of ``method="fixed"``: a copy of the template when BN
+    statistics will change (``copy``), else the template itself, whose gate mode and fixed keep
+    values are restored on exit."""
     saved_mode, saved_keeps = template.gate_mode, None
-    if method == "fixed":
-        if recalibrate_bn_batches:
-            gated = _copy_template(template)
-        else:
-            gated = template
-            saved_keeps = [
-                (layer, keras.ops.convert_to_numpy(layer.fixed_keep))
-                for layer in template.layers
-                if isinstance(layer, GatedConv3D)
-            ]
-        template_lib.set_gate_mode(gated, "fixed")
-        gated_predict = evaluation.make_predict_fn(gated)
-
-    rows = []
-    progbar = (
-        keras.utils.Progbar(len(strategies), unit_name="strategy", stateful_metrics=["top1"])
-        if verbose
-        else None
-    )
+    if copy:
+        network = _copy_template(template)
+    else:
+        network = template
+        saved_keeps = [
+            (layer, keras.ops.convert_to_numpy(layer.fixed_keep))
+            for layer in template.layers
+            if isinstance(layer, GatedConv3D)
+        ]
+    template_lib.set_gate_mode(network, "fixed")
+    predict_fn = evaluation.make_predict_fn(network)
     try:
-        for i, strategy in enumerate(strategies):
-            if method == "pruned":
-                network = template_lib.prune(template, strategy)
-                costs = flops.model_costs(network, shape)
-                predict_fn = None
-            else:
-                costs = flops.model_costs(template_lib.build_network(config, strategy), shape)
-                network = gated
-                if recalibrate_bn_batches:  # the copy starts from the template's statistics
-                    network.set_weights(template.get_weights())
-                template_lib.apply_strategy(network, strategy)
-                predict_fn = gated_predict
-            if recalibrate_bn_batches:
-                recalibrate_batch_norm(network, train_dataset_fn(), recalibrate_bn_batches)
-            result = evaluation.evaluate(
-                network, holdout_dataset_fn(), predict_fn=predict_fn, **evaluate_kwargs
-            )
-            rows.append(
-                StrategyScore(
-                    strategy=strategy,
-                    kind=kind,
-                    top1=result.metric("video", "top1"),
-                    top5=result.metric("video", "top5"),
-                    loss=result.metric("clip", "loss"),
-                    metrics=result.metrics,
-                    protocol=result.protocol,
-                    num_videos=result.num_videos,
-                    macs=int(costs.macs),
-                    params=int(costs.params),
-                    log_probability=strategy_lib.strategy_log_probability(strategy, p),
-                )
-            )
-            if progbar is not None:
-                progbar.update(i + 1, values=[("top1", rows[-1].top1)])
+        yield _FixedGates(network, predict_fn)
     finally:
         if saved_keeps is not None:
             for layer, keep in saved_keeps:
                 layer.fixed_keep.assign(keep)
             template_lib.set_gate_mode(template, saved_mode)
-    return sort_scores(rows)
+
+
+def _strategy_network(
+    template: template_lib.FusionNetwork,
+    strategy: FusionStrategy,
+    clip_shape: tuple[int, ...],
+    fixed: _FixedGates | None,
+    reset_weights: bool,
+) -> tuple[keras.Model, Callable | None, flops.Totals]:
+    """``(network, predict_fn, costs)`` that score ``strategy``: its pruned network (``fixed``
+    None; ``predict_fn`` None: ``evaluation.evaluate`` traces its own), or the ``fixed`` network
+    with the strategy's gates, back to the template's weights first if ``reset_weights`` (a
+    recalibrated copy starts from the template's statistics). ``costs`` are the pruned
+    network's either way."""
+    if fixed is None:
+        network = template_lib.prune(template, strategy)
+        return network, None, flops.model_costs(network, clip_shape)
+    costs = flops.model_costs(template_lib.build_network(template.config, strategy), clip_shape)
+    if reset_weights:
+        fixed.network.set_weights(template.get_weights())
+    template_lib.apply_strategy(fixed.network, strategy)
+    return fixed.network, fixed.predict_fn, costs
+
+
+def _score_row(
+    strategy: FusionStrategy,
+    kind: str,
+    result: evaluation.EvaluationResult,
+    costs: flops.Totals,
+    p: np.ndarray,
+) -> StrategyScore:
+    """The row of ``strategy`` from its holdout ``evaluation.evaluate`` result and its costs."""
+    return StrategyScore(
+        strategy=strategy,
+        kind=kind,
+        top1=result.metric("video", "top1"),
+        top5=result.metric("video", "top5"),
+        loss=result.metric("clip", "loss"),
+        metrics=result.metrics,
+        protocol=result.protocol,
+        num_videos=result.num_videos,
+        macs=int(costs.macs),
+        params=int(costs.params),
+        log_probability=strategy_lib.strategy_log_probability(strategy, p),
+    )
 
 
 def all_the_way_strategies(config: template_lib.TemplateConfig) -> list[FusionStrategy]:
