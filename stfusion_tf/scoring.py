@@ -31,7 +31,8 @@ pruned network has to be built anyway to count the strategy's MACs and parameter
 gates save only one trace per strategy, while every clip of the holdout costs the template's full
 FLOPs instead of the strategy's (a sampled strategy with the paper's p of 0.1-0.5 per gate drops
 10-50% of the branches; over a holdout of hundreds of videos that is far more than a trace).
-BN recalibration needs a copy of the weights either way, and the pruned network is that copy.
+BN recalibration (``batch_norm_recalibration``) needs a copy of the weights either way, and the
+pruned network is that copy.
 Measured on this 2-core CPU with a tiny template ((2, 2) blocks, growth 4, 4x16x16 clips) and a
 holdout of only 24 clips, 4 strategies took 6.9 s pruned vs 4.9 s fixed: there the per-strategy
 build and trace (about 1.5 s) dominate, so ``method="fixed"`` is the faster choice for a tiny
@@ -52,8 +53,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import checks, data, evaluation, flops
+from stfusion_tf import checks, evaluation, flops
 from stfusion_tf import strategy as strategy_lib
+from stfusion_tf.batch_norm_recalibration import recalibrate_batch_norm
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.ranking import SELECTION_RULE, StrategyScore, selection_key, sort_scores
@@ -116,74 +118,6 @@ def probability_table(template: template_lib.FusionNetwork) -> dict:
 
 
 # --- Scoring strategies on the holdout split ----------------------------------------------------
-
-
-def _batch_norm_layers(model) -> list[keras.layers.BatchNormalization]:
-    out, stack, seen = [], list(model.layers), set()
-    while stack:
-        layer = stack.pop(0)
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            out.append(layer)
-        stack.extend(getattr(layer, "layers", []))
-    return out
-
-
-def recalibrate_batch_norm(model: keras.Model, dataset: tf.data.Dataset, num_batches: int) -> int:
-    """Re-estimates every batch-norm layer's moving statistics of ``model`` on training batches.
-
-    Why: a strategy switches branches off, so the features a layer sees (and their statistics)
-    differ from the template's, whose moving statistics were averaged over random strategies.
-    Recalibrating with the strategy's own batches ("precise BN") makes its score reflect the
-    strategy rather than a statistics mismatch.
-
-    How: each BN layer's momentum is set to 0 so one forward pass in training mode stores that
-    batch's statistics; the mean over ``num_batches`` batches (of the batch means and of the batch
-    variances) replaces the moving statistics, and the momenta are restored. Batch statistics in
-    training mode do not depend on the moving ones, so the result is exact. No gradients, no
-    optimizer: only moving statistics change, and only in ``model`` -- pass a copy (the pruned
-    network, or a copy of the template) to keep the template untouched.
-
-    Args:
-      model: the network to recalibrate (modified in place).
-      dataset: batches of ``(clips, labels)`` (``data.train_dataset``) or eval dicts.
-      num_batches: batches to average over.
-
-    Returns:
-      The number of batches used (fewer if the dataset ended).
-    """
-    checks.positive_int(num_batches, "num_batches")
-    layers = _batch_norm_layers(model)
-    if not layers:
-        return 0
-    momenta = [layer.momentum for layer in layers]
-    sums = [
-        [np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)]
-        for layer in layers
-    ]
-    used = 0
-    try:
-        for layer in layers:
-            layer.momentum = 0.0
-        step = tf.function(lambda x: model(x, training=True), autograph=False)
-        for batch in dataset.take(num_batches):
-            clips = batch[data.CLIPS] if isinstance(batch, dict) else batch[0]
-            step(clips)
-            for layer, (mean, variance) in zip(layers, sums, strict=True):
-                mean += keras.ops.convert_to_numpy(layer.moving_mean)
-                variance += keras.ops.convert_to_numpy(layer.moving_variance)
-            used += 1
-    finally:
-        for layer, momentum in zip(layers, momenta, strict=True):
-            layer.momentum = momentum
-    if used == 0:
-        raise ValueError("recalibrate_batch_norm: the dataset yielded no batch.")
-    for layer, (mean, variance) in zip(layers, sums, strict=True):
-        layer.moving_mean.assign(mean / used)
-        layer.moving_variance.assign(variance / used)
-    return used
 
 
 def _clip_shape(config: template_lib.TemplateConfig, clip_shape) -> tuple[int, ...]:

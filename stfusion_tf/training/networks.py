@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from stfusion_tf import inflation, scoring
 from stfusion_tf import strategy as strategy_lib
+from stfusion_tf.batch_norm_recalibration import recalibrate_batch_norm
 from stfusion_tf.models import backbones
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.training.checkpointing import restore_weights
@@ -229,7 +230,7 @@ class TemplateRun(NetworkRun):
             def load(s=strategy):
                 pruned = template_lib.prune(template, s)
                 if recalibrate_bn_batches:
-                    scoring.recalibrate_batch_norm(pruned, train_batches(), recalibrate_bn_batches)
+                    recalibrate_batch_norm(pruned, train_batches(), recalibrate_bn_batches)
                 return pruned
 
             yield Candidate(name, strategy, load, weights)
