@@ -26,10 +26,6 @@ import pytest
 
 PACKAGES = ("tfrecords_tools", "pipelines", "stfusion_tf")
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-# The lead is splitting stfusion_tf/training.py into a package and fixes its examples there:
-# only that old single file may fail (xfail); the package's modules are held to the rule.
-XFAIL_FILE = "stfusion_tf/training.py"
-XFAIL_REASON = "lead is splitting training.py"
 _PROMPT = re.compile(r"^\s*>>>", re.MULTILINE)
 
 
@@ -61,10 +57,6 @@ MODULES = _module_names()
 WITH_EXAMPLES = [name for name in MODULES if _PROMPT.search(_source(name))]
 
 
-def _expect_failure(module) -> bool:
-    return module.__file__.replace("\\", "/").endswith(XFAIL_FILE)
-
-
 def test_discovery_finds_subpackages_and_examples():
     assert {"stfusion_tf.layers.gated_conv3d", "stfusion_tf.models.template"} <= set(MODULES)
     assert "stfusion_tf.models.backbones.network" in MODULES
@@ -89,6 +81,4 @@ def test_examples(name):
     failed = 0
     for test in sorted(tests, key=lambda t: t.lineno or 0):
         failed += runner.run(test, out=report.write).failed
-    if failed and _expect_failure(module):
-        pytest.xfail(f"{XFAIL_REASON}:\n{report.getvalue()}")
     assert failed == 0, f"{failed} of {len(examples)} examples failed:\n{report.getvalue()}"

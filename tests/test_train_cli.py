@@ -20,6 +20,7 @@ from absl import flags
 
 from stfusion_tf import checkpoints, data, scoring, train, training
 from tests import record_fixtures
+from tfrecords_tools import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,7 +114,7 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
         assert os.path.exists(os.path.join(phase_dir, "DONE")), phase
         assert tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints")), phase
         assert any(n.startswith("events.out.tfevents") for n in os.listdir(f"{phase_dir}/logs"))
-        history = training.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
+        history = files.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
         assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
         assert all(np.isfinite(h["loss"]) for h in history)
     search_dir = os.path.join(workspace, "search")
@@ -152,7 +153,7 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
         assert marginal["S+ST"] == pytest.approx((1 - p_s) * (1 - p_t))
 
     # The last logged drop probabilities are the ones the search ended with, and they moved.
-    logged = training.read_jsonl(
+    logged = files.read_jsonl(
         os.path.join(workspace, "train", "search", "logs", "drop_probabilities.jsonl")
     )
     assert [x["epoch"] for x in logged] == [0, 1, 2]
@@ -278,7 +279,7 @@ def test_kill_9_mid_phase_then_the_same_command_resumes(records, flagfile, tmp_p
     assert os.path.exists(index), "the search phase never wrote a checkpoint"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_at = training.read_jsonl(
+    killed_at = files.read_jsonl(
         os.path.join(workspace, "train", "search", "logs", "history.jsonl")
     )
     assert 1 <= len(killed_at) < 4  # killed mid-phase
@@ -291,12 +292,10 @@ def test_kill_9_mid_phase_then_the_same_command_resumes(records, flagfile, tmp_p
     assert "[warmup] already done" in finished.stdout
     assert "[search] resuming from" in finished.stdout
     assert os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE")) == warmup_done
-    history = training.read_jsonl(
-        os.path.join(workspace, "train", "search", "logs", "history.jsonl")
-    )
+    history = files.read_jsonl(os.path.join(workspace, "train", "search", "logs", "history.jsonl"))
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[-1]["step"] == 4 * 3  # 12 train videos / batch 4: no step done twice
-    logged = training.read_jsonl(
+    logged = files.read_jsonl(
         os.path.join(workspace, "train", "search", "logs", "drop_probabilities.jsonl")
     )
     assert [x["epoch"] for x in logged] == [0, 1, 2, 3, 4]
@@ -459,7 +458,7 @@ def test_two_local_workers_train_in_lock_step_and_write_one_set_of_checkpoints(
     assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     assert "2 replica(s), global batch 4, 3 steps/epoch" in outputs[0]
     phase_dir = os.path.join(workspace, "train", "warmup")
-    history = training.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
+    history = files.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
     assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
     assert os.path.exists(os.path.join(phase_dir, "DONE"))
     checkpoints = os.listdir(os.path.join(phase_dir, "checkpoints"))
@@ -496,9 +495,7 @@ def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
     summaries = train.run(_flags(*args))
     assert "(epoch 1, step 2/3)" in capsys.readouterr().out
     assert summaries["warmup"]["step"] == 3  # one step left, not redone
-    history = training.read_jsonl(
-        str(tmp_path / "ws" / "train" / "warmup" / "logs" / "history.jsonl")
-    )
+    history = files.read_jsonl(str(tmp_path / "ws" / "train" / "warmup" / "logs" / "history.jsonl"))
     assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
 
 
@@ -549,7 +546,7 @@ def test_records_with_another_label_order_are_refused_by_the_checkpoints(
     )
     assert ctx.labels == tuple(swapped)
     with pytest.raises(ValueError, match=rf"label 0 is '{names[0]}' in one and '{names[1]}'"):
-        training.load_finetuned(ctx)
+        ctx.network.load_finetuned(ctx)
 
 
 @pytest.mark.slow

@@ -71,7 +71,6 @@ from stfusion_tf.training.workspace import (
     RUN_CONFIG,
     is_done,
     mark_done,
-    read_jsonl,
     write_run_config,
 )
 
@@ -114,7 +113,6 @@ __all__ = [
     "mark_done",
     "phase_seed",
     "read_fingerprint",
-    "read_jsonl",
     "replica_loss",
     "restore_weights",
     "run_evaluate",

@@ -113,6 +113,18 @@ class RunContext:
             return self.steps_per_epoch
         return max(1, self.num_examples(TRAIN_SPLIT) // self.global_batch_size)
 
+    def train_batches(self) -> tf.data.Dataset:
+        """Augmented training batches (the global batch, not distributed) in the order of
+        ``seed``: what BN statistics are re-estimated on."""
+        return data_lib.train_dataset(
+            data_lib.split_files(self.records_dir, TRAIN_SPLIT),
+            self.spec,
+            self.global_batch_size,
+            seed=self.seed,
+            shuffle_buffer=self.shuffle_buffer,
+            deterministic=self.deterministic,
+        )
+
     def log(self, message: str) -> None:
         if self.verbose and self.is_chief:
             print(message, flush=True)

@@ -18,9 +18,9 @@ import tensorflow as tf
 from stfusion_tf import data as data_lib
 from stfusion_tf import evaluation, flops
 from stfusion_tf.report import RESULTS_FILE
-from stfusion_tf.training.config import TEST_SPLIT, TRAIN_SPLIT, PhaseSettings
+from stfusion_tf.training.config import TEST_SPLIT, PhaseSettings
 from stfusion_tf.training.loop import seed_phase
-from stfusion_tf.training.workspace import write_json_atomically
+from tfrecords_tools.files import write_json_atomically
 
 
 def evaluate_network(ctx, model, strategy, weights: str, protocols, max_videos=None) -> dict:
@@ -41,7 +41,7 @@ def evaluate_network(ctx, model, strategy, weights: str, protocols, max_videos=N
         )
         for clips, crops in protocols
     ]
-    totals = flops.total_costs(flops.layer_costs(model, ctx.spec.eval_clip_shape))
+    totals = flops.model_costs(model, ctx.spec.eval_clip_shape)
     record = {
         "strategy": str(strategy),
         "weights": weights,
@@ -80,16 +80,6 @@ def run_evaluate(
     seed_phase(ctx, "evaluate")
     start = time.time()
 
-    def train_batches():
-        return data_lib.train_dataset(
-            data_lib.split_files(ctx.records_dir, TRAIN_SPLIT),
-            ctx.spec,
-            ctx.global_batch_size,
-            seed=ctx.seed,
-            shuffle_buffer=ctx.shuffle_buffer,
-            deterministic=ctx.deterministic,
-        )
-
     protocols = [(num_clips, num_crops)]
     if (num_clips, num_crops) != (1, 1):
         protocols.append((1, 1))  # single view (centre clip, centre crop) beside multi-view
@@ -97,7 +87,7 @@ def run_evaluate(
         ctx,
         all_the_way=all_the_way,
         recalibrate_bn_batches=recalibrate_bn_batches,
-        train_batches=train_batches,
+        train_batches=ctx.train_batches,
     )
     models = {
         c.name: evaluate_network(ctx, c.load(), c.strategy, c.weights, protocols, max_videos)

@@ -284,7 +284,7 @@ class BackboneRun(NetworkRun):
                     "strategy (S, ST, S+ST, opt_something, opt_kinetics)."
                 )
             return strategy_lib.strategy_from_probabilities(path, sizes)
-        return backbones.resolve_strategy(self.strategy, sizes)
+        return strategy_lib.resolve_strategy(self.strategy, sizes)
 
     def build(self, ctx, dropout: float, strategy=None):
         """The backbone with its strategy, under the distribution scope."""

@@ -15,7 +15,7 @@ from stfusion_tf import data as data_lib
 from stfusion_tf import scoring
 from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.models import template as template_lib
-from stfusion_tf.training.config import HOLDOUT_SPLIT, TRAIN_SPLIT, PhaseSettings
+from stfusion_tf.training.config import HOLDOUT_SPLIT, PhaseSettings
 from stfusion_tf.training.loop import seed_phase
 from stfusion_tf.training.networks import load_search_template
 from stfusion_tf.training.workspace import DONE, is_done
@@ -65,33 +65,13 @@ def run_sample(
     strategies = strategy_lib.sample_strategies(
         p, sizes, num_strategies, seed=ctx.seed, unique=True
     )
-    holdout = data_lib.eval_dataset(
-        data_lib.split_files(ctx.records_dir, HOLDOUT_SPLIT),
-        ctx.spec,
-        ctx.eval_batch_size,
-        num_clips=num_clips,
-        num_crops=num_crops,
-    )
-    if cache_holdout:
-        holdout = holdout.cache()
-    train_files = data_lib.split_files(ctx.records_dir, TRAIN_SPLIT)
-
-    def train_batches():
-        return data_lib.train_dataset(
-            train_files,
-            ctx.spec,
-            ctx.global_batch_size,
-            seed=ctx.seed,
-            shuffle_buffer=ctx.shuffle_buffer,
-            deterministic=ctx.deterministic,
-        )
-
+    holdout = _holdout(ctx, num_clips, num_crops, cache_holdout)
     kwargs = dict(
         num_clips=num_clips,
         num_crops=num_crops,
         method=method,
         recalibrate_bn_batches=recalibrate_bn_batches,
-        train_dataset_fn=train_batches if recalibrate_bn_batches else None,
+        train_dataset_fn=ctx.train_batches if recalibrate_bn_batches else None,
         max_videos=max_videos,
         clip_shape=ctx.spec.eval_clip_shape,
         verbose=ctx.verbose and ctx.is_chief,
@@ -116,6 +96,17 @@ def run_sample(
         + f"; {time.time() - start:.1f}s"
     )
     return {"best": best.to_dict(), "num_scored": len(rows)}
+
+
+def _holdout(ctx, num_clips: int, num_crops: int, cache: bool) -> tf.data.Dataset:
+    holdout = data_lib.eval_dataset(
+        data_lib.split_files(ctx.records_dir, HOLDOUT_SPLIT),
+        ctx.spec,
+        ctx.eval_batch_size,
+        num_clips=num_clips,
+        num_crops=num_crops,
+    )
+    return holdout.cache() if cache else holdout
 
 
 def run(ctx, settings: PhaseSettings):

@@ -66,18 +66,12 @@ def run_search(
         init_drop_probability=init_drop_probability,
     )
     phase_dir = ctx.phase_dir("search")
-    if tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints")) is None:
-        restore_weights(ctx, model, "warmup")
-        # The warm-up never trained the drop logits, but its checkpoint holds them at the value
-        # the warm-up template was built with: start every gate at this phase's p0.
-        logit = gate_lib.drop_logit_from_probability(model.config.init_drop_probability)
-        for layer in model.layers:
-            if isinstance(layer, GatedConv3D):
-                layer.drop_logit.assign(logit)
+    latest = tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints"))
+    if latest is None:
+        _start_from_warmup(ctx, model)
     predict = evaluation.make_predict_fn(model)
     probabilities_path = os.path.join(phase_dir, "logs", "drop_probabilities.jsonl")
     resumed_epochs = 0
-    latest = tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints"))
     if latest is not None:
         reader = tf.train.load_checkpoint(latest)
         resumed_epochs = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
@@ -103,12 +97,7 @@ def run_search(
         record = drop_probability_record(model, epoch + 1, metrics["step"])
         append_jsonl(ctx, probabilities_path, record)
         p = np.asarray(record["drop_probability"])
-        with writer.as_default():
-            log_histogram("drop_probability/s_branch", p[:, 0], step=epoch + 1)
-            log_histogram("drop_probability/t_branch", p[:, 1], step=epoch + 1)
-            for name, (ps, pt) in zip(names, p, strict=True):
-                log_scalar(f"drop_probability/{name}_s", ps, step=epoch + 1)
-                log_scalar(f"drop_probability/{name}_t", pt, step=epoch + 1)
+        _log_drop_probabilities(writer, names, p, epoch + 1)
         return {
             **{f"holdout_{k}": float(v) for k, v in holdout.metrics.items() if "top5" not in k},
             "mean_drop_probability": float(p.mean()),
@@ -118,6 +107,26 @@ def run_search(
     metrics["drop_probability"] = template_lib.drop_probabilities(model).tolist()
     mark_done(ctx, phase_dir, metrics)
     return metrics
+
+
+def _start_from_warmup(ctx, model) -> None:
+    """The warm-up's weights, every gate at this phase's p0: the warm-up never trained the drop
+    logits, but its checkpoint holds them at the value the warm-up template was built with."""
+    restore_weights(ctx, model, "warmup")
+    logit = gate_lib.drop_logit_from_probability(model.config.init_drop_probability)
+    for layer in model.layers:
+        if isinstance(layer, GatedConv3D):
+            layer.drop_logit.assign(logit)
+
+
+def _log_drop_probabilities(writer, names, p, step: int) -> None:
+    """TensorBoard: a histogram per branch and a scalar per gate (``p`` is ``[layers, 2]``)."""
+    with writer.as_default():
+        log_histogram("drop_probability/s_branch", p[:, 0], step=step)
+        log_histogram("drop_probability/t_branch", p[:, 1], step=step)
+        for name, (ps, pt) in zip(names, p, strict=True):
+            log_scalar(f"drop_probability/{name}_s", ps, step=step)
+            log_scalar(f"drop_probability/{name}_t", pt, step=step)
 
 
 def run(ctx, settings: PhaseSettings):

@@ -64,7 +64,7 @@ def write_run_config(ctx, extra: dict) -> None:
                 "Restart with the same flags, or use a new --workspace."
             )
     if ctx.is_chief:
-        write_json_atomically(path, current)
+        files.write_json_atomically(path, current)
 
 
 def is_done(phase_dir: str) -> bool:
@@ -74,7 +74,7 @@ def is_done(phase_dir: str) -> bool:
 def mark_done(ctx, phase_dir: str, summary: dict) -> None:
     """Writes the ``DONE`` marker (atomically, chief only) with the phase's summary."""
     if ctx.is_chief:
-        write_json_atomically(os.path.join(phase_dir, DONE), summary)
+        files.write_json_atomically(os.path.join(phase_dir, DONE), summary)
 
 
 def skip_if_done(ctx, phase: str) -> bool:
@@ -99,7 +99,3 @@ def append_jsonl(ctx, path: str, record: dict) -> None:
     """Appends ``record`` as one line (chief only)."""
     if ctx.is_chief:
         files.append_jsonl(path, record)
-
-
-read_jsonl = files.read_jsonl
-write_json_atomically = files.write_json_atomically

@@ -21,7 +21,6 @@ from stfusion_tf.models.backbones.network import (
     FusionBackbone,
     backbone_block_sizes,
     build_backbone,
-    resolve_strategy,
     template_config,
 )
 from stfusion_tf.models.backbones.resnet import build_resnet_2d
@@ -39,6 +38,5 @@ __all__ = [
     "backbone_block_sizes",
     "build_backbone",
     "build_resnet_2d",
-    "resolve_strategy",
     "template_config",
 ]
