@@ -15,8 +15,8 @@ Two transports, the two TF Serving offers:
   ``tensorflow-serving-api`` package, pinned) over ``grpcio`` (installed with TensorFlow).
 
 The request builders (``rest_body``, ``predict_request``) and the signature and tensor names are
-``stfusion_tf.signatures``'s, shared with ``stfusion_tf.export`` (which builds its warm-up
-requests with ``predict_request``); this module holds the transports and the command.
+``stfusion_tf.signatures``'s, shared with the export (``stfusion_tf.serving_warmup`` builds its
+warm-up requests with ``predict_request``); this module holds the transports and the command.
 
 Entry point (flags only here)::
 

@@ -2,11 +2,11 @@
 request formats that address them (REST JSON and gRPC ``PredictRequest``).
 
 What ``stfusion_tf.export`` writes into the SavedModel and what a client sends must use the same
-names; they live here, below both, so that ``export`` (the server side: signatures, warm-up
-requests), ``predict`` (runs an export in-process) and ``serving_client`` (talks to TF Serving)
-import them without importing each other. The builders are pure functions, tested without a
-server; TensorFlow and the TF Serving protos are imported only when a ``PredictRequest`` is built,
-so a REST client needs neither.
+names; they live here, below both, so that the server side (``serving_module``: signatures,
+``serving_warmup``: warm-up requests, ``model_card``), ``predict`` (runs an export in-process)
+and ``serving_client`` (talks to TF Serving) import them without importing each other. The
+builders are pure functions, tested without a server; TensorFlow and the TF Serving protos are
+imported only when a ``PredictRequest`` is built, so a REST client needs neither.
 
 Signatures (``stfusion_tf.export`` says why these two):
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from stfusion_tf import export, preprocessing
+from stfusion_tf import export, model_card, preprocessing, serving_module, serving_warmup
 from stfusion_tf import signatures as api
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -212,7 +212,7 @@ def test_model_card_assets_and_embedded_contract(exported, pruned):
 def test_batch_norms_after_convolutions_are_folded_out_of_the_export(pruned):
     """The served network carries the stem's and the post-sum batch norms inside its convs'
     kernels and biases (batch_norm_folding.py), not as variables; the others stay."""
-    module = export.ServingModule(pruned, SPEC, CLASSES)
+    module = serving_module.ServingModule(pruned, SPEC, CLASSES)
     names = {v.name.split(":")[0] for v in module.network_variables}
     folded = ["stem_bn", "block1_layer1_bn", "block1_layer2_bn", "block2_layer1_bn"]
     assert not any(name.startswith(f"{bn}/") for name in names for bn in folded)
@@ -252,7 +252,7 @@ def test_versions_are_never_overwritten_and_a_crash_leaves_no_version(
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "write_warmup_requests", crash)
+    monkeypatch.setattr(serving_warmup, "write_warmup_requests", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny")
     # Nothing half-written: only version 1, no staging folder left behind.
@@ -301,7 +301,7 @@ def test_export_from_a_checkpoint_takes_everything_from_its_metadata(pruned, tem
     with pytest.raises(ValueError, match="holds the template.*train/finetune"):
         export.export_checkpoint(str(tmp_path / "search"), str(tmp_path / "serving"), "t")
     with pytest.raises(ValueError, match="another label vocabulary"):
-        export.results_card({"labels": ["x"]}, STRATEGY, CLASSES)
+        model_card.results_card({"labels": ["x"]}, STRATEGY, CLASSES)
 
 
 def test_the_saved_graph_is_inference_only(exported):

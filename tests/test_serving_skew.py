@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import convert, synthetic
-from stfusion_tf import data, evaluation, export, predict
+from stfusion_tf import data, evaluation, export, predict, serving_module
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
 from tests import video_fixtures
@@ -142,7 +142,7 @@ def test_a_changed_spec_changes_serving_as_it_changes_evaluation(records, pruned
     """The "one place" check on the serving path: no number of the spec is copied anywhere.
 
     Each number alone goes through the serving graph that ``export`` saves
-    (``export.ServingModule``, not saved: tracing is the cost that matters here) with
+    (``serving_module.ServingModule``, not saved: tracing is the cost that matters here) with
     ``predict``'s clip sampling; all of them together through a saved and loaded export.
     """
     root, output, split, manifest = records
@@ -154,7 +154,7 @@ def test_a_changed_spec_changes_serving_as_it_changes_evaluation(records, pruned
         spec = _spec(manifest, **{name: value})
         expected = _evaluation_logits(pruned, output, split, spec)[video]
         assert not np.allclose(expected, base[video], atol=1e-3), name  # it matters ...
-        module = export.ServingModule(pruned, spec, classes)
+        module = serving_module.ServingModule(pruned, spec, classes)
         clips = predict.video_clips(path, spec, NUM_CLIPS)
         served = module.frames_signature(tf.constant(clips))["logits"].numpy()
         # ... and serving follows it.
