@@ -4,8 +4,6 @@ half, the verdicts (holds, does not hold, ranges overlap) and the accuracy table
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
 from stfusion_tf import observations
@@ -197,7 +195,3 @@ def test_summarize_puts_tables_verdicts_and_accuracy_together():
     lines = observations.accuracy_lines(result["accuracy"])
     assert lines[0] == "Top-1, mean [min, max] over seeds (holdout):"
     assert lines[2].startswith("motion") and lines[2].endswith("2/2; yes")
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(observations).failed == 0

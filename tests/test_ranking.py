@@ -1,7 +1,6 @@
 """stfusion_tf.ranking: the Pareto front of scored strategies (the selection rule is tested with
 the scoring, in test_scoring.py)."""
 
-import doctest
 import itertools
 
 import numpy as np
@@ -47,8 +46,3 @@ def test_pareto_front_is_the_definition():
         # No point of the front dominates another one of it.
         front = [points[i] for i in expected]
         assert not any(dominates(a, b) for a, b in itertools.permutations(front, 2))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(ranking)
-    assert result.failed == 0 and result.attempted >= 1

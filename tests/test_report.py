@@ -3,7 +3,6 @@ its test top-1 and MACs from results.json, and the artifacts a workspace holds."
 
 from __future__ import annotations
 
-import doctest
 import json
 
 from stfusion_tf import report
@@ -79,7 +78,3 @@ def test_an_unevaluated_workspace_has_no_table(tmp_path):
         "Artifacts:",
         f"  best strategy  {tmp_path / 'search' / 'best_strategy.json'}",
     ]
-
-
-def test_docstring_examples():
-    assert doctest.testmod(report).failed == 0
