@@ -6,7 +6,7 @@ DEMO_DIR ?= /tmp/stfusion_demo
 # Test processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test test-fast lint demo clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,8 +20,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# One test file per process, in the order tests/conftest.py collects them (the files with the
+# most slow tests first; xdist would otherwise reorder files by their number of tests).
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(PYTEST)
+
+# The inner loop: everything but the end-to-end runs marked slow (CI runs `make test`).
+test-fast: lint
+	$(PYTEST) -m "not slow"
 
 demo: $(STAMP)
 	$(PY) -m pipelines.demo --workdir=$(DEMO_DIR)

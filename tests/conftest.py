@@ -20,6 +20,7 @@ if _cpus and len(tf.config.get_logical_device_configuration(_cpus[0]) or []) < 2
     )
 
 
+import collections  # noqa: E402
 import itertools  # noqa: E402
 
 import pytest  # noqa: E402
@@ -35,3 +36,14 @@ def _separate_collective_keys():
     own tests give each strategy its own key range through this class attribute; so do we."""
     tf.distribute.MirroredStrategy._collective_key_base = next(_KEY_BASES)
     yield
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Files with the most ``slow`` tests are collected first.
+
+    pytest-xdist's ``--dist loadfile`` hands out whole files in collection order, so the long
+    end-to-end files start first, on different workers, and the run does not end with one worker
+    finishing a long file alone (measured: 6 min 1 s in alphabetical order).
+    """
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: each file keeps its own order

@@ -16,8 +16,11 @@ from tests import record_fixtures
 FLAGS = (
     *record_fixtures.TINY_TEMPLATE_FLAGS,
     "--num_strategies=6",
+    "--scoring_method=fixed",  # the same scores as pruned networks (test_scoring), one trace
     "--phases=warmup,search,sample",
 )
+# Each test trains the tiny template end to end (about 60 s of CPU in all).
+pytestmark = pytest.mark.slow
 ARTIFACTS = (
     "search/probabilities.json",
     "search/strategies.csv",

@@ -6,7 +6,6 @@ study with one line before any training."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import subprocess
@@ -29,6 +28,8 @@ TINY = (
     "--test_num_clips=1",
 )
 SEEDS = (0, 1)
+# Every test here trains or reads the study's tiny runs (about 70 s of CPU in all).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_user_errors_are_found_before_any_training(datasets, tmp_path, args, mes
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_default_flagfile_comes_first_and_the_docstring_examples_run():
+def test_the_default_flagfile_comes_first():
     assert study.with_default_flagfile(["study", "--seeds=0"]) == [
         "study",
         f"--flagfile={study.DEFAULT_FLAGFILE}",
@@ -196,4 +197,3 @@ def test_the_default_flagfile_comes_first_and_the_docstring_examples_run():
         "--flagfile=x.cfg",
     ]
     assert os.path.exists(study.DEFAULT_FLAGFILE)
-    assert doctest.testmod(study).failed == 0

@@ -239,6 +239,31 @@ def test_a_finished_run_is_not_redone(finished_run, records, flagfile, capsys):
     assert capsys.readouterr().out.count("skipped") == 6
 
 
+@pytest.mark.slow
+def test_one_phase_runs_alone_on_a_prepared_workspace(finished_run, records, flagfile, tmp_path):
+    """The phase table is all a phase needs: on a copy of a finished workspace without its
+    results, the evaluate phase alone writes the results the whole run wrote; and the
+    prerequisite check reads the same table's markers."""
+    workspace = tmp_path / "ws"
+    shutil.copytree(finished_run[0], workspace)
+    os.remove(workspace / "results.json")
+    base = (f"--flagfile={flagfile}", f"--workspace={workspace}", f"--records_dir={records}")
+    ctx, phases, settings = train.build_context(_flags(*base, "--phases=evaluate"))
+    assert phases == ["evaluate"]
+    written = training.PHASE_TABLE["evaluate"].run(ctx, settings)
+    assert training.PHASE_TABLE["evaluate"].marker(ctx) == str(workspace / "results.json")
+    with open(os.path.join(finished_run[0], "results.json")) as f:
+        expected = json.load(f)
+    with open(workspace / "results.json") as f:
+        assert json.load(f) == json.loads(json.dumps(written))
+    for results in (written, expected):
+        results.pop("seconds")
+    assert json.loads(json.dumps(written)) == expected
+    os.remove(training.PHASE_TABLE["search"].marker(ctx))
+    assert "needs phase 'search'" in _setup_error(*base, "--phases=sample")
+    assert training.splits_needed(["search"]) == ["train", "holdout"]
+
+
 def _command(flagfile, workspace, records, *extra):
     return [
         sys.executable,

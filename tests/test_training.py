@@ -66,6 +66,7 @@ def batch():
 _NEARLY_DETERMINISTIC = dict(init_drop_probability=1e-6)
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_one_device_on_the_same_global_batch(batch):
     clips, labels = batch
     one, one_weights, _ = _one_step(
@@ -80,6 +81,7 @@ def test_mirrored_step_equals_one_device_on_the_same_global_batch(batch):
         np.testing.assert_allclose(two_weights[path], value, rtol=1e-3, atol=1e-5, err_msg=path)
 
 
+@pytest.mark.slow
 def test_kl_counts_once_whatever_the_number_of_replicas(batch):
     clips, labels = batch
     (_, _, kl, _), _, _ = _one_step(_mirrored(), "sample", clips, labels, **_NEARLY_DETERMINISTIC)
