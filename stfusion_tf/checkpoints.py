@@ -33,6 +33,9 @@ import re
 
 import tensorflow as tf
 
+from stfusion_tf.models import backbones
+from stfusion_tf.models import template as template_lib
+
 METADATA_FORMAT_VERSION = 1
 WEIGHTS, METADATA, NOISE = "weights", "run_metadata", "noise"
 # The classifier layer of every network of the project (template, pruned, backbones): the one
@@ -268,14 +271,10 @@ def load_network(path: str, skip=()):
     Returns ``(model, metadata)``: a pruned network when the metadata names a strategy, else the
     template (gates in ``expected`` mode).
     """
-    from stfusion_tf.models import template as template_lib
-
     metadata = read_metadata(path)
     network = metadata["network"]
     strategy = network.get("strategy")
     if network.get("kind") == "backbone":
-        from stfusion_tf.models import backbones
-
         model = backbones.FusionBackbone(
             backbones.BackboneConfig.from_dict(network["config"]), strategy
         )

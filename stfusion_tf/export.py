@@ -54,7 +54,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import checks, serving_warmup
+from stfusion_tf import checkpoints, checks, serving_warmup
 from stfusion_tf import signatures as api
 from stfusion_tf.model_card import build_model_card, results_card
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -269,8 +269,6 @@ def export_checkpoint(
     the checkpoint's metadata (``stfusion_tf.checkpoints``), nothing from flags; ``results``: the
     run's ``results.json``, whose test metrics go into the model card.
     """
-    from stfusion_tf import checkpoints
-
     metadata = checkpoints.read_metadata(checkpoint)
     network = metadata.get("network") or {}
     strategy = network.get("strategy")
@@ -345,8 +343,13 @@ def _define_flags():
     flags.mark_flags_as_required(["checkpoint", "serving_root", "model_name"])
 
 
-if __name__ == "__main__":
-    from absl import app
+def cli() -> None:
+    """The command line: ``python -m stfusion_tf.export`` and the ``stfusion-export`` script."""
+    from tfrecords_tools import command_line
 
     _define_flags()
-    app.run(main)
+    command_line.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from stfusion_tf import report
 from stfusion_tf.strategy import GATES, UNITS
 
 UNIT_QUANTITIES = tuple(f"P({u})" for u in UNITS)
@@ -254,8 +255,6 @@ def holdout_accuracies(best_strategy: Mapping) -> dict[str, float]:
 def results_accuracies(results: Mapping) -> dict[str, float]:
     """``{model: test top-1}`` from a ``results.json`` dict (``report.summary_rows``): the
     fine-tuned searched strategy and the all-the-way strategies, under the run's protocol."""
-    from stfusion_tf import report
-
     keys = {name: key for key, name in report.ROWS}
     out = {}
     for row in report.summary_rows(results):

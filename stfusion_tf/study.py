@@ -40,12 +40,12 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from stfusion_tf import observations, train
-from tfrecords_tools import files
+from stfusion_tf import observations, report, scoring, train, training
+from tfrecords_tools import command_line, files
 
-DEFAULT_FLAGFILE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "study_cpu.cfg"
-)
+# configs/study_cpu.cfg, shipped in the package (stfusion_tf/configs links to configs/ in the
+# repository; pyproject.toml installs it as package data), so an installed copy finds it.
+DEFAULT_FLAGFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "study_cpu.cfg")
 OBSERVATIONS_FILE = "observations.json"
 OBSERVATIONS_PLOT = "observations.png"
 SYNTHETIC_TASKS = ("motion", "appearance")
@@ -245,8 +245,6 @@ def run_one(args: Sequence[str], workspace: str, records_dir: str, seed: int, ph
 
 def read_run(workspace: str, finetune: bool) -> tuple[dict, dict[str, float]]:
     """``(probability table, {model: top1})`` of a finished run."""
-    from stfusion_tf import scoring
-
     table = scoring.read_probability_table(os.path.join(workspace, "search"))
     if finetune:
         with open(os.path.join(workspace, "results.json")) as f:
@@ -265,8 +263,6 @@ def accuracy_source(workspace: str, finetune: bool) -> str:
         )
     with open(os.path.join(workspace, "results.json")) as f:
         results = json.load(f)
-    from stfusion_tf import report
-
     return (
         f"test split (results.json), {report.main_metric(results)}: the searched strategy and "
         "S, ST, S+ST all the way, each fine-tuned alike from the search template"
@@ -276,8 +272,6 @@ def accuracy_source(workspace: str, finetune: bool) -> str:
 def prepare(f: flags.FlagValues) -> tuple[dict[str, str], list[int], list[str]]:
     """Every check a user's input can fail, before any training: ``(datasets, seeds, phases)``.
     Makes the synthetic datasets when no ``--records_dirs`` is given."""
-    from stfusion_tf import training
-
     seeds = parse_seeds(f.seeds)
     phases = [*SEARCH_PHASES, *(FINETUNE_PHASES if f.finetune else ())]
     if f.records_dirs:
@@ -401,6 +395,11 @@ def main(argv: Sequence[str]) -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: ``python -m stfusion_tf.study`` and the ``stfusion-study`` script."""
     define_flags()
-    app.run(main, argv=with_default_flagfile(sys.argv))
+    command_line.run(main, argv=with_default_flagfile(sys.argv))
+
+
+if __name__ == "__main__":
+    cli()

@@ -25,7 +25,7 @@ import dataclasses
 
 import keras
 
-from stfusion_tf.models.backbones.config import RESNET50, RESNEXT50, RESNEXT101
+from stfusion_tf.models.backbones.config import RESNET50, RESNEXT50, RESNEXT101, BackboneConfig
 from stfusion_tf.models.backbones.fusion_unit import BackboneBuilder
 
 _PLANES = (64, 128, 256, 512)  # bottleneck planes per stage; output channels are 4 x planes
@@ -141,8 +141,6 @@ def build_resnet_2d(
     Returns:
       A ``keras.Model`` on ``[batch, H, W, 3]`` images, logits out.
     """
-    from stfusion_tf.models.backbones.config import BackboneConfig
-
     config = BackboneConfig(
         backbone, num_classes, blocks=blocks, width_multiplier=width_multiplier
     )  # checks the arguments
