@@ -19,6 +19,7 @@
    others) with the exported SavedModel (``stfusion_tf.predict``), as a user would.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -26,10 +27,10 @@ import shutil
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from pipelines import convert, synthetic
-from tfrecords_tools import contact_sheet, inspect
+from tfrecords_tools import command_line, contact_sheet, inspect
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/stfusion_demo", "Where the demo writes.")
 _TASK = flags.DEFINE_enum(
@@ -42,9 +43,17 @@ _WORKERS = flags.DEFINE_integer(
     "workers", 2, "Beam DirectRunner workers (threads, each decoding in its own process)."
 )
 _TRAIN = flags.DEFINE_bool("train", True, "Also run the training phases (configs/demo_cpu.cfg).")
-_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo_cpu.cfg"
-)
+
+
+def training_config(name: str = "demo_cpu.cfg") -> str:
+    """The path of a training flagfile of ``configs/``, shipped inside the ``stfusion_tf`` package
+    (``stfusion_tf/configs``, a link to ``configs/`` in the repository), so an installed copy
+    finds it from any folder. The package is located, not imported: the demo runs its commands
+    as subprocesses."""
+    spec = importlib.util.find_spec("stfusion_tf")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("demo: the stfusion_tf package is not installed")
+    return os.path.join(list(spec.submodule_search_locations)[0], "configs", name)
 
 
 def make_videos(root: str, task: str, videos_per_class: int) -> None:
@@ -114,13 +123,14 @@ def main(argv):
     if not _TRAIN.value:
         return
     workspace = os.path.join(workdir, "workspace")
-    print(f"[4/5] Training, searching, evaluating and exporting ({_CONFIG}) in {workspace}")
+    config = training_config()
+    print(f"[4/5] Training, searching, evaluating and exporting ({config}) in {workspace}")
     subprocess.run(
         [
             sys.executable,
             "-m",
             "stfusion_tf.train",
-            f"--flagfile={_CONFIG}",
+            f"--flagfile={config}",
             f"--workspace={workspace}",
         ],
         check=True,
@@ -146,5 +156,10 @@ def main(argv):
         raise SystemExit(f"demo: predict exited {result.returncode}, expected 1 (the broken file)")
 
 
+def cli() -> None:
+    """The command line: ``python -m pipelines.demo`` and the ``stfusion-demo`` script."""
+    command_line.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -3,9 +3,10 @@
 python -m pipelines.make_synthetic --output_dir=/tmp/synthetic --task=motion
 """
 
-from absl import app, flags
+from absl import flags
 
 from pipelines import synthetic
+from tfrecords_tools import command_line
 
 _DEFAULT = synthetic.SyntheticSpec()
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write <class>/<video>.mp4.")
@@ -41,5 +42,10 @@ def main(argv):
     )
 
 
+def cli() -> None:
+    """The command line: ``python -m pipelines.make_synthetic`` and the ``stfusion-make-synthetic`` script."""
+    command_line.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -1,4 +1,4 @@
-"""Converts a folder of videos into sharded TFRecords (one SequenceExample per video), with Beam.
+r"""Converts a folder of videos into sharded TFRecords (one SequenceExample per video), with Beam.
 
     python -m pipelines.make_tfrecords --dataset_format=ucf101 --input_dir=UCF-101 \
         --output_dir=workspace/examples --holdout_fraction=0.1
@@ -9,7 +9,9 @@ Runs on the DirectRunner by default. Every flag this module does not define is h
 which loses elements now and then in apache-beam 2.77: the job's count checks then fail it, see
 the README) or on a cluster
 (``--runner=DataflowRunner --project=... --region=... --temp_location=gs://...``,
-``--runner=FlinkRunner``, ``--runner=SparkRunner``).
+``--runner=FlinkRunner``, ``--runner=SparkRunner``). An argument that is neither one of these
+flags nor a Beam pipeline option (a misspelt ``--holdout=0.2``) stops the command before anything
+is read or written, exit status 2, naming the closest flag of either (``pipelines.pipeline_args``).
 
 Writes ``<split>-00000-of-000NN.tfrecord``, ``<split>.manifest.json``, ``<split>.failures.jsonl``,
 ``<split>.videos.jsonl``, ``label_map.txt`` and ``fingerprint.json`` (the dataset fingerprint:
@@ -29,6 +31,8 @@ import sys
 from absl import app, flags
 
 from pipelines import convert, datasets
+from pipelines import pipeline_args as pipeline_args_lib
+from tfrecords_tools import command_line
 
 _DEFAULT = convert.ConvertOptions()
 
@@ -67,12 +71,34 @@ _ISOLATE = flags.DEFINE_boolean(
 )
 
 
-def run(argv: list[str]) -> dict[str, dict]:
-    """Parses this module's flags from ``argv``, hands every other flag to Beam, runs the job."""
-    pipeline_args = flags.FLAGS(argv, known_only=True)[1:]
+def parse_args(argv: list[str]) -> list[str]:
+    """Parses this module's flags from ``argv`` and checks the rest; returns the Beam pipeline
+    arguments. Nothing is read or written before every argument is checked.
+
+    Raises:
+      app.UsageError: a required flag is missing, a value is bad, or an argument is neither one
+        of these flags nor a Beam pipeline option (named, with the closest of either).
+    """
+    pipeline_args = command_line.parse_flags(argv, known_only=True, doc=__doc__)[1:]
+    try:
+        unknown = pipeline_args_lib.unknown_pipeline_args(pipeline_args)
+    except ValueError as e:
+        raise app.UsageError(f"Beam pipeline option {e}") from None
+    if unknown:
+        names = [*flags.FLAGS, *pipeline_args_lib.pipeline_option_names()]
+        raise app.UsageError(
+            f"{command_line.unknown_flag_message(unknown[0], names)}; neither a flag of this "
+            "command nor a Beam pipeline option"
+        )
     for flag in (_INPUT_DIR, _OUTPUT_DIR):
         if not flag.value:
             raise app.UsageError(f"--{flag.name} is required.")
+    return pipeline_args
+
+
+def run(argv: list[str]) -> dict[str, dict]:
+    """Parses this module's flags from ``argv``, hands every other flag to Beam, runs the job."""
+    pipeline_args = parse_args(argv)
     options = convert.ConvertOptions(
         short_side=_SHORT_SIDE.value,
         fps=_FPS.value,
@@ -97,12 +123,16 @@ def run(argv: list[str]) -> dict[str, dict]:
 
 
 def main():
+    """The command line: ``python -m pipelines.make_tfrecords`` and the
+    ``stfusion-make-tfrecords`` script."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stfusion").setLevel(logging.INFO)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     try:
         run(sys.argv)
-    except (app.UsageError, ValueError) as e:
+    except app.UsageError as e:
+        command_line.exit_usage_error(e)
+    except ValueError as e:
         sys.exit(f"make_tfrecords: {e}")
 
 

@@ -3,14 +3,14 @@ r"""Describes a template network or a pruned fusion strategy: structure, paramet
     python -m stfusion_tf.describe                                   # DenseNet-121 template
     python -m stfusion_tf.describe --strategy=ST                     # ST all the way
     python -m stfusion_tf.describe --strategy='st,t|s,-' --blocks=1,2 --growth_rate=8 \
-        --frames=8 --size=32 --per_layer
-    python -m stfusion_tf.describe --flagfile=configs/ucf101.cfg
+        --num_frames=8 --crop_size=32 --per_layer
+    python -m stfusion_tf.describe --flagfile=configs/ucf101.cfg     # a training flagfile
     python -m stfusion_tf.describe --backbone=resnet50               # S, ST, S+ST, Opt recipes
     python -m stfusion_tf.describe --backbone=mobilenet_v2 --strategy=opt_something
 
 Prints, per strategy block (``--per_layer``: per fusion layer), the units, the gates, the channels
 in -> out, the output size, the parameters and the multiply-accumulates (MACs) for one clip of
-``--frames`` x ``--size`` x ``--size``, then the totals. FLOPs are printed as 2 x MACs; the
+``--num_frames`` x ``--crop_size`` x ``--crop_size``, then the totals. FLOPs are printed as 2 x MACs; the
 paper's "FLOPs" are MACs. Counting is ``stfusion_tf.flops`` on a symbolic trace: nothing is run.
 
 The paper's number. For the DenseNet-121 template (blocks 6, 12, 24, 16, growth rate 32,
@@ -26,17 +26,27 @@ template, 7.40 M parameters), ST all the way (no S branch) 100.00 GMACs (80.9%, 
 
 Backbones (``--backbone``, ``stfusion_tf.models.backbones``): without ``--strategy`` one row per
 strategy (S, ST, S+ST all the way and the named Opt recipes) with its parameters and MACs; with
-``--strategy`` that strategy per stage (``--per_layer``: per block). ``--blocks`` (only when
-given), ``--width_multiplier``, ``--temporal_downsampling`` and ``--stem_temporal_kernel`` size
+``--strategy`` that strategy per stage (``--per_layer``: per block). ``--backbone_blocks``,
+``--backbone_width_multiplier``, ``--temporal_downsampling`` and ``--stem_temporal_kernel`` size
 the backbone; ``densenet121`` is the pruned template (``--growth_rate`` etc. do not apply).
+
+The flags are named as ``stfusion_tf.train``'s, and every training flag is accepted: a training
+flagfile describes the network it trains, and the training flags describe does not use
+(``--workspace``, ``--phases``, learning rates, ...) are ignored. ``--frames``, ``--size`` and
+``--width_multiplier`` are the deprecated old names of ``--num_frames``, ``--crop_size`` and
+``--backbone_width_multiplier``; ``--blocks`` is the template's, as in training (a backbone's
+stages are ``--backbone_blocks``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags
+
+from tfrecords_tools import command_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -48,8 +58,10 @@ _BOTTLENECK = flags.DEFINE_integer(
 _STEM_FILTERS = flags.DEFINE_integer("stem_filters", 64, "Channels of the (5,7,7) stem conv.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 400, "Classes of the classifier.")
 _LAYER_GATE = flags.DEFINE_bool("layer_gate", False, "Gate the 1x3x3 convs too (D1).")
-_FRAMES = flags.DEFINE_integer("frames", 16, "Clip length T.")
-_SIZE = flags.DEFINE_integer("size", 224, "Clip height = width.")
+flags.DEFINE_integer("num_frames", 16, "T: frames per clip.")
+flags.DEFINE_integer("crop_size", 224, "Clip height = width (the training crop).")
+flags.DEFINE_integer("frames", None, "Deprecated: the old name of --num_frames.")
+flags.DEFINE_integer("size", None, "Deprecated: the old name of --crop_size.")
 _STRATEGY = flags.DEFINE_string(
     "strategy",
     None,
@@ -62,7 +74,13 @@ _BACKBONE = flags.DEFINE_enum(
     ["densenet121", "resnet50", "resnext50_32x4d", "resnext101_32x8d", "mobilenet_v2"],
     "Describe this 3D backbone (stfusion_tf.models.backbones) instead of the template.",
 )
-_WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "Backbones: scales every channel count.")
+_BACKBONE_BLOCKS = flags.DEFINE_list(
+    "backbone_blocks", [], "Backbones: blocks per stage; empty: the backbone's own."
+)
+flags.DEFINE_float("backbone_width_multiplier", 1.0, "Backbones: scales every channel count.")
+flags.DEFINE_float(
+    "width_multiplier", None, "Deprecated: the old name of --backbone_width_multiplier."
+)
 _TEMPORAL_DOWNSAMPLING = flags.DEFINE_bool(
     "temporal_downsampling", False, "Backbones: halve time wherever space is halved."
 )
@@ -307,32 +325,55 @@ def describe_backbone(backbone, strategies, clip_shape, per_layer=False, **optio
     return "\n".join(lines), summary
 
 
-def _blocks() -> tuple[int, ...]:
-    """``--blocks`` as ints (a usage error names the flag otherwise)."""
+def _ints(flag: flags.FlagHolder) -> tuple[int, ...]:
+    """A list flag as ints (a usage error names the flag otherwise)."""
     try:
-        return tuple(int(b) for b in _BLOCKS.value)
+        return tuple(int(b) for b in flag.value)
     except ValueError:
         raise app.UsageError(
-            f"--blocks must be integers. Received: --blocks={_BLOCKS.value!r}"
+            f"--{flag.name} must be integers. Received: --{flag.name}={flag.value!r}"
         ) from None
 
 
+def _clip_shape() -> tuple[int, int, int, int]:
+    """One clip: ``--num_frames`` x ``--crop_size`` x ``--crop_size`` x 3 (or the deprecated
+    ``--frames`` / ``--size``)."""
+    frames = command_line.renamed_flag("num_frames", "frames")
+    size = command_line.renamed_flag("crop_size", "size")
+    return (frames, size, size, 3)
+
+
+def _backbone_blocks() -> tuple[int, ...] | None:
+    """``--backbone_blocks``; None: the backbone's own. ``--blocks`` sized the backbone before
+    describe took training's flag names; it is the template's now, as in training."""
+    f = flags.FLAGS
+    if f["blocks"].present and not f["backbone_blocks"].present:
+        print(
+            f"{command_line.command_name()}: --blocks sizes the template, not --backbone: "
+            "--backbone_blocks sizes a backbone's stages (the backbone's own are used).",
+            file=sys.stderr,
+        )
+    return _ints(_BACKBONE_BLOCKS) or None
+
+
 def _main_backbone():
-    blocks = _blocks() if flags.FLAGS["blocks"].present else None
     strategies = (_STRATEGY.value,) if _STRATEGY.value else BACKBONE_STRATEGIES
+    clip_shape = _clip_shape()
     try:
         text, summary = describe_backbone(
             _BACKBONE.value,
             strategies,
-            (_FRAMES.value, _SIZE.value, _SIZE.value, 3),
+            clip_shape,
             _PER_LAYER.value,
             num_classes=_NUM_CLASSES.value,
-            blocks=blocks,
-            width_multiplier=_WIDTH.value,
+            blocks=_backbone_blocks(),
+            width_multiplier=command_line.renamed_flag(
+                "backbone_width_multiplier", "width_multiplier"
+            ),
             temporal_downsampling=_TEMPORAL_DOWNSAMPLING.value,
             stem_temporal_kernel=_STEM_TEMPORAL_KERNEL.value,
-            input_frames=_FRAMES.value,
-            input_size=_SIZE.value,
+            input_frames=clip_shape[0],
+            input_size=clip_shape[1],
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from None
@@ -352,16 +393,16 @@ def main(argv):
     from stfusion_tf.models.template import fusion_block_sizes
     from stfusion_tf.strategy import FusionStrategy
 
-    blocks = _blocks()
+    clip_shape = _clip_shape()
     config = _config(
         num_classes=_NUM_CLASSES.value,
-        blocks=blocks,
+        blocks=_ints(_BLOCKS),
         growth_rate=_GROWTH_RATE.value,
         bottleneck_factor=_BOTTLENECK.value,
         stem_filters=_STEM_FILTERS.value,
         layer_gate=_LAYER_GATE.value,
-        input_frames=_FRAMES.value,
-        input_size=_SIZE.value,
+        input_frames=clip_shape[0],
+        input_size=clip_shape[1],
     )
     strategy = None
     if _STRATEGY.value:
@@ -369,14 +410,32 @@ def main(argv):
             strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
         except ValueError as e:
             raise app.UsageError(f"--strategy: {e}") from None
-    text, summary = describe_network(
-        config, strategy, (_FRAMES.value, _SIZE.value, _SIZE.value, 3), _PER_LAYER.value
-    )
+    text, summary = describe_network(config, strategy, clip_shape, _PER_LAYER.value)
     print(text)
     if _OUTPUT_JSON.value:
         with open(_OUTPUT_JSON.value, "w") as f:
             json.dump(summary, f, indent=1)
 
 
+def parse_args(argv: list[str]) -> list[str]:
+    """Parses describe's flags from ``argv``; returns what is left (the program name and any
+    positional argument). A flag of ``stfusion_tf.train`` that describe does not use (a training
+    flagfile's ``--workspace``, ``--phases``, ...) is parsed as training parses it and ignored;
+    any other flag is a usage error naming the closest of either command's flags."""
+    rest = command_line.parse_flags(argv, known_only=True)
+    if not any(arg.startswith("-") for arg in rest[1:]):
+        return rest
+    from stfusion_tf import train
+
+    training_flags = flags.FlagValues()
+    train.define_flags(training_flags)
+    return command_line.parse_flags(rest, training_flags, also_known=flags.FLAGS)
+
+
+def cli() -> None:
+    """The command line: ``python -m stfusion_tf.describe`` and the ``stfusion-describe`` script."""
+    command_line.run(main, parse=parse_args)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -238,8 +238,13 @@ def _define_flags():
     flags.mark_flag_as_required("model")
 
 
-if __name__ == "__main__":
-    from absl import app
+def cli() -> None:
+    """The command line: ``python -m stfusion_tf.predict`` and the ``stfusion-predict`` script."""
+    from tfrecords_tools import command_line
 
     _define_flags()
-    app.run(main)
+    command_line.run(main, takes_arguments=True)
+
+
+if __name__ == "__main__":
+    cli()

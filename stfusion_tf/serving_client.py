@@ -142,8 +142,13 @@ def _define_flags():
     flags.mark_flags_as_required(["model_card", "model_name"])
 
 
-if __name__ == "__main__":
-    from absl import app
+def cli() -> None:
+    """The command line: ``python -m stfusion_tf.serving_client`` and the ``stfusion-serving-client`` script."""
+    from tfrecords_tools import command_line
 
     _define_flags()
-    app.run(main)
+    command_line.run(main, takes_arguments=True)
+
+
+if __name__ == "__main__":
+    cli()

@@ -45,7 +45,9 @@ from tfrecords_tools import command_line, files
 
 # configs/study_cpu.cfg, shipped in the package (stfusion_tf/configs links to configs/ in the
 # repository; pyproject.toml installs it as package data), so an installed copy finds it.
-DEFAULT_FLAGFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "study_cpu.cfg")
+DEFAULT_FLAGFILE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "configs", "study_cpu.cfg"
+)
 OBSERVATIONS_FILE = "observations.json"
 OBSERVATIONS_PLOT = "observations.png"
 SYNTHETIC_TASKS = ("motion", "appearance")

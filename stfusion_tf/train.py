@@ -51,6 +51,7 @@ from absl import app, flags, logging
 
 from stfusion_tf import distribute, preprocessing, report, training
 from stfusion_tf.models import template as template_lib
+from tfrecords_tools import command_line
 
 _TRISTATE = ("auto", "true", "false")
 _DISTRIBUTIONS = ["auto", "one_device", "mirrored", "multi_worker"]
@@ -463,6 +464,11 @@ def main(argv: Sequence[str]) -> None:
     run_phases(*setup)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: ``python -m stfusion_tf.train`` and the ``stfusion-train`` script."""
     define_flags()
-    app.run(main)
+    command_line.run(main)
+
+
+if __name__ == "__main__":
+    cli()

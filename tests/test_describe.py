@@ -13,9 +13,12 @@ from stfusion_tf.strategy import FusionStrategy
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
-    "--blocks=2,2", "--growth_rate=8", "--stem_filters=16", "--num_classes=5", "--frames=4",
-    "--size=32",
+    "--blocks=2,2", "--growth_rate=8", "--stem_filters=16", "--num_classes=5", "--num_frames=4",
+    "--crop_size=32",
 ]  # fmt: skip
+# Flags of stfusion_tf.train that describe does not use: a training flagfile holds them.
+TRAINING_ONLY_FLAGS = ["--workspace=/nowhere", "--phases=warmup,search", "--noflip", "--stride=2",
+                       "--length_scale=0.05", "--distribution=one_device"]  # fmt: skip
 TINY = TemplateConfig(
     num_classes=5, blocks=(2, 2), growth_rate=8, stem_filters=16, input_frames=4, input_size=32
 )
@@ -39,10 +42,16 @@ def _number(pattern, text):
 def test_strategy_totals_match_flops(tmp_path):
     strategy = "st,t,-|s,st"
     out_json = tmp_path / "costs.json"
+    old_names = [
+        f.replace("--num_frames", "--frames").replace("--crop_size", "--size") for f in TINY_FLAGS
+    ]
     result = _describe(
-        *TINY_FLAGS, f"--strategy={strategy}", "--per_layer", f"--output_json={out_json}"
+        *old_names, f"--strategy={strategy}", "--per_layer", f"--output_json={out_json}"
     )
     assert result.returncode == 0, result.stderr
+    # The old names still work, with a warning each.
+    assert "--frames is deprecated: use --num_frames." in result.stderr
+    assert "--size is deprecated: use --crop_size." in result.stderr
     text = result.stdout
     pruned = total_costs(layer_costs(build_network(TINY, FusionStrategy.parse(strategy)), CLIP))
     template = total_costs(layer_costs(build_network(TINY), CLIP))
@@ -61,9 +70,10 @@ def test_strategy_totals_match_flops(tmp_path):
     assert [p["part"] for p in summary["parts"]][:2] == ["stem", "block1_layer1"]
 
 
-def test_template_by_flagfile_and_all_the_way_name(tmp_path):
+def test_template_by_training_flagfile_and_all_the_way_name(tmp_path):
+    """A training flagfile describes the network it trains: describe ignores its other flags."""
     flagfile = tmp_path / "tiny.cfg"
-    flagfile.write_text("\n".join(TINY_FLAGS + ["--strategy=ST"]) + "\n")
+    flagfile.write_text("\n".join(TINY_FLAGS + TRAINING_ONLY_FLAGS + ["--strategy=ST"]) + "\n")
     result = _describe(f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr
     st = FusionStrategy.all_the_way("ST", (3, 2))

@@ -21,7 +21,8 @@ def test_cli_reports_the_counted_totals(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-m", "stfusion_tf.describe", "--backbone=resnet50", "--strategy=ST",
-         "--blocks=1,1,1,1", "--width_multiplier=0.125", "--frames=4", "--size=32",
+         "--backbone_blocks=1,1,1,1", "--backbone_width_multiplier=0.125", "--num_frames=4",
+         "--crop_size=32",
          "--num_classes=5", f"--output_json={out_json}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

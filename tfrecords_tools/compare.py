@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence, Set
 
 from absl import app, flags
 
-from tfrecords_tools import files
+from tfrecords_tools import command_line, files
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
 
@@ -400,6 +400,11 @@ def run(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> int
     return IDENTICAL if diff["identical"] else DIFFERENT
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: ``python -m tfrecords_tools.compare`` and the ``stfusion-compare`` script."""
     define_flags()
-    app.run(run)
+    command_line.run(run, takes_arguments=True)
+
+
+if __name__ == "__main__":
+    cli()

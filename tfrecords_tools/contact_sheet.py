@@ -26,9 +26,9 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw, ImageFont
 
+from tfrecords_tools import command_line, video_io
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect as inspect_lib
-from tfrecords_tools import video_io
 
 PAD = 8  # Outer margin and gap between cells, pixels.
 HEADER_HEIGHT = 18  # Text line above each row.
@@ -208,6 +208,11 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: ``python -m tfrecords_tools.contact_sheet`` and the ``stfusion-contact-sheet`` script."""
     define_flags()
-    app.run(main)
+    command_line.run(main, takes_arguments=True)
+
+
+if __name__ == "__main__":
+    cli()

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 from absl import app, flags
 
+from tfrecords_tools import command_line
 from tfrecords_tools import format as fmt
 from tfrecords_tools.record_checks import (
     FRAMING_BYTES,
@@ -479,6 +480,11 @@ def run(
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: ``python -m tfrecords_tools.inspect`` and the ``stfusion-inspect`` script."""
     define_flags()
-    app.run(run)
+    command_line.run(run, takes_arguments=True)
+
+
+if __name__ == "__main__":
+    cli()

@@ -7,9 +7,7 @@ The name the design gives the summary, as a thin alias, so there is one implemen
 (``tfrecords_tools.inspect``).
 """
 
-from absl import app
-
-from tfrecords_tools import inspect
+from tfrecords_tools import command_line, inspect
 
 
 def main(argv):
@@ -18,4 +16,4 @@ def main(argv):
 
 if __name__ == "__main__":
     inspect.define_flags()
-    app.run(main)
+    command_line.run(main, takes_arguments=True)

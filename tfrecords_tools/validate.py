@@ -7,9 +7,7 @@ naming the file and record index of the first bad record and what is wrong. The 
 gives the check, as a thin alias, so there is one implementation (``tfrecords_tools.inspect``).
 """
 
-from absl import app
-
-from tfrecords_tools import inspect
+from tfrecords_tools import command_line, inspect
 
 
 def main(argv):
@@ -18,4 +16,4 @@ def main(argv):
 
 if __name__ == "__main__":
     inspect.define_flags()
-    app.run(main)
+    command_line.run(main, takes_arguments=True)
