@@ -19,18 +19,16 @@ checkpoint; finished phases (``train/<phase>/DONE``, ``search/best_strategy.json
 same for a workspace (checked against ``train/run_config.json``); lambda, tau, p0, learning rates
 and epochs may change between phases and restarts.
 
-Choosing lambda, N and the logit learning-rate multiplier: the KL term of a gate is
+Choosing lambda and the logit learning-rate multiplier: the KL term of a gate is
 ``lambda (1-p) ||w||^2 / N + (p log p + (1-p) log(1-p)) / N`` (N = training videos, from the
-manifest). Its pull on the drop logits grows with ``lambda ||w||^2 / N``; the cross-entropy's
-pull is what a path contributes. The paper grid-searched lambda (10-250) for N = 86k-240k
-videos; with N in the tens, lambda must shrink by about the same factor, or every gate drops.
-Measured on the demo (N = 52, multiplier 20, 48 search steps from one warm-up): lambda 0.3 makes the KL (1.5) outweigh the cross-entropy (1.0) and every gate heads
-to p = 1; lambda 0.05 gives a KL of ~0.15 and drop probabilities that spread from 0.1 to
-0.004-0.97; lambda 0.01 leaves only the entropy term (KL < 0, pulling p towards 0.5) and p within
-0.05-0.32. A rule of thumb: start where the KL at p0 is 10-20% of the cross-entropy (the KL is
-logged per epoch). ``--logit_lr_multiplier`` (10-100 for a run of a few hundred steps, 1 for the
-paper's ~240k steps) lets the probabilities settle within the run; too large and they saturate at
-0 / 1 after a few steps.
+manifest). Its pull on the drop logits grows with ``lambda ||w||^2 / N`` while the
+cross-entropy's pull is what a path contributes, so lambda goes with N: the paper grid-searched
+lambda in 10-250 for N = 86k-240k videos, and with N in the tens lambda must shrink by about the
+same factor or every gate drops. Start where the KL at p0 is 10-20% of the cross-entropy (both
+are logged per epoch): well above it every gate heads to p = 1; well below it only the entropy
+term is left (the KL turns negative) and every p drifts towards 0.5. ``--logit_lr_multiplier``
+(10-100 for a run of a few hundred steps, 1 for the paper's ~240k steps) lets the probabilities
+settle within the run; too large and they saturate at 0 or 1 within a few steps.
 
 Distribution: ``--distribution=auto|one_device|mirrored|multi_worker`` (``multi_worker`` reads
 ``TF_CONFIG``; start the same command on every worker, the chief writes the workspace);
