@@ -1,17 +1,23 @@
 """The serving client's requests: REST JSON and gRPC ``PredictRequest`` built from a video's
 JPEGs, checked field by field, and sent over real HTTP and gRPC to local stand-ins that answer
-as TF Serving does by running the exported SavedModel (no TF Serving binary here)."""
+as TF Serving does by running the exported SavedModel (no TF Serving binary here); the dry run's
+output read back; a server that does not answer is one line on stderr."""
 
 import base64
 import concurrent.futures
 import http.server
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from stfusion_tf import export, predict, signatures
@@ -34,18 +40,43 @@ SPEC = PreprocessingSpec(
 )
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def video(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("videos") / "video.mp4")
     video_fixtures.write_good_video(path, frames=12)
-    return predict.video_clips(path, SPEC, num_clips=2)
+    return path
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def clips(video):
+    return predict.video_clips(video, SPEC, num_clips=2)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
     pruned = prune(randomize(build_network(tiny_config())), "s,t,st|t,s")
     root = str(tmp_path_factory.mktemp("serving"))
-    return export.load(export.export_saved_model(pruned, SPEC, CLASSES, root, "tiny"))
+    return export.export_saved_model(pruned, SPEC, CLASSES, root, "tiny")
+
+
+@pytest.fixture(scope="module")
+def served(export_dir):
+    return export.load(export_dir)
+
+
+@pytest.fixture(scope="module")
+def card(export_dir):
+    with open(os.path.join(export_dir, "model_card.json")) as f:
+        return json.load(f)
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_rest_body_carries_every_frame_as_b64(clips):
@@ -93,6 +124,9 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         type(self).paths.append(self.path)
+        if not self.path.startswith("/v1/models/tiny"):
+            self._answer(404, {"error": "Servable not found for request: Latest(other)"})
+            return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         frames = [[base64.b64decode(f["b64"]) for f in i["frames"]] for i in body["instances"]]
         try:
@@ -131,12 +165,15 @@ def test_rest_round_trip_gives_the_saved_models_logits(clips, served):
             client.clip_logits(answer), served.serve_frames(clips)["logits"], rtol=1e-6
         )
         assert _RestHandler.paths[-1] == "/v1/models/tiny:predict"
-        with pytest.raises(RuntimeError, match=r"answered 400.*\[batch, 4\]"):
+        with pytest.raises(client.ServerError, match=r"answered 400.*\[batch, 4\]"):
             client.post_rest(url, signatures.rest_body([[b"x", b"y"]]))
+        other = client.rest_url(f"127.0.0.1:{server.server_port}", "other")
+        with pytest.raises(client.ServerError, match="does not serve the model.*--model_name"):
+            client.post_rest(other, signatures.rest_body(clips))
     finally:
         server.shutdown()
         server.server_close()
-    with pytest.raises(RuntimeError, match="Cannot reach TF Serving"):
+    with pytest.raises(client.ServerError, match="cannot reach TF Serving over REST"):
         client.post_rest(url, signatures.rest_body(clips), timeout_s=5)
 
 
@@ -147,6 +184,8 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.served = served
 
     def Predict(self, request, context):
+        if request.model_spec.name != "tiny":
+            context.abort(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(x)")
         inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
         outputs = self.served.signature(request.model_spec.signature_name)(**inputs)
         response = predict_pb2.PredictResponse()
@@ -166,6 +205,9 @@ def test_grpc_round_trip_gives_the_saved_models_logits(clips, served):
     try:
         request = signatures.predict_request("tiny", {"frames": clips})
         outputs = client.call_grpc(f"127.0.0.1:{port}", request, timeout_s=30)
+        other = signatures.predict_request("other", {"frames": clips})
+        with pytest.raises(client.ServerError, match="does not serve the model.*--model_name"):
+            client.call_grpc(f"127.0.0.1:{port}", other, timeout_s=30)
     finally:
         server.stop(None)
     expected = served.serve_frames(clips)
@@ -175,17 +217,63 @@ def test_grpc_round_trip_gives_the_saved_models_logits(clips, served):
     assert result.protocol == "clips=2x1crop" and len(result.top_k) == 3
 
 
-def test_documented_models_config_is_a_valid_model_server_config():
-    import os
+def test_rest_dry_run_prints_the_request_head_as_json(video, clips, card, capsys):
+    status = client.serve_videos([video], card, "localhost:8501", "rest", "tiny", 3, 2, True)
+    assert status == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    head = json.loads(line)
+    assert head["url"] == "http://localhost:8501/v1/models/tiny/versions/3:predict"
+    assert (head["model_name"], head["version"]) == ("tiny", 3)
+    assert head["signature_name"] == "serve_frames" and head["instances"] == 2
+    assert head["instance_shape"] == {"frames": [SPEC.num_frames]}
+    body = signatures.rest_body(clips)
+    assert head["body_bytes"] == len(json.dumps(body))
+    first = body["instances"][0]["frames"][0]["b64"]
+    (shown, _) = head["first_values"]["frames"]
+    assert shown["b64"] == f"{first[:16]}...({len(first)} chars)"
 
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
 
-    path = os.path.join(os.path.dirname(__file__), "..", "docs", "serving", "models.config")
-    config = text_format.Parse(open(path).read(), model_server_config_pb2.ModelServerConfig())
-    (model,) = config.model_config_list.config
-    assert (model.name, model.base_path, model.model_platform) == (
-        "ucf101",
-        "/models/ucf101",
-        "tensorflow",
-    )
+def test_grpc_dry_run_prints_the_predict_request_without_values(video, clips, card, capsys):
+    status = client.serve_videos([video], card, "localhost:8500", "grpc", "tiny", None, 2, True)
+    assert status == 0
+    out = capsys.readouterr().out
+    comment, proto = out.splitlines()
+    request = signatures.predict_request("tiny", {"frames": clips})
+    assert comment.startswith(f"# {video}: PredictRequest to localhost:8500 ")
+    assert f"{request.ByteSize()} bytes, version latest" in comment
+    shown = text_format.Parse(out, predict_pb2.PredictRequest())  # the comment line too
+    assert shown.model_spec.name == "tiny" and shown.model_spec.signature_name == "serve_frames"
+    assert not shown.model_spec.HasField("version")
+    tensor = shown.inputs["frames"]
+    assert tensor.dtype == tf.string.as_datatype_enum and not tensor.string_val
+    assert [d.size for d in tensor.tensor_shape.dim] == [2, SPEC.num_frames]
+    assert text_format.MessageToString(shown, as_one_line=True) == proto
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_no_server_is_one_line_saying_what_to_check(video, card, protocol, capsys):
+    server = f"127.0.0.1:{_unused_port()}"
+    assert client.serve_videos([video], card, server, protocol, "tiny", None, 2) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    own = {"rest": "REST", "grpc": "gRPC"}[protocol]
+    assert line.startswith(f"serving_client: cannot reach TF Serving over {own} at ")
+    for hint in ("running", "host:port", "gRPC 8500, REST 8501", "--model_name", "--version"):
+        assert hint in line
+
+
+def test_the_command_says_so_without_a_traceback(video, export_dir):
+    """The command line end to end, as in the issue: gRPC to a port where nothing listens."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "stfusion_tf.serving_client", video, "--protocol=grpc",
+         f"--model_card={export_dir}/model_card.json", f"--server=127.0.0.1:{_unused_port()}",
+         "--num_clips=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    ours = [line for line in result.stderr.splitlines() if line.startswith("serving_client")]
+    assert len(ours) == 1 and "failed to connect to all addresses" in ours[0], result.stderr
+    assert "model_name" in ours[0]
