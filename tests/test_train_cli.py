@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
+from tensorboard import context as tensorboard_context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 
 from stfusion_tf import checkpoints, data, scoring, train, training
 from tests import record_fixtures
@@ -167,8 +169,8 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags.update(value.tag for value in event.summary.value)
     assert {
-        "search/loss",
-        "search/kl",
+        "loss",
+        "kl",
         "drop_probability/s_branch",
         "drop_probability/t_branch",
         "drop_probability/block1_layer1_s",
@@ -218,6 +220,43 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
     assert checkpoints.read_metadata(os.path.join(workspace, "train", "finetune"))["network"][
         "strategy"
     ] == str(best)
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_one_run_per_phase_with_the_same_tags(finished_run):
+    """What ``tensorboard --logdir <workspace>/train`` shows, read by TensorBoard's own data
+    provider: the phases' runs share the tag ``loss`` (overlaid in one chart), the search's run
+    has a scalar per gate and the marginal-probability chart as an image at its last epoch."""
+    workspace, _ = finished_run
+    logdir = os.path.join(workspace, "train")
+    multiplexer = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    ctx = tensorboard_context.RequestContext()
+    scalars = provider.read_scalars(ctx, experiment_id="", plugin_name="scalars", downsample=1000)
+    runs = {"warmup/logs", "search/logs", "finetune/logs", "finetune_all_the_way/S/logs"}
+    assert runs <= set(scalars)
+    for run in runs:
+        assert {"loss", "cross_entropy", "kl", "train_top1", "learning_rate"} <= set(scalars[run])
+        assert not any(tag.startswith(("warmup/", "search/", "finetune/")) for tag in scalars[run])
+    history = files.read_jsonl(os.path.join(logdir, "warmup", "logs", "history.jsonl"))
+    assert [(d.step, d.value) for d in scalars["warmup/logs"]["loss"]] == [
+        (h["epoch"], pytest.approx(h["loss"], rel=1e-6)) for h in history
+    ]
+    assert len(scalars["search/logs"]["loss"]) == 2 and len(scalars["finetune/logs"]["loss"]) == 1
+    gates = [t for t in scalars["search/logs"] if t.startswith("drop_probability/")]
+    assert len(gates) == 2 * 4 and "drop_probability/transition1_t" in gates
+    assert not any(t.startswith("drop_probability/") for t in scalars["warmup/logs"])
+
+    images = provider.read_blob_sequences(
+        ctx, experiment_id="", plugin_name="images", downsample=10
+    )
+    assert list(images) == ["search/logs"]
+    (chart,) = images["search/logs"]["marginal_probability"]
+    assert chart.step == 2  # the search's last epoch
+    png = provider.read_blob(ctx, blob_key=chart.values[2].blob_key)
+    with open(os.path.join(workspace, "search", "marginals.png"), "rb") as f:
+        assert png == f.read()
 
 
 @pytest.mark.slow

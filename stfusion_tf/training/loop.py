@@ -126,11 +126,13 @@ def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps
     return totals
 
 
-def _write_scalars(writer, phase: str, metrics: dict, epoch: int) -> None:
+def _write_scalars(writer, metrics: dict, epoch: int) -> None:
+    """The epoch's metrics under their ``history.jsonl`` names: the same tags in every phase's
+    run, so TensorBoard overlays the phases (``training.tensorboard``)."""
     with writer.as_default():
         for key, value in metrics.items():
             if key not in ("epoch", "step") and isinstance(value, float):
-                log_scalar(f"{phase}/{key}", value, step=epoch + 1)
+                log_scalar(key, value, step=epoch + 1)
     writer.flush()
 
 
@@ -194,7 +196,7 @@ def train_phase(
         }
         if on_epoch_end is not None:
             metrics.update(on_epoch_end(epoch, metrics, writer) or {})
-        _write_scalars(writer, phase, metrics, epoch)
+        _write_scalars(writer, metrics, epoch)
         checkpoints.save(epoch + 1, 0)
         append_jsonl(ctx, history_path, metrics)
         epoch_times.append(time.time() - epoch_start)

@@ -6,6 +6,7 @@ on the holdout split (``stfusion_tf.scoring``); the best one is what ``finetune`
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -15,10 +16,12 @@ from stfusion_tf import data as data_lib
 from stfusion_tf import scoring
 from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.models import template as template_lib
+from stfusion_tf.training import tensorboard
 from stfusion_tf.training.config import HOLDOUT_SPLIT, PhaseSettings
 from stfusion_tf.training.loop import seed_phase
 from stfusion_tf.training.networks import load_search_template
 from stfusion_tf.training.workspace import DONE, is_done
+from tfrecords_tools import files
 
 
 def run_sample(
@@ -40,7 +43,8 @@ def run_sample(
     weights on the HOLDOUT split (``scoring.score_strategies``: video top-1 at
     ``num_clips x num_crops`` views, optional BN recalibration on training batches) and writes
     ``search/probabilities.json``, ``strategies.csv``, ``marginals.png`` and, last,
-    ``best_strategy.json`` (whose presence marks the phase done). With ``score_all_the_way`` the
+    ``best_strategy.json`` (whose presence marks the phase done); the marginal-probability chart
+    also goes to the search's TensorBoard run (``_log_marginals``). With ``score_all_the_way`` the
     S, ST and S+ST baselines are scored the same way and recorded beside the best.
     ``cache_holdout`` keeps the decoded holdout clips in memory for all strategies (small
     holdouts only: 16 frames of 256 x 256 take 12 MB a view). ``method``: ``"pruned"`` or
@@ -85,9 +89,10 @@ def run_sample(
         scoring.score_all_the_way(template, lambda: holdout, **kwargs) if score_all_the_way else []
     )
     if ctx.is_chief:
-        scoring.write_search_artifacts(
+        paths = scoring.write_search_artifacts(
             ctx.search_dir, scoring.probability_table(template), rows, all_the_way=baselines
         )
+        _log_marginals(ctx, paths["marginals"])
     best = rows[0]
     ctx.log(
         f"[sample] best {best.strategy} holdout video top-1 {best.top1:.3f} "
@@ -96,6 +101,16 @@ def run_sample(
         + f"; {time.time() - start:.1f}s"
     )
     return {"best": best.to_dict(), "num_scored": len(rows)}
+
+
+def _log_marginals(ctx, png_path: str) -> None:
+    """The marginal-probability chart as an image of the search's TensorBoard run, at the
+    search's last epoch (the probabilities it shows are the ones the search ended with)."""
+    search_dir = ctx.phase_dir("search")
+    done = json.loads(files.read_text(os.path.join(search_dir, DONE)))
+    tensorboard.log_png_file(
+        os.path.join(search_dir, "logs"), "marginal_probability", png_path, step=done["epoch"]
+    )
 
 
 def _holdout(ctx, num_clips: int, num_crops: int, cache: bool) -> tf.data.Dataset:
