@@ -11,17 +11,19 @@
   So ``examples + failures == inputs``, always.
 - ``WriteShards`` (``pipelines.write_shards``): each split's shards, every one written by one
   worker from its staged records in path order (the same input and options give the same bytes,
-  on any runner).
+  on any runner), into the staging folder.
 - ``WriteSplitReports`` (``pipelines.write_split_reports``): ``<split>.manifest.json``,
   ``<split>.failures.jsonl`` and ``<split>.videos.jsonl`` for every split, after checking that
-  the counts add up.
+  the counts add up, into the staging folder.
 
 ``run_conversion`` is the driver around the job: it lists the dataset (``pipelines.datasets``),
-checks the splits already in ``output_dir`` (``split=...`` adds one to a dataset converted
-before), writes the label map, runs the job, deletes the staging folder (the disk holds each
-record twice until then), adds the job's runtime to the manifests and writes ``fingerprint.json``
-for the whole output folder (``tfrecords_tools.fingerprint``): the splits just converted, plus,
-after ``split=...``, the splits already there.
+removes the staging folders of conversions that were killed, checks the splits already in
+``output_dir`` (``split=...`` adds one to a dataset converted before), runs the job, adds its
+runtime to the manifests, commits the splits into ``output_dir`` with the label map and
+``fingerprint.json`` (``pipelines.commit_splits``: the manifest is each split's commit point, and
+the split's stale shards go) and deletes the staging folder (the disk holds each record twice
+until then). ``fingerprint.json`` (``tfrecords_tools.fingerprint``) covers the splits just
+converted, plus, after ``split=...``, the splits already there.
 
 Library code only: ``pipelines.make_tfrecords`` is the entry point that parses flags.
 """
@@ -39,11 +41,18 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import convert_videos, datasets, video_conversion, write_shards, write_split_reports
+from pipelines import (
+    commit_splits,
+    convert_videos,
+    datasets,
+    video_conversion,
+    write_shards,
+    write_split_reports,
+)
 from pipelines.video_conversion import ConvertOptions  # callers say convert.ConvertOptions
-from tfrecords_tools import files
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest as manifest_lib
 
 _LOG = logging.getLogger("stfusion.convert")
 # Estimated TFRecord bytes per source byte (JPEG frames at short side 256 vs. compressed video),
@@ -56,7 +65,6 @@ def build_pipeline(
     pipeline: beam.Pipeline,
     listing: datasets.DatasetListing,
     input_dir: str,
-    output_dir: str,
     num_shards: dict[str, int],
     options: ConvertOptions,
     manifest_extra: dict,
@@ -67,7 +75,8 @@ def build_pipeline(
     """Adds the conversion transforms to ``pipeline``; returns the PCollection of manifests.
 
     ``staging_dir`` (it must exist) receives one file per converted video, which the shards then
-    concatenate; the caller deletes it after the job.
+    concatenate, and every split's shards and report files; the caller commits them
+    (``commit_splits``) and deletes the folder after the job.
 
     ``shared_fingerprint`` is ``fingerprint.shared_part`` of this conversion (computed from
     ``listing``, ``options`` and ``manifest_extra["decoder"]`` when not given); each manifest's
@@ -85,13 +94,13 @@ def build_pipeline(
     converted, failures = entries | "ConvertVideos" >> convert_videos.ConvertVideos(
         input_dir, listing.class_names, options, staging_dir, listing.frame_rate, encode_fn
     )
-    shards = converted | "WriteShards" >> write_shards.WriteShards(output_dir, num_shards)
+    shards = converted | "WriteShards" >> write_shards.WriteShards(staging_dir, num_shards)
     return {
         "videos": converted,
         "failures": failures,
         "shards": shards,
     } | "WriteSplitReports" >> write_split_reports.WriteSplitReports(
-        output_dir, num_inputs, manifest_extra, shared_fingerprint
+        staging_dir, num_inputs, manifest_extra, shared_fingerprint, listing.class_names
     )
 
 
@@ -166,16 +175,20 @@ def _list_videos(
 def _prepare_output_dir(
     output_dir: str, splits: list[str], shared_fingerprint: dict, keep_other_splits: bool
 ) -> dict[str, dict]:
-    """Makes ``output_dir`` ready for the job; returns ``{manifest path: fingerprint}`` of the
-    other splits already there that stay part of the dataset (none unless
-    ``keep_other_splits``: the others are then only warned about).
+    """Makes ``output_dir`` ready for the job (removing the staging folders of conversions that
+    did not finish); returns ``{manifest path: fingerprint}`` of the other splits already there
+    that stay part of the dataset (none unless ``keep_other_splits``: the others are then only
+    warned about). Nothing already there changes until the commit.
 
-    Raises fingerprint.FingerprintMismatchError, before anything is converted, when a split that
-    stays was converted with other pixel options, label map or library versions.
+    Raises, before anything is converted:
+      fingerprint.FingerprintMismatchError: a split that stays was converted with other pixel
+        options, label map or library versions.
+      manifest.SplitMismatchError: a split that stays does not hold the shards its manifest lists.
     """
     if not FileSystems.exists(output_dir):
         FileSystems.mkdirs(output_dir)
         return {}
+    commit_splits.remove_debris(output_dir)
     others = _existing_fingerprints(output_dir, skip=splits)
     if not keep_other_splits:
         for path in others:
@@ -184,70 +197,42 @@ def _prepare_output_dir(
                 "convert into a fresh --output_dir).",
                 path,
             )
-        others = {}
-    else:  # Refuse now, not after converting: the splits must form one dataset.
-        fingerprint_lib.merge({"this conversion": {**shared_fingerprint, "splits": {}}, **others})
-    # Until the job has finished, no fingerprint may describe the folder: a job that stops
-    # halfway leaves none (readers then say to convert again), never the previous one.
-    old = os.path.join(output_dir, fingerprint_lib.FINGERPRINT_FILENAME)
-    if FileSystems.exists(old):
-        FileSystems.delete([old])
+        return {}
+    # Refuse now, not after converting: the splits must form one dataset, of whole splits.
+    fingerprint_lib.merge({"this conversion": {**shared_fingerprint, "splits": {}}, **others})
+    for path in others:
+        manifest_lib.split_shards(output_dir, _manifest_split(path))
     return others
 
 
-def _delete_staging(staging_dir: str) -> None:
-    """Deletes the staged records, then the folder where a file system has folders (an object
-    store has none); a failure to delete is logged, never raised over the job's own error."""
-    try:
-        staged = FileSystems.match([os.path.join(staging_dir, "*")])[0].metadata_list
-        if staged:
-            FileSystems.delete([m.path for m in staged])
-        if FileSystems.exists(staging_dir):
-            FileSystems.delete([staging_dir])
-    except OSError as e:
-        _LOG.warning("Could not delete the staged records in %s (%s): delete them.", staging_dir, e)
-
-
-def _run_job(pipeline_args: list[str] | None, output_dir: str, **build_args) -> float:
-    """Runs ``build_pipeline(pipeline, output_dir=output_dir, **build_args)`` with a fresh
-    staging folder in ``output_dir``, deleted afterwards whether the job succeeds or fails;
-    returns the job's runtime in seconds."""
+def _run_job(pipeline_args: list[str] | None, staging_dir: str, **build_args) -> float:
+    """Runs ``build_pipeline(pipeline, staging_dir=staging_dir, **build_args)``; returns the
+    job's runtime in seconds."""
     start = time.time()
-    staging_dir = os.path.join(output_dir, f".staging-{uuid.uuid4().hex}")
-    FileSystems.mkdirs(staging_dir)
-    try:
-        with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
-            build_pipeline(pipeline, output_dir=output_dir, staging_dir=staging_dir, **build_args)
-    finally:
-        _delete_staging(staging_dir)
+    with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
+        build_pipeline(pipeline, staging_dir=staging_dir, **build_args)
     return time.time() - start
 
 
-def _add_runtime(output_dir: str, splits: list[str], runtime_s: float) -> dict[str, dict]:
-    """Adds ``pipeline_runtime_s`` to each split's manifest; returns the manifests."""
+def _add_runtime(staging_dir: str, splits: list[str], runtime_s: float) -> dict[str, dict]:
+    """Adds ``pipeline_runtime_s`` to each split's staged manifest; returns the manifests."""
     manifests = {}
     for split in splits:
-        path = fmt.manifest_path(output_dir, split)
-        with FileSystems.open(path) as f:
-            manifest = json.loads(f.read())
+        manifest = manifest_lib.read_manifest(staging_dir, split)
         manifest["pipeline_runtime_s"] = round(runtime_s, 3)
-        with FileSystems.create(path) as f:
+        with FileSystems.create(fmt.manifest_path(staging_dir, split)) as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
         manifests[split] = manifest
     return manifests
 
 
-def _write_dataset_fingerprint(output_dir: str, manifests: dict[str, dict], others: dict) -> None:
-    """``fingerprint.json``: the splits just converted and ``others`` (already there), merged."""
-    dataset_fingerprint = fingerprint_lib.merge(
+def _dataset_fingerprint(output_dir: str, manifests: dict[str, dict], others: dict) -> dict:
+    """The fingerprint of the splits just converted and ``others`` (already there), merged."""
+    return fingerprint_lib.merge(
         {
             **{fmt.manifest_path(output_dir, s): m["fingerprint"] for s, m in manifests.items()},
             **others,
         }
-    )
-    files.write_atomically(
-        os.path.join(output_dir, fingerprint_lib.FINGERPRINT_FILENAME),
-        fingerprint_lib.to_json(dataset_fingerprint),
     )
 
 
@@ -264,19 +249,23 @@ def run_conversion(
     pipeline_args: list[str] | None = None,
     encode_fn=None,
 ) -> dict[str, dict]:
-    """Lists the dataset, runs the Beam job, and returns the manifest of every split.
+    """Lists the dataset, runs the Beam job, commits its splits, and returns their manifests.
 
     ``pipeline_args`` are Beam pipeline options (``--runner=...``, ``--direct_num_workers=...``).
 
-    Writes ``fingerprint.json`` last: the dataset fingerprint of the splits converted, and with
-    ``split`` given, also of the other splits whose manifests are already in ``output_dir`` (so
-    converting train and test in two runs gives the same file as one run).
+    Until the job has succeeded, ``output_dir`` keeps what it held; then each split is committed,
+    its manifest last, and its stale shards removed (``commit_splits``). Writes
+    ``fingerprint.json`` last: the dataset fingerprint of the splits converted, and with ``split``
+    given, also of the other splits whose manifests are already in ``output_dir`` (so converting
+    train and test in two runs gives the same file as one run).
 
     Raises:
       ValueError: no videos listed.
       fingerprint.FingerprintMismatchError: with ``split`` given, a split already in
         ``output_dir`` was converted with other pixel options, label map or library versions
         (checked before converting anything: one dataset must not mix them).
+      manifest.SplitMismatchError: with ``split`` given, a split already in ``output_dir`` does
+        not hold the shards its manifest lists (checked before converting anything).
     """
     listing = _list_videos(dataset_format, input_dir, split, split_id, holdout_fraction)
     splits = listing.splits
@@ -286,9 +275,6 @@ def run_conversion(
     decoder = video_conversion.pixel_libraries()
     shared = fingerprint_lib.shared_part(listing.class_names, dataclasses.asdict(options), decoder)
     others = _prepare_output_dir(output_dir, splits, shared, keep_other_splits=split is not None)
-    files.write_atomically(
-        os.path.join(output_dir, fmt.LABEL_MAP_FILENAME), fmt.label_map_text(listing.class_names)
-    )
     extra = {
         "dataset_format": dataset_format,
         "input_dir": input_dir,
@@ -298,24 +284,50 @@ def run_conversion(
         "options": dataclasses.asdict(options),
         "decoder": decoder,
     }
-    runtime_s = _run_job(
-        pipeline_args,
-        output_dir,
-        listing=listing,
-        input_dir=input_dir,
-        num_shards=shards,
-        options=options,
-        manifest_extra=extra,
-        encode_fn=encode_fn,
-        shared_fingerprint=shared,
-    )
-    manifests = _add_runtime(output_dir, splits, runtime_s)
-    _write_dataset_fingerprint(output_dir, manifests, others)
+    staging_dir = os.path.join(output_dir, f"{commit_splits.STAGING_PREFIX}{uuid.uuid4().hex}")
+    FileSystems.mkdirs(staging_dir)
+    try:
+        runtime_s = _run_job(
+            pipeline_args,
+            staging_dir,
+            listing=listing,
+            input_dir=input_dir,
+            num_shards=shards,
+            options=options,
+            manifest_extra=extra,
+            encode_fn=encode_fn,
+            shared_fingerprint=shared,
+        )
+        manifests = _add_runtime(staging_dir, splits, runtime_s)
+        dataset_fingerprint = _dataset_fingerprint(output_dir, manifests, others)
+        commit_splits.commit(
+            staging_dir, output_dir, splits, listing.class_names, dataset_fingerprint
+        )
+    finally:
+        commit_splits.delete_staging(staging_dir)
     return manifests
 
 
+def _empty_classes(manifests: dict[str, dict], limit: int = 5) -> str:
+    """The classes without an example, per split (``classes_without_examples``), as text; ""
+    when every split has an example of every class."""
+    parts = []
+    for split, manifest in manifests.items():
+        empty = manifest.get("classes_without_examples") or {}
+        named = [
+            f"{name!r} ({f'all {n} failed' if n else 'none listed'})"
+            for name, n in list(empty.items())[:limit]
+        ]
+        if len(empty) > limit:
+            named.append(f"{len(empty) - limit} more")
+        if named:
+            parts.append(f"{split}: {', '.join(named)}")
+    return "; ".join(parts)
+
+
 def summary_line(manifests: dict[str, dict]) -> str:
-    """One line for the end of the job: what was converted, what failed, how fast."""
+    """One line for the end of the job: what was converted, what failed, how fast, and the
+    classes left without an example (they stay in the label map: ``write_split_reports``)."""
     inputs = sum(m["num_inputs"] for m in manifests.values())
     examples = sum(m["num_examples"] for m in manifests.values())
     failures = sum(m["num_failures"] for m in manifests.values())
@@ -329,4 +341,7 @@ def summary_line(manifests: dict[str, dict]) -> str:
     )
     if failures:
         line += f"; {failures} failed: see <split>.failures.jsonl"
+    empty = _empty_classes(manifests)
+    if empty:
+        line += f"; classes without an example: {empty}"
     return line

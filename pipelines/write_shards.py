@@ -1,15 +1,21 @@
 """``WriteShards``: converted videos -> the sharded TFRecord files of each split, as one Beam
 transform.
 
-    videos --KeyByShard--+--GroupByShard--> Write --> (split, {"path", "records", "bytes"})
+    videos --KeyByShard--+--GroupByShard--> Write --> (split, shard info)
     EveryShard ----------+
 
 Each video's staged record goes to shard ``md5(path) mod num_shards[split]`` (``shard_index``),
 and every shard, ``<split>-00000-of-000NN.tfrecord``, is written by one worker that concatenates
 its staged records sorted by path: the same input and options give the same bytes, on any
 runner. ``EveryShard`` makes each shard of each split exist, empty when no video falls into it,
-so a reader's shard pattern always finds ``num_shards`` files. The shard infos it outputs are what
-a split's manifest lists (``WriteSplitReports``).
+so a split has exactly the ``num_shards`` files its name says. The shard infos it outputs (name,
+records, size, SHA-256 of the file) are what a split's manifest lists (``WriteSplitReports``), and
+readers read the listed shards only (``tfrecords_tools.manifest``).
+
+The shards go into the job's staging folder, not the output folder: the driver moves a split's
+shards into place when the whole job has succeeded, its manifest last
+(``pipelines.commit_splits``), so a job that fails or is killed never leaves half a split beside
+the previous one.
 """
 
 import hashlib
@@ -38,6 +44,13 @@ def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
     return os.path.join(output_dir, f"{split}-{index:05d}-of-{num_shards:05d}{fmt.SHARD_SUFFIX}")
 
 
+def _hashed(chunks: Iterator[bytes], digest) -> Iterator[bytes]:
+    """``chunks``, each added to ``digest`` on its way to the file (the file is read once)."""
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
 def _staged_chunks(paths: list[str]) -> Iterator[bytes]:
     """The staged records' bytes, file after file, in ``COPY_CHUNK`` pieces."""
     for path in paths:
@@ -59,8 +72,17 @@ def write_shard(item, output_dir: str):
     (split, index, num_shards), grouped = item
     staged = [p for _, p in sorted(grouped["records"])]
     path = shard_path(output_dir, split, index, num_shards)
-    size = files.write_atomically(path, _staged_chunks(staged))
-    yield split, {"path": os.path.basename(path), "records": len(staged), "bytes": size}
+    digest = hashlib.sha256()
+    size = files.write_atomically(path, _hashed(_staged_chunks(staged), digest))
+    yield (
+        split,
+        {
+            "path": os.path.basename(path),
+            "records": len(staged),
+            "bytes": size,
+            "sha256": digest.hexdigest(),
+        },
+    )
 
 
 def _shard_key(video: video_conversion.ConvertedVideo, num_shards: dict[str, int]):
@@ -72,13 +94,13 @@ class WriteShards(beam.PTransform):
     """Writes the staged records of converted videos into each split's shards.
 
     Args:
-      output_dir: where the shards go.
+      output_dir: where the shards go (the conversion's staging folder).
       num_shards: shards per split (``{split: n}``); every split listed gets its ``n`` files,
         empty ones included.
 
     Input: a PCollection of ``video_conversion.ConvertedVideo`` (their staged records must exist).
-    Output: a PCollection of ``(split, {"path": file name, "records": n, "bytes": size})``, one
-    per shard.
+    Output: a PCollection of ``(split, {"path": file name, "records": n, "bytes": size,
+    "sha256": hex digest of the file})``, one per shard.
 
     Example (one converted video whose staged record holds 10 bytes: 26 framed):
 
@@ -96,7 +118,8 @@ class WriteShards(beam.PTransform):
     ...         | WriteShards(output_dir, {"train": 1})
     ...         | beam.Map(print)
     ...     )
-    ('train', {'path': 'train-00000-of-00001.tfrecord', 'records': 1, 'bytes': 26})
+    ('train', {'path': 'train-00000-of-00001.tfrecord', 'records': 1, 'bytes': 26,
+     'sha256': '35e6...958'})
     """
 
     def __init__(self, output_dir: str, num_shards: dict[str, int]):

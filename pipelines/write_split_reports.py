@@ -7,14 +7,25 @@ the split's report files, as one Beam transform.
 
 For every split, even one without failures, ``Write`` writes:
 
-- ``<split>.manifest.json``: counts per class, frames, frame sizes, bytes, shards, the options
-  and libraries used, the format version and the split's dataset fingerprint;
+- ``<split>.manifest.json``: counts per class, the classes of the label map without any example
+  in the split (``classes_without_examples``: class -> how many of its videos failed there; 0
+  when the split lists none), frames, frame sizes, bytes, the shards (name, records, bytes,
+  SHA-256: the files readers read, ``tfrecords_tools.manifest``), the options and libraries used,
+  the format version and the split's dataset fingerprint;
 - ``<split>.failures.jsonl``: one line per video that could not be converted, with its reason;
 - ``<split>.videos.jsonl``: one line per converted video (path, label, frames, size).
 
 It first checks the counts: examples + failures must equal the videos listed, and the shards
 must hold one record per converted video (both counts come from the same converted videos, by
 two routes through the runner). A split whose counts disagree gets no manifest, and the job fails.
+
+The files go into the job's staging folder, beside the shards; the driver commits them
+(``pipelines.commit_splits``).
+
+A class stays in the label map when every one of its videos failed: indices are the dataset's
+(classInd.txt, the sorted class folders), so a checkpoint's outputs mean the same classes in
+every conversion of the same dataset, and a test split can still score the class; the manifest
+and the end-of-job summary name it instead.
 """
 
 import collections
@@ -40,6 +51,16 @@ def video_stats(video: video_conversion.ConvertedVideo) -> tuple[str, dict]:
     }
 
 
+def classes_without_examples(
+    class_names: list[str], videos: list[dict], failures: list[dict]
+) -> dict[str, int]:
+    """``{class: videos of it that failed}`` for every class of the label map that has no
+    example in a split's ``videos`` (0 failed: the split lists none of it)."""
+    converted = {v["label"] for v in videos}
+    failed = collections.Counter(f["label"] for f in failures)
+    return {name: failed[name] for name in class_names if name not in converted}
+
+
 def split_manifest(
     split: str,
     videos: list[dict],
@@ -48,6 +69,7 @@ def split_manifest(
     num_inputs: int,
     extra: dict,
     shared_fingerprint: dict,
+    class_names: list[str],
 ) -> dict:
     """The manifest of one split (without ``pipeline_runtime_s``, which the driver adds after the
     job); ``videos``, ``failures`` and ``shards`` sorted by path."""
@@ -60,6 +82,7 @@ def split_manifest(
         "num_examples": len(videos),
         "num_failures": len(failures),
         "examples_per_class": dict(sorted(collections.Counter(v["label"] for v in videos).items())),
+        "classes_without_examples": classes_without_examples(class_names, videos, failures),
         "frames": {
             "total": sum(frames),
             "min": frames[0] if frames else 0,
@@ -82,6 +105,7 @@ def split_manifest(
 
 
 def _check_counts(manifest: dict, shards: list[dict], output_dir: str) -> None:
+    """Raises RuntimeError when the split's counts disagree (see the module docstring)."""
     split = manifest["split"]
     if manifest["num_examples"] + manifest["num_failures"] != manifest["num_inputs"]:
         raise RuntimeError(f"Split {split!r}: examples + failures != inputs in {manifest}")
@@ -94,8 +118,8 @@ def _check_counts(manifest: dict, shards: list[dict], output_dir: str) -> None:
         raise RuntimeError(
             f"Split {split!r}: {manifest['num_examples']} videos were converted but the shards "
             f"hold {written} records ({[s['path'] for s in shards]}): the runner lost or repeated "
-            f"records, so {output_dir!r} holds no manifest for this split. Run the conversion "
-            "again (in-process, without --direct_running_mode, if it repeats)."
+            f"records, so the split gets no manifest and {output_dir!r} keeps its previous one. "
+            "Run the conversion again (in-process, without --direct_running_mode, if it repeats)."
         )
 
 
@@ -105,7 +129,12 @@ def _write_jsonl(path: str, rows: list[dict]) -> None:
 
 
 def write_split_report(
-    item, output_dir: str, inputs: dict[str, int], extra: dict, shared_fingerprint: dict
+    item,
+    output_dir: str,
+    inputs: dict[str, int],
+    extra: dict,
+    shared_fingerprint: dict,
+    class_names: list[str],
 ):
     """``(split, {"videos": [...], "failures": [...], "shards": [...]})`` -> the split's report
     files (the manifest last); yields the manifest. Raises RuntimeError, writing nothing, when the
@@ -115,7 +144,7 @@ def write_split_report(
     failures = sorted(grouped["failures"], key=lambda f: f["path"])
     shards = sorted(grouped["shards"], key=lambda s: s["path"])
     manifest = split_manifest(
-        split, videos, failures, shards, inputs[split], extra, shared_fingerprint
+        split, videos, failures, shards, inputs[split], extra, shared_fingerprint, class_names
     )
     _check_counts(manifest, shards, output_dir)
     _write_jsonl(fmt.failures_path(output_dir, split), failures)
@@ -133,12 +162,13 @@ class WriteSplitReports(beam.PTransform):
     """Writes each split's manifest, failures and videos index.
 
     Args:
-      output_dir: where the report files go (beside the shards).
+      output_dir: where the report files go (beside the shards: the job's staging folder).
       num_inputs: videos listed per split (``{split: n}``): each split's examples + failures must
         add up to it.
       manifest_extra: fields added to every manifest (dataset format, options, decoder, ...).
       shared_fingerprint: ``fingerprint.shared_part`` of this conversion; each manifest's
         ``fingerprint`` is it plus that split's videos.
+      class_names: the label map (``classes_without_examples`` of each split).
 
     Input: a dict of PCollections: ``videos`` (``video_conversion.ConvertedVideo``), ``failures``
     (failure records, from ``ConvertVideos``), ``shards`` (``(split, shard info)``, from
@@ -150,7 +180,7 @@ class WriteSplitReports(beam.PTransform):
     >>> import dataclasses, os, tempfile
     >>> output_dir = tempfile.mkdtemp()
     >>> options = dataclasses.asdict(video_conversion.ConvertOptions())
-    >>> shared = fingerprint_lib.shared_part(["shoot"], options, {"pyav": "x"})
+    >>> shared = fingerprint_lib.shared_part(["pass", "shoot"], options, {"pyav": "x"})
     >>> video = video_conversion.ConvertedVideo("train", "shoot/v1.mp4", "shoot", "", 8, 24, 32)
     >>> failure = {"split": "train", "path": "shoot/v2.mp4", "label": "shoot",
     ...            "error": "VideoDecodeError", "reason": "empty file (0 bytes)"}
@@ -162,10 +192,11 @@ class WriteSplitReports(beam.PTransform):
     ...             "failures": pipeline | "Failures" >> beam.Create([failure]),
     ...             "shards": pipeline | "Shards" >> beam.Create([shard]),
     ...         }
-    ...         | WriteSplitReports(output_dir, {"train": 2}, {}, shared)
-    ...         | beam.Map(lambda m: print(m["num_examples"], m["num_failures"], m["bytes"]))
+    ...         | WriteSplitReports(output_dir, {"train": 2}, {}, shared, ["pass", "shoot"])
+    ...         | beam.Map(lambda m: print(m["num_examples"], m["num_failures"], m["bytes"],
+    ...                                    m["classes_without_examples"]))
     ...     )
-    1 1 99
+    1 1 99 {'pass': 0}
     >>> sorted(os.listdir(output_dir))
     ['train.failures.jsonl', 'train.manifest.json', 'train.videos.jsonl']
     """
@@ -176,12 +207,14 @@ class WriteSplitReports(beam.PTransform):
         num_inputs: dict[str, int],
         manifest_extra: dict,
         shared_fingerprint: dict,
+        class_names: list[str],
     ):
         super().__init__()
         self.output_dir = output_dir
         self.num_inputs = dict(num_inputs)
         self.manifest_extra = manifest_extra
         self.shared_fingerprint = shared_fingerprint
+        self.class_names = list(class_names)
 
     def expand(self, pcolls):
         return (
@@ -198,5 +231,6 @@ class WriteSplitReports(beam.PTransform):
                 self.num_inputs,
                 self.manifest_extra,
                 self.shared_fingerprint,
+                self.class_names,
             )
         )

@@ -45,6 +45,7 @@ from stfusion_tf import preprocessing
 from stfusion_tf.checks import positive_int
 from stfusion_tf.preprocessing import PreprocessingSpec
 from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest
 
 # Keys of the elements of ``eval_dataset``.
 CLIPS, LABEL, VIDEO_ID, VIDEO_INDEX, VIEW = "clips", "label", "video_id", "video_index", "view"
@@ -85,8 +86,16 @@ def num_examples(records_dir: str, split: str) -> int:
 
 
 def split_files(records_dir: str, split: str) -> list[str]:
-    """The shards of ``split`` under ``records_dir``, sorted (a clear error when there are none)."""
-    return _resolve_files(fmt.shard_pattern(records_dir, split))
+    """The shards of ``split`` under ``records_dir``: the ones its manifest lists, and nothing
+    else (``tfrecords_tools.manifest``; a glob would also read a shard left by an earlier
+    conversion, and count its videos twice).
+
+    Raises:
+      FileNotFoundError: ``split`` has no manifest.
+      manifest.SplitMismatchError: the folder holds unlisted shards of the split, or a listed
+        shard is missing or has another size (named in the message).
+    """
+    return manifest.split_shards(os.fspath(records_dir), split)
 
 
 def _resolve_files(file_pattern_or_list) -> list[str]:

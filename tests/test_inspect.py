@@ -306,19 +306,23 @@ def test_truncated_shards_are_caught(tmp_path, cut):
 def test_manifest_record_counts_catch_a_shard_cut_at_a_record_boundary(tmp_path):
     path = _bad_shard(tmp_path, make_record(0, 4, seed=9))
     offsets = _record_offsets(path)
-    manifest = {
-        "format_version": fmt.FORMAT_VERSION,
-        "num_examples": 3,
-        "shards": [{"path": os.path.basename(path), "records": 3, "bytes": 0}],
-    }
+    data = open(path, "rb").read()
+    shard = {"path": os.path.basename(path), "records": 3}  # no "bytes": sizes not checked
+    manifest = {"format_version": fmt.FORMAT_VERSION, "num_examples": 3, "shards": [shard]}
     with open(fmt.manifest_path(str(tmp_path), "train"), "w") as f:
         json.dump(manifest, f)
     assert inspect_lib.inspect_records([path], validate=True)["ok"]
-    data = open(path, "rb").read()
     open(path, "wb").write(data[: offsets[2]])
     error = _validate_error(path)
     assert error["file"] == path and error["record"] is None
     assert error["problem"].startswith("holds 2 records but train.manifest.json says 3")
+    # With the shard's size listed (as the converter lists it), the size names it first.
+    shard["bytes"] = len(data)
+    with open(fmt.manifest_path(str(tmp_path), "train"), "w") as f:
+        json.dump(manifest, f)
+    error = _validate_error(path)
+    assert error["file"] == path and error["record"] is None
+    assert f"holds {offsets[2]} bytes where the manifest lists {len(data)}" in error["problem"]
 
 
 def test_validate_refuses_another_format_version(tmp_path):

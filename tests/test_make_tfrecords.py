@@ -1,6 +1,7 @@
 """The real Beam job (DirectRunner) on real video files, good and broken."""
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -95,13 +96,15 @@ def test_shards_that_miss_a_converted_video_yield_no_manifest(tmp_path):
         ["a"], {"short_side": 24, "fps": None, "jpeg_quality": 90}, {"pyav": "x"}
     )
     item = ("train", {"videos": videos, "failures": [], "shards": shards})
-    report = write_split_reports.write_split_report(item, str(tmp_path), {"train": 3}, {}, shared)
+    report = write_split_reports.write_split_report(
+        item, str(tmp_path), {"train": 3}, {}, shared, ["a"]
+    )
     with pytest.raises(RuntimeError, match="3 videos were converted but the shards hold 2"):
         next(report)
     assert not os.path.exists(fmt.manifest_path(str(tmp_path), "train"))
     shards[0]["records"] = 3  # the same report with the counts agreeing writes its manifest
     manifest = next(
-        write_split_reports.write_split_report(item, str(tmp_path), {"train": 3}, {}, shared)
+        write_split_reports.write_split_report(item, str(tmp_path), {"train": 3}, {}, shared, ["a"])
     )
     assert manifest["num_examples"] == 3
     assert os.path.exists(fmt.manifest_path(str(tmp_path), "train"))
@@ -214,7 +217,12 @@ def test_a_shard_is_its_staged_records_copied_in_pieces(dataset, tmp_path, monke
         open(v.staged_path, "rb").read() for v in sorted(staged, key=lambda v: v.path)
     )
     assert split == "train" and open(shard, "rb").read() == expected
-    assert written == {"path": written["path"], "records": 3, "bytes": len(expected)}
+    assert written == {
+        "path": written["path"],
+        "records": 3,
+        "bytes": len(expected),
+        "sha256": hashlib.sha256(expected).hexdigest(),
+    }
     records = [fmt.deserialize(r.numpy()) for r in tf.data.TFRecordDataset(shard)]
     assert [r.filename for r in records] == sorted(v.path for v in staged)
     os.remove(staged[1].staged_path)
@@ -235,7 +243,7 @@ def test_staged_records_are_deleted_after_the_job_whether_it_succeeds_or_fails(
     monkeypatch.setattr(write_shards, "write_shard", _shard_writer_that_fails)
     with pytest.raises(Exception, match="disk full"):
         _convert(root, tmp_path)
-    assert os.listdir(tmp_path) == [fmt.LABEL_MAP_FILENAME]  # no staging folder, no manifest
+    assert os.listdir(tmp_path) == []  # nothing committed: no staging folder, no label map
 
 
 def test_link_out_of_input_dir_is_refused_as_a_failure(tmp_path):

@@ -2,6 +2,7 @@
 no video is decoded. The shards hold exactly the records given, each in its md5 shard, in path
 order, and every shard exists, empty or not."""
 
+import hashlib
 import os
 
 import apache_beam as beam
@@ -54,7 +55,15 @@ def test_shards_hold_exactly_the_records_given(tmp_path):
             shards,
             equal_to(
                 [
-                    (split, {"path": name, "records": records, "bytes": len(data)})
+                    (
+                        split,
+                        {
+                            "path": name,
+                            "records": records,
+                            "bytes": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                        },
+                    )
                     for name, (split, records, data) in expected.items()
                 ]
             ),
@@ -72,7 +81,15 @@ def test_a_split_without_videos_gets_its_empty_shards(tmp_path):
             shards,
             equal_to(
                 [
-                    ("val", {"path": f"val-0000{i}-of-00002.tfrecord", "records": 0, "bytes": 0})
+                    (
+                        "val",
+                        {
+                            "path": f"val-0000{i}-of-00002.tfrecord",
+                            "records": 0,
+                            "bytes": 0,
+                            "sha256": hashlib.sha256(b"").hexdigest(),
+                        },
+                    )
                     for i in range(2)
                 ]
             ),

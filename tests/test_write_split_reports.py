@@ -41,7 +41,9 @@ def _report(pipeline, output_dir, num_inputs, shards=SHARDS):
         "videos": pipeline | "Videos" >> beam.Create(VIDEOS),
         "failures": pipeline | "Failures" >> beam.Create(FAILURES),
         "shards": pipeline | "Shards" >> beam.Create(shards),
-    } | WriteSplitReports(str(output_dir), num_inputs, {"dataset_format": "folder"}, SHARED)
+    } | WriteSplitReports(
+        str(output_dir), num_inputs, {"dataset_format": "folder"}, SHARED, ["a", "b"]
+    )
 
 
 def _jsonl(path):

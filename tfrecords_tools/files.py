@@ -15,8 +15,9 @@ one, never half of one.
   written under a hidden name beside ``path``, renamed to ``path`` at the end; ``path`` must not
   exist. A different operation from the file writer: nothing is replaced, and a rename of a
   folder is only atomic on local disk (on GCS it is a copy of each object).
-- ``read_text``, and JSON lines (one JSON object a line, for logs that grow by a line an epoch):
-  ``append_jsonl``, ``read_jsonl``, ``truncate_jsonl`` (drop the lines a resumed run redoes).
+- ``read_text``, ``glob``, ``size``, and JSON lines (one JSON object a line, for logs that grow
+  by a line an epoch): ``append_jsonl``, ``read_jsonl``, ``truncate_jsonl`` (drop the lines a
+  resumed run redoes).
 
 Local paths go through ``os`` and ``open``; a path with a scheme (``gs://bucket/...``) through
 ``tf.io.gfile`` (GCS natively; s3:// and hdfs:// with tensorflow-io's file systems), with
@@ -50,6 +51,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob as glob_lib
 import json
 import os
 import shutil
@@ -200,6 +202,29 @@ def read_text(path: str) -> str:
         raise FileNotFoundError(path)
     with gfile.GFile(path, "rb") as f:
         return f.read().decode("utf-8")
+
+
+def glob(pattern: str) -> list[str]:
+    """The paths matching ``pattern`` (a glob, local or remote), sorted; [] when none do."""
+    pattern = os.fspath(pattern)
+    if is_remote(pattern):
+        return sorted(_gfile().glob(pattern))
+    return sorted(glob_lib.glob(pattern))
+
+
+def size(path: str) -> int:
+    """The size of a file in bytes, local or remote.
+
+    Raises:
+      FileNotFoundError: the file is not there.
+    """
+    path = os.fspath(path)
+    if not is_remote(path):
+        return os.path.getsize(path)
+    gfile = _gfile()
+    if not gfile.exists(path):
+        raise FileNotFoundError(path)
+    return gfile.stat(path).length
 
 
 def append_jsonl(path: str, record: dict) -> None:

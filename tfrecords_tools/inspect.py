@@ -17,7 +17,11 @@ The first bad record stops the run, named by file and record index, with what is
 
 The split of a shard comes from its file name (``<split>-00000-of-00008.tfrecord``); the label
 map, ``<split>.manifest.json`` and ``<split>.failures.jsonl`` are read from beside the shards
-when they are there.
+when they are there. Where a split has a manifest, its folder must hold exactly the shards the
+manifest lists, each of the listed size (``tfrecords_tools.manifest``): a shard it does not list
+(left by an earlier conversion, whose videos a glob would count twice), a missing shard or one of
+another size stops the run before the split is read, named; ``--validate`` also checks each
+shard's SHA-256 against the manifest.
 
 The shard reader and the checks of one record are ``tfrecords_tools.record_checks``; this module
 walks a dataset with them and summarises it. Flags are parsed only under ``__main__``
@@ -30,6 +34,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -42,6 +47,7 @@ from absl import app, flags
 
 from tfrecords_tools import command_line
 from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest as manifest_lib
 from tfrecords_tools.record_checks import (
     FRAMING_BYTES,
     InvalidRecordError,
@@ -249,6 +255,8 @@ class _Reading:
         split, directory = split_of(path), os.path.dirname(path)
         if (directory, split) not in self.beside:
             self.beside[directory, split] = read_beside(directory, split)
+            _check_listed(directory, split, self.beside[directory, split]["manifest"])
+        manifest = self.beside[directory, split]["manifest"]
         label_map = self.beside[directory, split]["label_map"]
         split_stats = self.stats[split]
         split_stats.files.append(path)
@@ -256,7 +264,9 @@ class _Reading:
         if directory not in split_stats.directories:
             split_stats.directories.append(directory)
         self.records_per_file[path] = 0
-        for index, (_, payload) in enumerate(read_records(path)):
+        expected_sha256 = manifest_lib.listed_sha256(manifest, path) if manifest else None
+        digest = hashlib.sha256() if validate and expected_sha256 else None
+        for index, (_, payload) in enumerate(read_records(path, digest)):
             try:
                 record = parse_record(payload)
                 if validate:
@@ -268,6 +278,14 @@ class _Reading:
             self.records_per_file[path] += 1
             self.records_read += 1
             self.bar.advance(len(payload) + FRAMING_BYTES, videos=self.records_read)
+        if digest is not None and digest.hexdigest() != expected_sha256:
+            raise InvalidRecordError(
+                path,
+                None,
+                f"its SHA-256 {digest.hexdigest()} is not the one {split}.manifest.json lists "
+                f"({expected_sha256}): the shard was changed after the conversion; convert the "
+                "split again",
+            )
 
     def check_manifests(self) -> None:
         """The record counts read against every split's manifest (``check_manifest``)."""
@@ -305,6 +323,19 @@ class _Reading:
         for (directory, _), beside in sorted(self.beside.items()):
             label_maps.setdefault(directory, beside["label_map"])
         return label_maps
+
+
+def _check_listed(directory: str, split: str, manifest: dict | None) -> None:
+    """A split whose manifest lists shards must hold exactly those (``manifest.split_shards``);
+    raises InvalidRecordError naming the first file at fault, else does nothing."""
+    if manifest is None or "shards" not in manifest:
+        return
+    try:
+        manifest_lib.split_shards(directory, split, manifest)
+    except manifest_lib.SplitMismatchError as e:
+        raise InvalidRecordError(
+            e.paths[0] if e.paths else fmt.manifest_path(directory, split), None, str(e)
+        ) from e
 
 
 def inspect_records(

@@ -44,8 +44,11 @@ class InvalidRecordError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
-def read_records(path: str) -> Iterator[tuple[int, bytes]]:
+def read_records(path: str, digest=None) -> Iterator[tuple[int, bytes]]:
     """Yields (byte offset, payload) of every record of one TFRecord file, checking every CRC.
+
+    ``digest`` (a ``hashlib`` object), when given, is updated with every byte read: after the
+    last record, it is the file's hash, which the split's manifest lists.
 
     Raises:
       InvalidRecordError: bad length CRC, bad payload CRC, or a file that ends inside a record,
@@ -57,6 +60,8 @@ def read_records(path: str) -> Iterator[tuple[int, bytes]]:
             header = f.read(_HEADER.size)
             if not header:
                 return
+            if digest is not None:
+                digest.update(header)
             if len(header) < _HEADER.size:
                 raise InvalidRecordError(
                     path,
@@ -74,6 +79,9 @@ def read_records(path: str) -> Iterator[tuple[int, bytes]]:
                 )
             payload = f.read(length)
             footer = f.read(_FOOTER.size)
+            if digest is not None:
+                digest.update(payload)
+                digest.update(footer)
             if len(payload) < length or len(footer) < _FOOTER.size:
                 raise InvalidRecordError(
                     path,
