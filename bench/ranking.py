@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from stfusion_tf import data, ranking, scoring, train, training  # noqa: E402
+from stfusion_tf import data, ranking, scoring, train, train_command, training  # noqa: E402
 from stfusion_tf import strategy as strategy_lib  # noqa: E402
 from stfusion_tf.models import template as template_lib  # noqa: E402
 
@@ -125,5 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    train.define_flags()
+    train_command.define_flags()
     app.run(main)

@@ -21,7 +21,6 @@
 
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -29,8 +28,8 @@ import sys
 
 from absl import flags
 
-from pipelines import convert, synthetic
-from tfrecords_tools import command_line, contact_sheet, inspect
+from pipelines import synthetic
+from tfrecords_tools import command_line
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/stfusion_demo", "Where the demo writes.")
 _TASK = flags.DEFINE_enum(
@@ -90,7 +89,10 @@ def fresh_workdir(workdir: str) -> None:
 
 def main(argv):
     del argv
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)  # the local workers' start-up chatter
+    # Beam and TensorFlow: imported (quietly, by command_line.run) once the flags are checked.
+    from pipelines import convert
+    from tfrecords_tools import contact_sheet, inspect
+
     workdir = _WORKDIR.value
     videos = os.path.join(workdir, "videos")
     fresh_workdir(workdir)
@@ -158,7 +160,7 @@ def main(argv):
 
 def cli() -> None:
     """The command line: ``python -m pipelines.demo`` and the ``stfusion-demo`` script."""
-    command_line.run(main)
+    command_line.run(main, imports=("apache_beam", "tensorflow"))
 
 
 if __name__ == "__main__":

@@ -30,11 +30,11 @@ import sys
 
 from absl import app, flags
 
-from pipelines import convert, datasets
-from pipelines import pipeline_args as pipeline_args_lib
+from pipelines import datasets
+from pipelines.video_conversion import ConvertOptions
 from tfrecords_tools import command_line
 
-_DEFAULT = convert.ConvertOptions()
+_DEFAULT = ConvertOptions()
 
 _FORMAT = flags.DEFINE_enum(
     "dataset_format",
@@ -80,6 +80,13 @@ def parse_args(argv: list[str]) -> list[str]:
         of these flags nor a Beam pipeline option (named, with the closest of either).
     """
     pipeline_args = command_line.parse_flags(argv, known_only=True, doc=__doc__)[1:]
+    command_line.quiet_libraries()
+    if not pipeline_args:  # nothing for Beam: checked without loading it
+        _check_required()
+        return pipeline_args
+    command_line.import_quietly("apache_beam")
+    from pipelines import pipeline_args as pipeline_args_lib  # Beam's registry of options
+
     try:
         unknown = pipeline_args_lib.unknown_pipeline_args(pipeline_args)
     except ValueError as e:
@@ -90,16 +97,23 @@ def parse_args(argv: list[str]) -> list[str]:
             f"{command_line.unknown_flag_message(unknown[0], names)}; neither a flag of this "
             "command nor a Beam pipeline option"
         )
+    _check_required()
+    return pipeline_args
+
+
+def _check_required() -> None:
     for flag in (_INPUT_DIR, _OUTPUT_DIR):
         if not flag.value:
             raise app.UsageError(f"--{flag.name} is required.")
-    return pipeline_args
 
 
 def run(argv: list[str]) -> dict[str, dict]:
     """Parses this module's flags from ``argv``, hands every other flag to Beam, runs the job."""
     pipeline_args = parse_args(argv)
-    options = convert.ConvertOptions(
+    command_line.import_quietly("apache_beam")
+    from pipelines import convert  # Beam: once every argument is checked
+
+    options = ConvertOptions(
         short_side=_SHORT_SIDE.value,
         fps=_FPS.value,
         jpeg_quality=_JPEG_QUALITY.value,
@@ -127,7 +141,6 @@ def main():
     ``stfusion-make-tfrecords`` script."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stfusion").setLevel(logging.INFO)
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     try:
         run(sys.argv)
     except app.UsageError as e:

@@ -46,6 +46,7 @@ import sys
 
 from absl import app, flags
 
+from stfusion_tf import train_command
 from tfrecords_tools import command_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -425,10 +426,8 @@ def parse_args(argv: list[str]) -> list[str]:
     rest = command_line.parse_flags(argv, known_only=True)
     if not any(arg.startswith("-") for arg in rest[1:]):
         return rest
-    from stfusion_tf import train
-
     training_flags = flags.FlagValues()
-    train.define_flags(training_flags)
+    train_command.define_flags(training_flags)
     return command_line.parse_flags(rest, training_flags, also_known=flags.FLAGS)
 
 

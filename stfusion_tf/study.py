@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from stfusion_tf import observations, report, scoring, train, training
+from stfusion_tf import observations, report, train_command
 from tfrecords_tools import command_line, files
 
 # configs/study_cpu.cfg, shipped in the package (stfusion_tf/configs links to configs/ in the
@@ -71,7 +71,7 @@ class StudyError(ValueError):
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The study's flags and every training flag (tests pass their own ``FlagValues``)."""
-    train.define_flags(flag_values)
+    train_command.define_flags(flag_values)
     fv = dict(flag_values=flag_values)
     flags.DEFINE_list(
         "records_dirs",
@@ -98,7 +98,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def training_flag_names() -> list[str]:
     """The names of ``stfusion_tf.train``'s flags."""
     scratch = flags.FlagValues()
-    train.define_flags(scratch)
+    train_command.define_flags(scratch)
     return sorted(scratch)
 
 
@@ -222,8 +222,10 @@ def run_one(args: Sequence[str], workspace: str, records_dir: str, seed: int, ph
     A fresh ``FlagValues`` gets the forwarded ``args`` and then the run's own workspace,
     records, seed and phases; finished phases are skipped by the phases themselves.
     """
+    from stfusion_tf import train  # TensorFlow: for the runs, not for the command line
+
     values = flags.FlagValues()
-    train.define_flags(values)
+    train_command.define_flags(values)
     own = [
         f"--workspace={workspace}",
         f"--records_dir={records_dir}",
@@ -247,6 +249,8 @@ def run_one(args: Sequence[str], workspace: str, records_dir: str, seed: int, ph
 
 def read_run(workspace: str, finetune: bool) -> tuple[dict, dict[str, float]]:
     """``(probability table, {model: top1})`` of a finished run."""
+    from stfusion_tf import scoring  # TensorFlow: for the runs, not for the command line
+
     table = scoring.read_probability_table(os.path.join(workspace, "search"))
     if finetune:
         with open(os.path.join(workspace, "results.json")) as f:
@@ -289,6 +293,8 @@ def prepare(f: flags.FlagValues) -> tuple[dict[str, str], list[int], list[str]]:
             root = os.path.join(f.output_dir, "data", task)
             print(f"stfusion_tf.study: synthetic {task!r} dataset in {root}", flush=True)
             datasets[name] = make_synthetic_dataset(root, task, f.videos_per_class)
+    from stfusion_tf import training  # TensorFlow: once the study's own flags are checked
+
     for records_dir in datasets.values():
         try:
             training.check_records(records_dir, training.splits_needed(phases))
@@ -400,7 +406,7 @@ def main(argv: Sequence[str]) -> None:
 def cli() -> None:
     """The command line: ``python -m stfusion_tf.study`` and the ``stfusion-study`` script."""
     define_flags()
-    command_line.run(main, argv=with_default_flagfile(sys.argv))
+    command_line.run(main, argv=with_default_flagfile(sys.argv), imports=("tensorflow",))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import re
 import pytest
 from absl import flags
 
-from stfusion_tf import train
+from stfusion_tf import train, train_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.cfg")))
@@ -17,7 +17,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.cfg")))
 
 def _flags(*args) -> flags.FlagValues:
     values = flags.FlagValues()
-    train.define_flags(values)
+    train_command.define_flags(values)
     values(["train", *args])
     return values
 

@@ -10,7 +10,7 @@ import os
 import pytest
 from absl import flags
 
-from stfusion_tf import train, training
+from stfusion_tf import train, train_command, training
 from tests import record_fixtures
 
 FLAGS = (
@@ -38,7 +38,7 @@ def records(tmp_path_factory):
 
 def _run(records, workspace, *extra):
     values = flags.FlagValues()
-    train.define_flags(values)
+    train_command.define_flags(values)
     values(["train", *FLAGS, f"--records_dir={records}", f"--workspace={workspace}", *extra])
     return train.run(values)
 

@@ -12,7 +12,7 @@ from absl import flags
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from stfusion_tf import train
+from stfusion_tf import train_command
 from stfusion_tf.training import PhaseSettings
 from stfusion_tf.training.export import SERVING_DIR
 
@@ -22,7 +22,7 @@ DOCS = os.path.join(ROOT, "docs", "serving")
 
 def _default_model_name() -> str:
     values = flags.FlagValues()
-    train.define_flags(values)
+    train_command.define_flags(values)
     name = values["model_name"].default
     assert name == PhaseSettings.model_name  # the command's default is the library's
     return name

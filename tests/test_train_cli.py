@@ -20,7 +20,7 @@ from absl import flags
 from tensorboard import context as tensorboard_context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 
-from stfusion_tf import checkpoints, data, scoring, train, training
+from stfusion_tf import checkpoints, data, scoring, train, train_command, training
 from tests import record_fixtures
 from tfrecords_tools import files
 
@@ -78,7 +78,7 @@ def flagfile(tmp_path_factory):
 
 def _flags(*args) -> flags.FlagValues:
     values = flags.FlagValues()
-    train.define_flags(values)
+    train_command.define_flags(values)
     values(["train", *args])
     return values
 

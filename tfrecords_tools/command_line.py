@@ -11,17 +11,28 @@ command:
   ``app.UsageError`` raised by the command): ONE line on stderr,
   ``<command>: error: <what>``, naming the flag and, for an unknown one, the closest flag there
   is; exit status 2 (``EXIT_USAGE``).
+- Quiet unless ``--verbosity`` is given: TensorFlow's C++ start-up lines (CUDA not found,
+  cuInit, oneDNN, CPU features) and the Python-side warnings of TensorFlow and Beam (``apitools
+  not found``, ``Discarding unparseable args``) are not shown (``quiet_libraries``,
+  ``import_quietly``). ``--verbosity=0`` (INFO) shows them all again, ``-1`` warnings and up.
+
+Both answers come before any heavy import: a command module defines its flags with absl only and
+imports the modules that do its work (TensorFlow, Beam) inside ``main``, after the flags are
+checked, so ``--help`` and a usage error take a fraction of a second.
 
 Flags are parsed only here, for the entry points; library functions take explicit arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import importlib
+import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NoReturn
 
 from absl import app, flags
@@ -102,41 +113,56 @@ def exit_usage_error(message: object) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
-def own_flags_help(flag_values: flags.FlagValues = flags.FLAGS, full: bool = False) -> str:
+def own_flags_help(
+    flag_values: flags.FlagValues = flags.FLAGS, full: bool = False, module: str | None = None
+) -> str:
     """The help text of the flags the command defines itself (those of the running module and
-    the project's packages; with ``full`` also absl's and TensorFlow's), the running module's
-    first, each module under its name."""
-    main_file = sys.argv[0] if sys.argv else ""
+    the project's packages; with ``full`` also absl's), the command's own first (the running
+    script's, or ``module``'s: a command module that a library module hands over to), under
+    the command's name, then each other module under its name."""
+    own = {sys.argv[0] if sys.argv else "", module}
     modules = flag_values.flags_by_module_dict()
-    names = sorted(modules, key=lambda m: (m != main_file, m.split(".")[0] not in PACKAGES, m))
+    names = sorted(modules, key=lambda m: (m not in own, m.split(".")[0] not in PACKAGES, m))
     parts = []
-    for module in names:
-        if not full and module != main_file and module.split(".")[0] not in PACKAGES:
+    for name in names:
+        if not full and name not in own and name.split(".")[0] not in PACKAGES:
             continue
-        text = flag_values.module_help(module)
-        if module == main_file:
-            text = text.replace(f"{main_file}:", f"{command_name()}:", 1)
+        text = flag_values.module_help(name)
+        if name in own:
+            text = text.replace(f"{name}:", f"{command_name()}:", 1)
         parts.append(text.strip("\n"))
     return "\n\n".join(p for p in parts if p.strip())
 
 
 def print_help(
-    flag_values: flags.FlagValues = flags.FLAGS, full: bool = False, doc: str | None = None
+    flag_values: flags.FlagValues = flags.FLAGS,
+    full: bool = False,
+    doc: str | None = None,
+    module: str | None = None,
 ) -> None:
-    """``doc`` (default: the running module's docstring) and the command's flags, on stdout."""
+    """``doc`` (default: the running module's docstring) and the command's flags (``module``:
+    the command module, see ``own_flags_help``), on stdout."""
     if doc is None:
         doc = getattr(sys.modules.get("__main__"), "__doc__", None)
     doc = (doc or "").strip("\n")
-    text = f"{doc}\n\nflags:\n\n{own_flags_help(flag_values, full)}\n"
+    text = f"{doc}\n\nflags:\n\n{own_flags_help(flag_values, full, module)}\n"
     if not full:
-        text += "\n--helpfull also lists absl's and TensorFlow's flags (--verbosity, ...).\n"
+        text += (
+            "\n--helpfull also lists absl's flags (--verbosity: TensorFlow's and Beam's logs).\n"
+        )
     sys.stdout.write(text)
     sys.stdout.flush()
 
 
-def wants_help(argv: Sequence[str]) -> str | None:
-    """``"short"`` or ``"full"`` when ``argv[1:]`` asks for help (before a ``--``), else None."""
-    for arg in argv[1:]:
+def wants_help(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> str | None:
+    """``"short"`` or ``"full"`` when ``argv[1:]`` asks for help (before a ``--``), also from
+    inside a ``--flagfile``, else None. A flagfile that cannot be read is left to the parser,
+    which names it."""
+    try:
+        args = flag_values.read_flags_from_files(list(argv[1:]), force_gnu=False)
+    except flags.Error:
+        args = list(argv[1:])
+    for arg in args:
         if arg == "--":
             return None
         if arg in HELP_ARGS:
@@ -161,7 +187,7 @@ def parse_flags(
     raises ``app.UsageError`` with one line: an unknown flag is named with the closest flag of
     ``flag_values`` or ``also_known`` (names without dashes: the flags a later parser takes).
     """
-    asked = wants_help(argv)
+    asked = wants_help(argv, flag_values)
     if asked:
         print_help(flag_values, full=asked == "full", doc=doc)
         sys.exit(0)
@@ -199,10 +225,11 @@ def _parse_or_exit(
     parse: Callable[[list[str]], list[str]],
     takes_arguments: bool,
     doc: str | None,
+    module: str | None,
 ) -> list[str]:
     asked = wants_help(argv)
     if asked:
-        print_help(flags.FLAGS, full=asked == "full", doc=doc)
+        print_help(flags.FLAGS, full=asked == "full", doc=doc, module=module)
         sys.exit(0)
     try:
         rest = parse(list(argv))
@@ -210,7 +237,79 @@ def _parse_or_exit(
         exit_usage_error(e)
     if len(rest) > 1 and not takes_arguments:
         exit_usage_error(unknown_flag_message(rest[1], flags.FLAGS))
+    quiet_libraries()
     return rest
+
+
+# Third-party loggers that are quiet unless --verbosity asks (TensorFlow's Python side; Beam's
+# pipeline options, GCP auth and DirectRunner workers).
+QUIET_LOGGERS = ("tensorflow", "apache_beam")
+
+
+def verbosity_given(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
+    """True when the command line (or a flagfile) sets absl's ``--verbosity``."""
+    return "verbosity" in flag_values and flag_values["verbosity"].present
+
+
+def quiet_libraries(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """TensorFlow's C++ log level from ``--verbosity`` and Python-side library warnings off
+    unless it is given. Call it after parsing and before TensorFlow is imported (TensorFlow reads
+    ``TF_CPP_MIN_LOG_LEVEL`` once, when it loads).
+
+    Without ``--verbosity``: ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment sets it, and the
+    ``tensorflow`` and ``apache_beam`` loggers show errors only. With it: absl's verbosity maps
+    onto TensorFlow's levels (0 INFO -> 0, -1 WARNING -> 1, -2 ERROR -> 2, -3 -> 3; above 0
+    also ``TF_CPP_MAX_VLOG_LEVEL``) and those loggers follow absl's level.
+    """
+    if not verbosity_given(flag_values):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        return
+    verbosity = flag_values.verbosity
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(min(3, max(0, -verbosity)))
+    if verbosity > 0:
+        os.environ["TF_CPP_MAX_VLOG_LEVEL"] = str(verbosity)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null, and the root logger at ERROR, inside the block.
+
+    Why the descriptor: TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA stubs, CPU
+    features, "All log messages before absl::InitializeLog()") from C++ before its logging is
+    initialised, where ``TF_CPP_MIN_LOG_LEVEL`` does not reach them. Why the root logger: Beam
+    warns "apitools not found" through it while it is imported.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    root = logging.getLogger()
+    level = root.level
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        root.setLevel(logging.ERROR)
+        yield
+    finally:
+        root.setLevel(level)
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_quietly(*names: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Imports the modules ``names`` (``"tensorflow"``, ``"apache_beam"``) without their start-up
+    lines on stderr, unless ``--verbosity`` is given; a failed import still raises, with its
+    traceback. Commands call it first in ``main``, after ``quiet_libraries``."""
+    if verbosity_given(flag_values) or all(name in sys.modules for name in names):
+        for name in names:
+            importlib.import_module(name)
+        return
+    with _stderr_silenced():
+        for name in names:
+            importlib.import_module(name)
 
 
 def run(
@@ -218,6 +317,7 @@ def run(
     argv: Sequence[str] | None = None,
     takes_arguments: bool = False,
     parse: Callable[[list[str]], list[str]] = parse_flags,
+    imports: Sequence[str] = (),
 ) -> None:
     """``app.run(main)`` with the conventions above: ``--help`` exits 0, a usage error (while
     parsing, or an ``app.UsageError`` from ``main``) is one line and exit status 2.
@@ -226,10 +326,13 @@ def run(
     usage error. ``parse``: parses ``argv`` into ``flags.FLAGS`` and returns what is left,
     raising ``app.UsageError`` (``parse_flags``, or a command's own function that calls it).
     The help shows the docstring of ``main``'s module, also when a console script runs it.
+    ``imports``: heavy modules ``main`` needs (``"tensorflow"``), imported with
+    ``import_quietly`` once the flags are checked.
     """
     doc = getattr(sys.modules.get(main.__module__), "__doc__", None)
 
     def checked_main(args):
+        import_quietly(*imports)
         try:
             return main(args)
         except app.UsageError as e:
@@ -239,6 +342,10 @@ def run(
         checked_main,
         argv=list(sys.argv if argv is None else argv),
         flags_parser=functools.partial(
-            _parse_or_exit, parse=parse, takes_arguments=takes_arguments, doc=doc
+            _parse_or_exit,
+            parse=parse,
+            takes_arguments=takes_arguments,
+            doc=doc,
+            module=main.__module__,
         ),
     )
