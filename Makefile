@@ -6,7 +6,7 @@ DEMO_DIR ?= /tmp/stfusion_demo
 # Test processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-fast lint demo clean
+.PHONY: venv browser test test-fast lint demo clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Headless Chromium from Debian's packages, for the tests that open the run report
+# (tests/browser.py); installed only where it is missing. Needs apt-get (root, or sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
+	$(CHROMIUM) --version
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ import json
 import os
 
 RESULTS_FILE = "results.json"
+REPORT_PAGE_FILE = "report.html"  # stfusion_tf.report_page
 # results.json model keys, in the order the table shows them, with the row's name.
 ROWS = (
     ("S", "S all the way"),
@@ -28,6 +29,7 @@ ARTIFACTS = (
     ("best strategy", "search/best_strategy.json"),
     ("test results", RESULTS_FILE),
     ("TensorBoard logs (tensorboard --logdir=...)", "train"),
+    ("run report (open in a browser)", REPORT_PAGE_FILE),
 )
 
 

@@ -22,7 +22,7 @@ import time
 import tensorflow as tf
 from absl import flags
 
-from stfusion_tf import distribute, preprocessing, report, training
+from stfusion_tf import distribute, preprocessing, report, report_page, training
 from stfusion_tf.models import template as template_lib
 
 
@@ -228,8 +228,8 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 
 
 def run_phases(ctx, phases, settings) -> dict:
-    """Runs ``phases`` with a context and settings from ``build_context``, then prints the
-    run's summary table and artifacts."""
+    """Runs ``phases`` with a context and settings from ``build_context``, then writes the run
+    report (``report_page``) and prints the run's summary table and artifacts."""
     ctx.log(
         f"stfusion_tf.train: phases {','.join(phases)}; "
         f"{ctx.distribution.num_replicas_in_sync} replica(s), global batch "
@@ -238,6 +238,8 @@ def run_phases(ctx, phases, settings) -> dict:
     start = time.time()
     summaries = training.run_phases(ctx, phases, settings)
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
+    if ctx.is_chief:
+        report_page.write_report_page(ctx.workspace, ctx.records_dir)
     summary = report.workspace_summary(ctx.workspace)
     if summary:
         ctx.log(summary)

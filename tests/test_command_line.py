@@ -108,6 +108,8 @@ ENTRY_POINTS = {
     "stfusion_tf.predict": ("--num_clips", "--topk=3", "--top_k", ["--model=m", "v.mp4"]),
     "stfusion_tf.serving_client": ("--model_card", "--protocoll=grpc", "--protocol",
                                    ["--model_card=c.json", "--model_name=m", "v.mp4"]),
+    "stfusion_tf.report_page": ("--records_dir", "--record_dir=r", "--records_dir",
+                                ["--workspace=ws"]),
     "tfrecords_tools.inspect": ("--validate", "--validat", "--validate", ["examples"]),
     "tfrecords_tools.stats": ("--json", "--jsonn", "--json", ["examples"]),
     "tfrecords_tools.validate": ("--progress", "--progres", "--progress", ["examples"]),

@@ -21,7 +21,7 @@ from tensorboard import context as tensorboard_context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 
 from stfusion_tf import checkpoints, data, scoring, train, train_command, training
-from tests import record_fixtures
+from tests import browser, record_fixtures
 from tfrecords_tools import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -257,6 +257,38 @@ def test_tensorboard_shows_one_run_per_phase_with_the_same_tags(finished_run):
     png = provider.read_blob(ctx, blob_key=chart.values[2].blob_key)
     with open(os.path.join(workspace, "search", "marginals.png"), "rb") as f:
         assert png == f.read()
+
+
+@pytest.mark.slow
+def test_the_run_report_opens_in_chromium_with_the_runs_charts_and_tables(finished_run):
+    """Training wrote report.html; it loads in headless Chromium without an error and shows the
+    contact sheet, both search charts and every table with the run's rows."""
+    workspace, _ = finished_run
+    with open(os.path.join(workspace, "search", "strategies.csv")) as f:
+        strategies = len(list(csv.DictReader(f)))
+    with browser.Browser(browser.chromium_or_skip()) as chromium:
+        chromium.open(f"file://{os.path.join(workspace, 'report.html')}")
+        assert chromium.errors == []
+        images = chromium.evaluate(
+            "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])"
+        )
+        assert images == [
+            ["contact sheet", True],
+            ["marginal probabilities", True],
+            ["accuracy vs MACs", True],
+        ]
+        rows = chromium.evaluate(
+            "Array.from(document.querySelectorAll('table.sortable'), t => t.tBodies[0].rows.length)"
+        )
+        # 4 classes x splits; train, holdout, test; the scored strategies; chance + 5 networks.
+        assert rows == [4, 3, strategies, 1 + 5]
+        best, _ = scoring.read_best_strategy(os.path.join(workspace, "search"))
+        served = chromium.evaluate(
+            "Array.from(document.querySelectorAll('th'), th => [th.textContent, "
+            "th.nextElementSibling]).filter(([name, td]) => name === 'strategy' && td && "
+            "td.tagName === 'TD').map(([_, td]) => td.textContent)"
+        )
+        assert served == [str(best)]  # the model card's
 
 
 @pytest.mark.slow
