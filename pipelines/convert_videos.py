@@ -30,14 +30,17 @@ NAMESPACE = "stfusion"  # of the job's Beam counters
 CONVERTED, FAILED = "converted", "failed"
 
 # What makes a video a failure record: it points outside the input root, FFmpeg cannot read it
-# (also an FFmpeg error ``video_io`` did not word itself), or its decoder crashed or hung.
+# (also an FFmpeg error ``video_io`` did not word itself), it is a still image, or its decoder
+# crashed or hung. (An entry the listing refused, ``VideoEntry.refused``, is one without a try.)
 CONVERSION_ERRORS = (
     datasets.UnsafePathError,
     video_io.VideoDecodeError,
+    video_conversion.NotAVideoError,
     av.FFmpegError,
     isolated.ProcessCrashed,
     isolated.ProcessTimedOut,
 )
+REFUSED_AT_LISTING = "RefusedAtListing"  # the ``error`` of a failure record for such an entry
 
 _LOG = logging.getLogger("stfusion.convert")
 
@@ -54,14 +57,15 @@ def failure_reason(error: Exception) -> str:
     return reason
 
 
-def failure_record(entry: datasets.VideoEntry, error: Exception) -> dict:
-    """A video that could not be converted, as one line of ``<split>.failures.jsonl``."""
+def failure_record(entry: datasets.VideoEntry, error: Exception | None) -> dict:
+    """A video that could not be converted, as one line of ``<split>.failures.jsonl``; ``error``
+    None for an entry the listing refused (its ``refused`` is the reason)."""
     return {
         "split": entry.split,
         "path": entry.path,
         "label": entry.label,
-        "error": type(error).__name__,
-        "reason": failure_reason(error),
+        "error": REFUSED_AT_LISTING if error is None else type(error).__name__,
+        "reason": entry.refused if error is None else failure_reason(error),
     }
 
 
@@ -81,6 +85,10 @@ class _ConvertVideoDoFn(beam.DoFn):
         self._done, self._start = 0, time.time()
 
     def process(self, entry: datasets.VideoEntry):
+        if entry.refused:
+            Metrics.counter(NAMESPACE, "videos_failed").inc()
+            yield FAILED, failure_record(entry, None)
+            return
         try:
             video = video_conversion.convert_video(
                 entry, *self._args, encode_fn=self._encode_fn, runner=self._runner

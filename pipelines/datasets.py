@@ -22,6 +22,12 @@ says exactly what its layout expects and the decisions it makes:
 
 For list-file layouts, a listing in which not one video exists on disk is an error (wrong
 ``--input_dir``); single missing videos are listed and become failure records in the Beam job.
+So does a video whose file name is not UTF-8 (``VideoEntry.refused``, the name shown with its
+undecodable bytes escaped: ``a/bad\\xff.mp4``): a record, a JSON line and a hash need text. A
+class name that cannot be a line of ``label_map.txt`` (a line break, bytes that are not UTF-8:
+``format.class_name_problem``) is a ``DatasetLayoutError`` naming it, before any work: the label
+map is the model's output vocabulary, so dropping the class quietly would change the task, and
+every one of its videos would fail for the same reason.
 Every list-file problem raises ``DatasetLayoutError`` naming the file (and line) and what to do;
 a label that is not in the dataset's label file (classInd.txt, the V1 labels CSV, labels.json)
 is such a problem, never a silently added class. ``split_id`` (1-3) picks the official split of
@@ -42,7 +48,15 @@ import math
 import os
 
 from pipelines.layouts import folder, hmdb51, kinetics, something_something, ucf101
-from pipelines.listing import DatasetLayoutError, DatasetListing, VideoEntry, sorted_entries
+from pipelines.listing import (
+    DatasetLayoutError,
+    DatasetListing,
+    VideoEntry,
+    escaped,
+    refuse_undecodable_names,
+    sorted_entries,
+)
+from tfrecords_tools import format as fmt
 
 __all__ = [
     "FORMATS",
@@ -128,7 +142,7 @@ def list_dataset(
     >>> listing.class_names, listing.splits
     (['dribble', 'shoot'], ['test', 'train'])
     >>> listing.entries[0]
-    VideoEntry(path='test/dribble/c.mp4', label='dribble', split='test', start_s=None, end_s=None, frame_folder=False)
+    VideoEntry(path='test/dribble/c.mp4', label='dribble', split='test', start_s=None, end_s=None, frame_folder=False, refused=None)
     >>> [entry.path for entry in list_dataset("folder", root.name, split="train").entries]
     ['train/dribble/a.mp4', 'train/shoot/b.MOV']
     >>> root.cleanup()
@@ -149,6 +163,14 @@ def list_dataset(
             f"split. Received: split_id={split_id}"
         )
     listing, unavailable = _LISTERS[dataset_format](input_dir, split_id)
+    for name in listing.class_names:
+        problem = fmt.class_name_problem(name)
+        if problem:
+            raise DatasetLayoutError(
+                f"Class '{escaped(name)}' of the {dataset_format} dataset under {input_dir} "
+                f"cannot be a line of {fmt.LABEL_MAP_FILENAME} ({problem}): fix its list file."
+            )
+    listing = dataclasses.replace(listing, entries=refuse_undecodable_names(listing.entries))
     return listing if split is None else _select_split(listing, split, unavailable)
 
 

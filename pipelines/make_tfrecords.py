@@ -69,6 +69,13 @@ _ISOLATE = flags.DEFINE_boolean(
     _DEFAULT.isolate_decoder,
     "Decode in a helper process so a crashing decoder only fails its own video.",
 )
+_MIN_FRAMES = flags.DEFINE_integer(
+    "min_frames",
+    _DEFAULT.min_frames,
+    "A file that decodes into fewer frames is not a video (a still image is one frame): a "
+    "failure record.",
+    lower_bound=1,
+)
 
 
 def parse_args(argv: list[str]) -> list[str]:
@@ -120,6 +127,7 @@ def run(argv: list[str]) -> dict[str, dict]:
         decode_threads=_DECODE_THREADS.value,
         timeout_s=_TIMEOUT.value or None,
         isolate_decoder=_ISOLATE.value,
+        min_frames=_MIN_FRAMES.value,
     )
     manifests = convert.run_conversion(
         _FORMAT.value,

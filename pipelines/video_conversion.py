@@ -13,6 +13,13 @@ once per listed video, in a Beam worker.
   rewrites the same file instead of adding a second one.
 - ``ConvertOptions`` are how every video is converted; ``pixel_libraries`` the versions of the
   libraries that make the stored pixels. Both go into each split's manifest.
+
+What a video is: a file FFmpeg opens with a video stream (``video_io`` refuses the rest) that
+yields at least ``ConvertOptions.min_frames`` frames (default 2), counted after ``--fps`` and the
+segment. A still image named like a video (a PNG or JPEG renamed ``.mp4``) decodes as one frame,
+so it is refused (``NotAVideoError``, a failure record) instead of becoming a one-frame example.
+The test is the frame count, not the codec: MJPEG, animated GIF or PNG sequences are moving
+pictures in image codecs, and a one-frame file in a video codec is still a still.
 """
 
 import dataclasses
@@ -42,6 +49,8 @@ class ConvertOptions:
       isolate_decoder: decode in a helper process (``pipelines.isolated``), so that a crash or a
         hang of FFmpeg on one file becomes that file's failure record instead of killing the
         worker.
+      min_frames: a video with fewer frames than this (after resampling) is not a video: a
+        failure record (``NotAVideoError``). 2 refuses still images, which decode as one frame.
     """
 
     short_side: int = 256
@@ -50,6 +59,7 @@ class ConvertOptions:
     decode_threads: int = 0
     timeout_s: float | None = 600.0
     isolate_decoder: bool = True
+    min_frames: int = 2
 
     def __post_init__(self):
         if not 1 <= self.jpeg_quality <= 100:
@@ -58,6 +68,13 @@ class ConvertOptions:
             raise ValueError(f"short_side must be >= 0 (0 keeps). Received: {self.short_side}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be > 0 (or unset to keep). Received: {self.fps}")
+        if self.min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1. Received: {self.min_frames}")
+
+
+class NotAVideoError(ValueError):
+    """A file that decodes, but into fewer than ``ConvertOptions.min_frames`` frames: a still
+    image, not a video."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +113,8 @@ def convert_video(
     ``encode_fn`` (decode + JPEG, ``video_io.encode_video``) runs in ``runner``'s helper process
     when one is given. Raises (``ConvertVideos`` makes these the video's failure record):
     UnsafePathError for a list entry that points outside the input root, VideoDecodeError for a
-    file FFmpeg cannot read, ProcessCrashed / ProcessTimedOut when the decoder crashes or hangs.
+    file FFmpeg cannot read, NotAVideoError for fewer than ``options.min_frames`` frames,
+    ProcessCrashed / ProcessTimedOut when the decoder crashes or hangs.
     """
     path = datasets.resolve_inside(input_dir, entry.path)
     decode = video_io.DecodeOptions(
@@ -113,6 +131,11 @@ def convert_video(
         (frame_rate or 12.0) if entry.frame_folder else None,
     )
     video = runner.call(encode_fn, *args) if runner else encode_fn(*args)
+    if len(video.jpegs) < options.min_frames:
+        raise NotAVideoError(
+            f"not a video: {len(video.jpegs)} frame(s), fewer than --min_frames="
+            f"{options.min_frames} (a still image named like a video decodes as one frame)"
+        )
     frame_us = round(1e6 / video.frame_rate) if video.frame_rate else 0
     record = fmt.VideoRecord(
         filename=entry.path,

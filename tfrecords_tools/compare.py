@@ -15,7 +15,9 @@ folder), and the failed videos that differ, with their reasons. Videos are read 
 ``<split>.videos.jsonl`` and ``<split>.failures.jsonl`` beside the shards, never from the shards.
 
 Exit status: 0 when the datasets are identical, 1 when they differ, 2 on a usage error (a folder
-that is missing or holds no fingerprint; the message says what to run).
+that is missing or holds no fingerprint; the message says what to run) or a folder whose shards
+are not the ones its manifests list (a shard left by another conversion, missing or resized:
+``fingerprint.read_fingerprint`` names it; such a folder's fingerprint no longer describes it).
 
 Flags are parsed only under ``__main__`` (``define_flags``); ``load_dataset``,
 ``compare_datasets`` and ``format_report`` are plain functions that tests and other tools call.
@@ -77,7 +79,8 @@ def load_dataset(records_dir: str) -> Dataset:
     Raises:
       FileNotFoundError: ``records_dir`` is not a folder, or holds no ``fingerprint.json`` (the
         message says which command writes it).
-      ValueError: the fingerprint was edited after the conversion.
+      ValueError: the fingerprint was edited after the conversion, or the folder's shards are
+        not the ones its manifests list.
     """
     if "://" not in records_dir and not os.path.isdir(records_dir):
         raise FileNotFoundError(

@@ -52,7 +52,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 
-from tfrecords_tools import files
+from tfrecords_tools import files, manifest
 from tfrecords_tools import format as fmt
 
 FINGERPRINT_FILENAME = "fingerprint.json"
@@ -70,7 +70,9 @@ PIXEL_OPTIONS = ("short_side", "fps", "jpeg_quality")
 #   failure list (hashed) changes, so its effect is in the fingerprint where it had one.
 # - isolate_decoder: the same decoding code runs in a helper process or in the worker; only where
 #   a decoder crash lands changes (a failure record instead of a dead worker), never the pixels.
-IGNORED_OPTIONS = ("decode_threads", "timeout_s", "isolate_decoder")
+# - min_frames: like timeout_s, decides only WHETHER a short file becomes a failure, and the
+#   failure list is hashed.
+IGNORED_OPTIONS = ("decode_threads", "timeout_s", "isolate_decoder", "min_frames")
 # The sections every split of one dataset shares (a dataset mixing them is refused).
 SHARED_FIELDS = ("format_version", "labels", "options", "decoder")
 
@@ -239,11 +241,15 @@ def read_fingerprint(records_dir: str) -> dict:
     """The fingerprint of the records in ``records_dir`` (its ``fingerprint.json``), its id
     checked against its content.
 
+    The fingerprint vouches for the shards its splits' manifests list, so those are checked
+    too (``manifest.split_shards``: one stat per shard, and no unlisted shard of the split).
+
     Raises:
       FileNotFoundError: no ``fingerprint.json`` there (records converted before fingerprints
         existed, or a wrong folder); the message says which command writes it.
       ValueError: the file is not a fingerprint, or was edited after the conversion (its id does
-        not match its content).
+        not match its content), or a split it describes has no manifest or does not hold the
+        shards its manifest lists (``manifest.SplitMismatchError``, naming them).
     """
     path = os.path.join(os.fspath(records_dir), FINGERPRINT_FILENAME)
     try:
@@ -275,4 +281,9 @@ def read_fingerprint(records_dir: str) -> dict:
             f"{path} was changed after the conversion: its id {fp['id']} does not match its "
             f"content ({short_id(fp)}). Restore it or convert the videos again."
         )
+    for split in fp["splits"]:
+        try:
+            manifest.split_shards(records_dir, split)
+        except FileNotFoundError as e:
+            raise ValueError(f"{path} describes split {split!r}, but: {e}") from None
     return fp

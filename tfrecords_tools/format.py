@@ -288,8 +288,40 @@ def read_label_map(path: str) -> list[str]:
     return [n for n in names if n]
 
 
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a line of ``label_map.txt`` (None: it can). Every reader splits the
+    file into lines, so a class name that is empty or holds a line break would shift every index
+    after it; one that is not UTF-8 (a folder name's undecodable bytes) cannot be written.
+
+    >>> class_name_problem("ApplyEyeMakeup") is None
+    True
+    >>> class_name_problem("jump\\nrope")
+    'it holds a line break'
+    """
+    if not name:
+        return "it is empty"
+    if name.splitlines() != [name]:
+        return "it holds a line break"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid UTF-8"
+    return None
+
+
 def label_map_text(names: list[str]) -> str:
-    """The contents of ``label_map.txt``: one class name per line, in label-index order."""
+    """The contents of ``label_map.txt``: one class name per line, in label-index order.
+
+    Raises:
+      ValueError: a name cannot be a line (``class_name_problem``); listing refuses such class
+        names first, so this only guards the file.
+    """
+    for name in names:
+        problem = class_name_problem(name)
+        if problem:
+            raise ValueError(
+                f"Class name {name!r} cannot be a line of {LABEL_MAP_FILENAME}: {problem}."
+            )
     return "".join(f"{n}\n" for n in names)
 
 

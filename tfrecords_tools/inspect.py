@@ -245,6 +245,13 @@ class _Reading:
         self.records_per_file: dict[str, int] = {}
         self.records_read = 0
 
+    def visit(self, directory: str, split: str) -> None:
+        """Reads the files beside a split's shards, once, and checks that its folder holds the
+        shards its manifest lists (``_check_listed``: raises InvalidRecordError)."""
+        if (directory, split) not in self.beside:
+            self.beside[directory, split] = read_beside(directory, split)
+            _check_listed(directory, split, self.beside[directory, split]["manifest"])
+
     def read_shard(self, path: str, size: int, validate: bool) -> None:
         """Reads every record of one shard of ``size`` bytes, checking each when ``validate``.
 
@@ -253,9 +260,7 @@ class _Reading:
             records before it are counted.
         """
         split, directory = split_of(path), os.path.dirname(path)
-        if (directory, split) not in self.beside:
-            self.beside[directory, split] = read_beside(directory, split)
-            _check_listed(directory, split, self.beside[directory, split]["manifest"])
+        self.visit(directory, split)
         manifest = self.beside[directory, split]["manifest"]
         label_map = self.beside[directory, split]["label_map"]
         split_stats = self.stats[split]
@@ -359,6 +364,10 @@ def inspect_records(
     reading = _Reading(_Progress(sum(sizes.values()), progress))
     error = None
     try:
+        for directory in (p for p in patterns if tf.io.gfile.isdir(p)):
+            for manifest_path in sorted(tf.io.gfile.glob(fmt.manifest_path(directory, "*"))):
+                split = os.path.basename(manifest_path).removesuffix(".manifest.json")
+                reading.visit(os.path.dirname(manifest_path), split)
         for path in paths:
             reading.read_shard(path, sizes[path], validate)
         if validate:

@@ -5,7 +5,9 @@ sub-folders of their class folder; hidden and non-video files are ignored, class
 without a video are skipped with a warning). Every video goes to split ``train``, unless EVERY
 sub-folder of ``input_dir`` is named ``train``, ``test`` or ``val``
 (``input_dir/train/<class>/<video>``, ``input_dir/test/<class>/...``): then each is a split.
-Classes: sorted by name, the union over the splits.
+Classes: sorted by name, the union over the splits. A class folder whose name cannot be a line of
+``label_map.txt`` (it holds a line break, or bytes that are not UTF-8) stops the listing, naming
+the folder: the class is the folder's name, and renaming the folder is the fix.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import logging
 import os
 
 from pipelines.layouts.list_files import VIDEO_EXTENSIONS, relative, videos_under
-from pipelines.listing import DatasetLayoutError, DatasetListing, VideoEntry, sorted_entries
+from pipelines.listing import (
+    DatasetLayoutError,
+    DatasetListing,
+    VideoEntry,
+    escaped,
+    sorted_entries,
+)
+from tfrecords_tools import format as fmt
 
 _FOLDER_SPLITS = ("train", "test", "val")
 
@@ -37,6 +46,13 @@ def list_folder(input_dir: str, split_id: int) -> tuple[DatasetListing, dict[str
     entries = []
     for split, split_dir in split_dirs:
         for class_name in _subfolders(split_dir):
+            problem = fmt.class_name_problem(class_name)
+            if problem:
+                raise DatasetLayoutError(
+                    f"Class folder '{escaped(os.path.join(split_dir, class_name))}' cannot name a "
+                    f"class ({problem}; the class is a line of {fmt.LABEL_MAP_FILENAME}): rename "
+                    "the folder."
+                )
             videos = videos_under(os.path.join(split_dir, class_name))
             if not videos:
                 _log.warning(
