@@ -7,6 +7,8 @@ r"""Describes a template network or a pruned fusion strategy: structure, paramet
     python -m stfusion_tf.describe --flagfile=configs/ucf101.cfg     # a training flagfile
     python -m stfusion_tf.describe --backbone=resnet50               # S, ST, S+ST, Opt recipes
     python -m stfusion_tf.describe --backbone=mobilenet_v2 --strategy=opt_something
+    python -m stfusion_tf.describe --workspace=/tmp/stfusion_demo/workspace   # what a run built
+    python -m stfusion_tf.describe --checkpoint=<workspace>/train/search      # a checkpoint
 
 Prints, per strategy block (``--per_layer``: per fusion layer), the units, the gates, the channels
 in -> out, the output size, the parameters and the multiply-accumulates (MACs) for one clip of
@@ -30,9 +32,17 @@ strategy (S, ST, S+ST all the way and the named Opt recipes) with its parameters
 ``--backbone_width_multiplier``, ``--temporal_downsampling`` and ``--stem_temporal_kernel`` size
 the backbone; ``densenet121`` is the pruned template (``--growth_rate`` etc. do not apply).
 
+A run (``--workspace``, ``stfusion_tf.run_description``): what it built, from its files -- the
+best strategy (``search/best_strategy.json``), the fine-tuned network per fusion layer (the
+``train/finetune`` checkpoint; before the fine-tune, the best strategy pruned from the template of
+``train/run_config.json``) on the run's evaluation clip, and whether the export's model card
+counts the same MACs and parameters. ``--checkpoint``: the network a checkpoint holds (its run
+metadata). Both ignore the template and clip flags: the run's files say them.
+
 The flags are named as ``stfusion_tf.train``'s, and every training flag is accepted: a training
-flagfile describes the network it trains, and the training flags describe does not use
-(``--workspace``, ``--phases``, learning rates, ...) are ignored. ``--frames``, ``--size`` and
+flagfile describes the network it trains (with ``--workspace`` on the command line or in the
+flagfile: the network that run built), and the training flags describe does not use
+(``--phases``, learning rates, ...) are ignored. ``--frames``, ``--size`` and
 ``--width_multiplier`` are the deprecated old names of ``--num_frames``, ``--crop_size`` and
 ``--backbone_width_multiplier``; ``--blocks`` is the template's, as in training (a backbone's
 stages are ``--backbone_blocks``).
@@ -88,144 +98,27 @@ _TEMPORAL_DOWNSAMPLING = flags.DEFINE_bool(
 _STEM_TEMPORAL_KERNEL = flags.DEFINE_integer(
     "stem_temporal_kernel", 5, "Backbones: temporal size of the stem conv (odd)."
 )
-_PER_LAYER = flags.DEFINE_bool("per_layer", False, "One row per fusion layer, not per block.")
+_PER_LAYER = flags.DEFINE_bool(
+    "per_layer",
+    False,
+    "One row per fusion layer, not per block (with --workspace / --checkpoint, unless "
+    "--noper_layer).",
+)
+_WORKSPACE = flags.DEFINE_string(
+    "workspace",
+    None,
+    "Describe what the run in this workspace built: its best strategy, the fine-tuned network "
+    "(per fusion layer) and its export (stfusion_tf.run_description).",
+)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint",
+    None,
+    "Describe the network this checkpoint holds (a prefix, its checkpoints/ folder or a phase "
+    "folder <workspace>/train/<phase>), from its run metadata.",
+)
 _OUTPUT_JSON = flags.DEFINE_string(
     "output_json", None, "Also write the per-layer costs and totals to this JSON file."
 )
-
-
-def _row(cells, widths):
-    return "  ".join(
-        str(c).ljust(w) if i == 0 else str(c).rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )
-
-
-def describe_network(config, strategy, clip_shape, per_layer=False):
-    """The report text and its numbers for ``config`` (+ ``strategy``) on one clip.
-
-    Returns ``(text, summary)`` where ``summary`` is a JSON-serialisable dict with ``totals``,
-    ``template_macs`` and ``parts`` (per row: params, MACs, channels).
-    """
-    from stfusion_tf import flops
-    from stfusion_tf.models.template import build_network
-
-    model = build_network(config, strategy)
-    costs = flops.layer_costs(model, clip_shape)
-    totals = flops.total_costs(costs)
-    if strategy is None:
-        template_macs = totals.macs
-    else:
-        template_macs = flops.count_macs(build_network(config), clip_shape)
-
-    rows = _part_rows(costs, config, strategy, per_layer)
-    text = _report_text(config, strategy, clip_shape, rows, totals, template_macs)
-    summary = {
-        "config": config.to_dict(),
-        "strategy": None if strategy is None else str(strategy),
-        "clip_shape": list(clip_shape),
-        "totals": {
-            "params": totals.params,
-            "non_trainable_params": totals.non_trainable_params,
-            "macs": totals.macs,
-            "flops": totals.flops,
-            "other_ops": totals.other_ops,
-        },
-        "template_macs": template_macs,
-        "parts": rows,
-    }
-    return text, summary
-
-
-def _part_rows(costs, config, strategy, per_layer):
-    """One row per part of the network (per strategy block, or per fusion layer when
-    ``per_layer``): its units, gates, channels in -> out, output size, params and MACs."""
-    from stfusion_tf import flops
-
-    key = flops.fusion_part if per_layer else flops.fusion_block
-    rows = []
-    for name, group_costs in _groups(costs, key).items():
-        part_totals = flops.total_costs(group_costs)
-        shapes_in = [c.input_shape for c in group_costs if c.input_shape]
-        shapes_out = [c.output_shape for c in group_costs if c.output_shape]
-        channels = f"{shapes_in[0][-1]}->{shapes_out[-1][-1]}" if shapes_in and shapes_out else ""
-        size = "x".join(map(str, shapes_out[-1][:-1])) if shapes_out else ""
-        gates = sum(c.kind == "GatedConv3D" for c in group_costs)
-        rows.append(
-            {
-                "part": name,
-                "units": _units(name, strategy, config, per_layer),
-                "gates": gates,
-                "channels": channels,
-                "output": size,
-                "params": part_totals.params,
-                "macs": part_totals.macs,
-            }
-        )
-    return rows
-
-
-def _report_text(config, strategy, clip_shape, rows, totals, template_macs):
-    """The printed report: a title, the table of ``rows``, the totals and (for a strategy)
-    its share of the template's MACs."""
-    from stfusion_tf import flops
-
-    header = ("part", "units", "gates", "channels", "output TxHxW", "params", "MACs", "% MACs")
-    table = [
-        (r["part"], r["units"], r["gates"], r["channels"], r["output"], f"{r['params']:,}",
-         flops.format_count(r["macs"]), f"{100 * r['macs'] / max(totals.macs, 1):.1f}")
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
-    clip = "x".join(map(str, clip_shape))
-    title = "template network" if strategy is None else f"pruned network of strategy {strategy}"
-    lines = [
-        f"{title}: blocks={config.blocks} growth_rate={config.growth_rate} "
-        f"bottleneck_factor={config.bottleneck_factor} stem_filters={config.stem_filters} "
-        f"num_classes={config.num_classes}; clip {clip}",
-        "",
-        _row(header, widths),
-        *(_row(t, widths) for t in table),
-        "",
-        f"Total parameters: {totals.params:,} trainable ({flops.format_count(totals.params)}), "
-        f"{totals.non_trainable_params:,} non-trainable (BN moving statistics, gate masks)",
-        f"Total MACs: {totals.macs:,} ({flops.format_count(totals.macs)}) per clip; "
-        f"FLOPs = 2 x MACs = {flops.format_count(totals.flops)}",
-        f"Other ops, not in MACs (BN 2/element, pooling, adds, ReLU): "
-        f"{flops.format_count(totals.other_ops)}",
-    ]
-    if strategy is not None:
-        lines.append(
-            f"Template MACs: {template_macs:,}; this strategy: "
-            f"{100 * totals.macs / template_macs:.1f}% of the template"
-        )
-    return "\n".join(lines)
-
-
-def _groups(costs, key):
-    out = {}
-    for c in costs:
-        out.setdefault(key(c), []).append(c)
-    return out
-
-
-def _units(part, strategy, config, per_layer):
-    """What the row's fusion layers use: the unit (per layer) or the block's compact form."""
-    from stfusion_tf.models.template import fusion_block_sizes, fusion_layer_names
-    from stfusion_tf.strategy import FusionStrategy
-
-    if part in ("stem", "head", "other"):
-        return ""
-    if per_layer:
-        return (
-            "S+ST gated"
-            if strategy is None
-            else strategy.units[fusion_layer_names(config).index(part)]
-        )
-    b = int(part[len("block") :]) - 1
-    if strategy is None:
-        return f"S+ST gated x{fusion_block_sizes(config)[b]}"
-    return str(FusionStrategy((strategy.blocks[b],)))
 
 
 def _config(**kwargs):
@@ -235,95 +128,6 @@ def _config(**kwargs):
         return TemplateConfig(**kwargs)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-
-
-BACKBONE_STRATEGIES = ("S", "ST", "S+ST", "opt_something", "opt_kinetics")
-
-
-def _backbone_part(model, cost, per_layer):
-    """Row of a backbone cost: stem, a stage (``stage{k}``) or block, or head."""
-    from stfusion_tf import flops
-    from stfusion_tf.models.backbones import FusionBackbone
-
-    if not isinstance(model, FusionBackbone):  # densenet121: the pruned template
-        part = (flops.fusion_part if per_layer else flops.fusion_block)(cost)
-        return part.replace("block", "stage", 1) if not per_layer and part[-1].isdigit() else part
-    part = model.part_of(cost.path.split("/", 1)[0])
-    if part in ("stem", "head") or per_layer:
-        return part
-    return f"stage{model.stage_of(part) + 1}"
-
-
-def describe_backbone(backbone, strategies, clip_shape, per_layer=False, **options):
-    """The report text and numbers of ``backbone`` for each of ``strategies`` on one clip.
-
-    One strategy: its rows per stage (or per block) and totals. Several: one row per strategy.
-    ``options`` go to ``build_backbone`` (``num_classes`` required). Returns ``(text,
-    summary)``, ``summary["strategies"]`` a list of ``{strategy, params, macs, flops}`` and, for
-    one strategy, ``summary["parts"]``.
-    """
-    from stfusion_tf import flops
-    from stfusion_tf.models.backbones import build_backbone
-
-    rows, parts, models = [], [], []
-    for strategy in strategies:
-        model = build_backbone(backbone, strategy, **options)
-        costs = flops.layer_costs(model, clip_shape)
-        totals = flops.total_costs(costs)
-        rows.append(
-            {
-                "strategy": strategy,
-                "resolved": str(model.strategy),
-                "params": totals.params,
-                "macs": totals.macs,
-                "flops": totals.flops,
-            }
-        )
-        models.append((model, costs))
-    clip = "x".join(map(str, clip_shape))
-    sizes = ", ".join(f"{k}={v}" for k, v in options.items())
-    lines = [f"{backbone} ({sizes}); clip {clip}", ""]
-    if len(strategies) == 1:
-        model, costs = models[0]
-        total_macs = max(rows[0]["macs"], 1)
-        for name, group in _groups(costs, lambda c: _backbone_part(model, c, per_layer)).items():
-            t = flops.total_costs(group)
-            outs = [c.output_shape for c in group if c.output_shape]
-            parts.append(
-                {
-                    "part": name,
-                    "output": "x".join(map(str, outs[-1])) if outs else "",
-                    "params": t.params,
-                    "macs": t.macs,
-                }
-            )
-        header = ("part", "output TxHxWxC", "params", "MACs", "% MACs")
-        table = [
-            (p["part"], p["output"], f"{p['params']:,}", flops.format_count(p["macs"]),
-             f"{100 * p['macs'] / total_macs:.1f}")
-            for p in parts
-        ]  # fmt: skip
-        lines.append(f"strategy {strategies[0]}: {rows[0]['resolved']}")
-    else:
-        header = ("strategy", "params", "MACs", "FLOPs", "% of S+ST MACs")
-        reference = next((r["macs"] for r in rows if r["strategy"] == "S+ST"), rows[0]["macs"])
-        table = [
-            (r["strategy"], f"{r['params']:,}", flops.format_count(r["macs"]),
-             flops.format_count(r["flops"]), f"{100 * r['macs'] / reference:.1f}")
-            for r in rows
-        ]  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
-    lines += [_row(header, widths), *(_row(t, widths) for t in table), ""]
-    for r in rows:
-        lines.append(
-            f"{r['strategy']}: Total parameters: {r['params']:,} trainable; Total MACs: "
-            f"{r['macs']:,} ({flops.format_count(r['macs'])}); FLOPs = 2 x MACs = "
-            f"{flops.format_count(r['flops'])}"
-        )
-    summary = {"backbone": backbone, "clip_shape": list(clip_shape), "strategies": rows}
-    if parts:
-        summary["parts"] = parts
-    return "\n".join(lines), summary
 
 
 def _ints(flag: flags.FlagHolder) -> tuple[int, ...]:
@@ -358,6 +162,8 @@ def _backbone_blocks() -> tuple[int, ...] | None:
 
 
 def _main_backbone():
+    from stfusion_tf.network_description import BACKBONE_STRATEGIES, describe_backbone
+
     strategies = (_STRATEGY.value,) if _STRATEGY.value else BACKBONE_STRATEGIES
     clip_shape = _clip_shape()
     try:
@@ -381,17 +187,9 @@ def _main_backbone():
     return text, summary
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]!r}")
-    if _BACKBONE.value:
-        text, summary = _main_backbone()
-        print(text)
-        if _OUTPUT_JSON.value:
-            with open(_OUTPUT_JSON.value, "w") as f:
-                json.dump(summary, f, indent=1)
-        return
+def _main_template():
     from stfusion_tf.models.template import fusion_block_sizes
+    from stfusion_tf.network_description import describe_network
     from stfusion_tf.strategy import FusionStrategy
 
     clip_shape = _clip_shape()
@@ -411,7 +209,44 @@ def main(argv):
             strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
         except ValueError as e:
             raise app.UsageError(f"--strategy: {e}") from None
-    text, summary = describe_network(config, strategy, clip_shape, _PER_LAYER.value)
+    return describe_network(config, strategy, clip_shape, _PER_LAYER.value)
+
+
+def _main_run():
+    """``--workspace`` or ``--checkpoint``: the network the run built, per fusion layer unless
+    ``--noper_layer`` is given."""
+    given = [
+        name
+        for name in ("workspace", "checkpoint", "backbone", "strategy")
+        if flags.FLAGS[name].value
+    ]
+    if len(given) > 1:
+        raise app.UsageError(
+            f"--{given[0]} and --{given[1]} both say what to describe: give one (--workspace: "
+            "a run, --checkpoint: a checkpoint, --backbone / --strategy: a network of the flags)."
+        )
+    from stfusion_tf import run_description
+
+    try:
+        if _WORKSPACE.value:
+            run = run_description.of_workspace(_WORKSPACE.value)
+        else:
+            run = run_description.of_checkpoint(_CHECKPOINT.value)
+    except (FileNotFoundError, ValueError) as e:
+        raise app.UsageError(str(e)) from None
+    per_layer = _PER_LAYER.value or not flags.FLAGS["per_layer"].present
+    return run_description.describe_run(run, per_layer)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]!r}")
+    if _WORKSPACE.value or _CHECKPOINT.value:
+        text, summary = _main_run()
+    elif _BACKBONE.value:
+        text, summary = _main_backbone()
+    else:
+        text, summary = _main_template()
     print(text)
     if _OUTPUT_JSON.value:
         with open(_OUTPUT_JSON.value, "w") as f:

@@ -20,10 +20,20 @@ names (``stfusion_tf.export``), and each step below is the code another stage al
 ``--num_clips`` defaults to 10, the paper's test protocol and ``train``'s ``--test_num_clips``;
 pass the number the reported metric names (``video_top1@clips=10x1crop``) to reproduce it. A
 video that cannot be read is reported on stderr (with the reason) and the others are still
-predicted; the exit code is 1 when any video failed, 2 for a usage error.
+predicted; the exit code is 1 when any video failed, 2 for a usage error. A video shorter than
+one clip (``spec.span`` frames: ``num_frames`` at ``stride``) is still predicted, from clips that
+repeat its frames as evaluation pads them, with a one-line warning on stderr.
+
+The command's flags and ``main`` are ``stfusion_tf.predict_command`` (nothing heavy imported:
+``--help`` and a usage error come before TensorFlow loads); this module is what it runs.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
+    from stfusion_tf.predict_command import cli
+
+    cli()
 
 import dataclasses
 import json
@@ -89,6 +99,7 @@ class VideoPrediction:
       clip_logits: ``[num_clips, classes]`` logits of each clip.
       probabilities: ``[classes]`` the mean of the clips' softmax probabilities.
       top_k: ``[(label, probability)]``, most probable first.
+      frames: frames decoded from the video (None: not known, e.g. clips a client sent).
     """
 
     video: str
@@ -96,6 +107,7 @@ class VideoPrediction:
     clip_logits: np.ndarray
     probabilities: np.ndarray
     top_k: list[tuple[str, float]]
+    frames: int | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -130,12 +142,25 @@ def predict_video(
       UnreadableVideoError: the video cannot be decoded.
     """
     checks.positive_int(batch_size, "batch_size")
-    clips = video_clips(path, served.spec, num_clips)
+    jpegs = video_frames(path, served.spec)
+    clips = clip_frames(jpegs, served.spec, num_clips)
     logits = [
         served.serve_frames(clips[start : start + batch_size])[LOGITS]
         for start in range(0, len(clips), batch_size)
     ]
-    return video_result(path, np.concatenate(logits), served.class_names, num_clips, k)
+    result = video_result(path, np.concatenate(logits), served.class_names, num_clips, k)
+    return dataclasses.replace(result, frames=len(jpegs))
+
+
+def short_video_warning(prediction: VideoPrediction, spec: PreprocessingSpec) -> str | None:
+    """One line when the video is shorter than one clip (its clips repeat frames), else None."""
+    if prediction.frames is None or prediction.frames >= spec.span:
+        return None
+    return (
+        f"predict: warning: {prediction.video} has {prediction.frames} frames, fewer than one "
+        f"clip spans ({spec.num_frames} frames at stride {spec.stride}: {spec.span}): its clips "
+        "repeat frames, the prediction is less reliable"
+    )
 
 
 def format_prediction(prediction: VideoPrediction) -> str:
@@ -166,6 +191,9 @@ def predict_files(
             print(f"predict: cannot read {path}: {e}", file=err)
             failed += 1
             continue
+        warning = short_video_warning(prediction, served.spec)
+        if warning:
+            print(warning, file=err)
         print(
             json.dumps(prediction.to_dict()) if as_json else format_prediction(prediction), file=out
         )
@@ -209,42 +237,3 @@ def run(
         out=out,
         err=err,
     )
-
-
-def main(argv):
-    from absl import flags
-
-    f = flags.FLAGS
-    return run(
-        argv[1:],
-        f.model,
-        num_clips=f.num_clips,
-        batch_size=f.batch_size,
-        k=f.top_k,
-        as_json=f.json,
-    )
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("model", None, "An export's version folder: <serving_root>/<name>/<v>.")
-    flags.DEFINE_integer(
-        "num_clips", DEFAULT_NUM_CLIPS, "Evenly spaced clips per video (protocol clips=Nx1crop)."
-    )
-    flags.DEFINE_integer("batch_size", 8, "Clips per call of the model (bounds memory).")
-    flags.DEFINE_integer("top_k", 5, "Labels printed per video.")
-    flags.DEFINE_bool("json", False, "One JSON line per video instead of a table.")
-    flags.mark_flag_as_required("model")
-
-
-def cli() -> None:
-    """The command line: ``python -m stfusion_tf.predict`` and the ``stfusion-predict`` script."""
-    from tfrecords_tools import command_line
-
-    _define_flags()
-    command_line.run(main, takes_arguments=True)
-
-
-if __name__ == "__main__":
-    cli()

@@ -94,13 +94,22 @@ def format_summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+def export_dir(workspace: str) -> str | None:
+    """The version folder the run's export phase wrote (its ``train/export/DONE`` marker says
+    which), or None before the export."""
+    done = os.path.join(workspace, "train", "export", "DONE")
+    if not os.path.exists(done):
+        return None
+    with open(done) as f:
+        return json.load(f)["path"]
+
+
 def artifact_lines(workspace: str) -> list[str]:
     """``what: path`` for each artifact the workspace holds (missing ones are left out)."""
     found = [(what, os.path.join(workspace, path)) for what, path in ARTIFACTS]
-    done = os.path.join(workspace, "train", "export", "DONE")
-    if os.path.exists(done):
-        with open(done) as f:
-            found.append(("SavedModel for TF Serving", json.load(f)["path"]))
+    exported = export_dir(workspace)
+    if exported:
+        found.append(("SavedModel for TF Serving", exported))
     found = [(what, path) for what, path in found if os.path.exists(path)]
     width = max((len(what) for what, _ in found), default=0)
     return [f"{what:<{width}}  {path}" for what, path in found]

@@ -1,5 +1,8 @@
-"""`python -m stfusion_tf.describe`: the printed totals are flops.py's, flags and flagfile work."""
+"""`python -m stfusion_tf.describe`: the printed totals are flops.py's, flags and flagfile work;
+a checkpoint is described from its run metadata (a run's workspace: tests/test_train_cli.py, on
+its finished run)."""
 
+import dataclasses
 import json
 import os
 import re
@@ -7,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from stfusion_tf import checkpoints, run_description
 from stfusion_tf.flops import layer_costs, total_costs
 from stfusion_tf.models.template import TemplateConfig, build_network
+from stfusion_tf.preprocessing import PreprocessingSpec
 from stfusion_tf.strategy import FusionStrategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,8 +24,8 @@ TINY_FLAGS = [
     "--crop_size=32",
 ]  # fmt: skip
 # Flags of stfusion_tf.train that describe does not use: a training flagfile holds them.
-TRAINING_ONLY_FLAGS = ["--workspace=/nowhere", "--phases=warmup,search", "--noflip", "--stride=2",
-                       "--length_scale=0.05", "--distribution=one_device"]  # fmt: skip
+TRAINING_ONLY_FLAGS = ["--phases=warmup,search", "--noflip", "--stride=2", "--length_scale=0.05",
+                       "--distribution=one_device", "--records_dir=/nowhere"]  # fmt: skip
 TINY = TemplateConfig(
     num_classes=5, blocks=(2, 2), growth_rate=8, stem_filters=16, input_frames=4, input_size=32
 )
@@ -89,3 +96,35 @@ def test_bad_strategy_is_a_usage_error():
     assert result.returncode != 0
     assert re.search(r"--strategy: Strategy 's,s\|t' has block sizes \(2, 1\)", result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_is_described_from_its_metadata(tmp_path):
+    """The network a checkpoint holds, per fusion layer, on the eval clip of its spec."""
+    config = dataclasses.replace(TINY, input_size=None)  # as training builds it: any crop
+    strategy = FusionStrategy.parse("st,t,-|s,st")
+    model = build_network(config, strategy)
+    spec = PreprocessingSpec(
+        num_frames=4, crop_size=32, train_short_sides=None, eval_short_side=40, eval_crop_size=36
+    )
+    metadata = checkpoints.make_metadata(
+        spec=spec, labels=["a", "b", "c", "d", "e"], network_config=config.to_dict(),
+        strategy=str(strategy), fingerprint=None, phase="finetune",
+    )  # fmt: skip
+    prefix = checkpoints.make_checkpoint(model, metadata).save(str(tmp_path / "ckpt"))
+    run = run_description.of_checkpoint(str(tmp_path))
+    assert (run.kind, run.strategy, run.clip_shape) == ("template", strategy, (4, 36, 36, 3))
+    text, summary = run_description.describe_run(run)
+    expected = total_costs(layer_costs(model, (4, 36, 36, 3)))
+    assert summary["totals"]["macs"] == expected.macs and expected.macs != 0
+    assert _number(r"Total MACs: ([\d,]+)", text) == expected.macs
+    assert _number(r"Total parameters: ([\d,]+) trainable", text) == expected.params
+    assert text.startswith(f"checkpoint {prefix} (phase finetune): strategy st,t,-|s,st pruned")
+    assert re.search(r"^transition1\s+none\s", text, re.M)  # per fusion layer by default
+    assert summary["run"] == {"facts": [text.splitlines()[0]], "export": None}
+
+
+def test_a_folder_without_a_run_says_what_to_give(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"holds no run: it has no train/run_config.json"):
+        run_description.of_workspace(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+        run_description.of_checkpoint(str(tmp_path))

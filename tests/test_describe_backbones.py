@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stfusion_tf.describe import BACKBONE_STRATEGIES, describe_backbone
 from stfusion_tf.flops import layer_costs, total_costs
 from stfusion_tf.models.backbones import build_backbone
+from stfusion_tf.network_description import BACKBONE_STRATEGIES, describe_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = (4, 32, 32, 3)

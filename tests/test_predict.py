@@ -81,6 +81,20 @@ def test_predict_files_prints_top5_and_reports_broken_videos(model_path, videos)
     for path in broken.values():
         assert f"cannot read {path}" in messages
     assert "empty file" in messages and "3 of 5 videos could not be read" in messages
+    assert "warning" not in messages  # 8 and 20 frames: at least one clip (span 7)
+
+
+def test_a_video_shorter_than_one_clip_is_predicted_with_one_warning(model_path, tmp_path):
+    short = str(tmp_path / "short.mp4")
+    video_fixtures.write_good_video(short, frames=5, seed=2)
+    out, err = io.StringIO(), io.StringIO()
+    served = export.load(model_path)
+    assert predict.predict_files(served, [short], num_clips=2, out=out, err=err) == 0
+    assert err.getvalue() == (
+        f"predict: warning: {short} has 5 frames, fewer than one clip spans (4 frames at stride 2: "
+        "7): its clips repeat frames, the prediction is less reliable\n"
+    )
+    assert out.getvalue().startswith(f"{short} (clips=2x1crop)")
 
 
 def test_video_probabilities_are_the_mean_of_the_clips_softmax(model_path, videos):

@@ -292,6 +292,56 @@ def test_the_run_report_opens_in_chromium_with_the_runs_charts_and_tables(finish
 
 
 @pytest.mark.slow
+def test_describe_says_what_the_run_built(finished_run, flagfile, tmp_path):
+    """``describe --workspace`` (here in a flagfile, as a training flagfile may hold it): the
+    best strategy of ``search/best_strategy.json``, fine-tuned, per fusion layer, on the run's
+    eval clip; its totals are the sample phase's count and the export's model card's. Before the
+    fine-tune, the best strategy pruned from the template of ``run_config.json``."""
+    import re
+
+    from stfusion_tf import run_description
+    from stfusion_tf.models.template import fusion_layer_names
+    from stfusion_tf.preprocessing import PreprocessingSpec
+
+    workspace, _ = finished_run
+    best, record = scoring.read_best_strategy(os.path.join(workspace, "search"))
+    with open(os.path.join(workspace, "train", "run_config.json")) as f:
+        run_config = json.load(f)
+    described = tmp_path / "describe.cfg"
+    described.write_text(f"--flagfile={flagfile}\n--workspace={workspace}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "stfusion_tf.describe", f"--flagfile={described}",
+         f"--output_json={tmp_path / 'described.json'}"],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout
+    summary = json.loads((tmp_path / "described.json").read_text())
+    assert f"best strategy: {best} (" in text and "\nfine-tuned: checkpoint " in text
+    assert summary["strategy"] == str(best)
+    assert summary["config"]["blocks"] == run_config["template_config"]["blocks"]
+    spec = PreprocessingSpec.from_dict(run_config["preprocessing"])
+    assert summary["clip_shape"] == list(spec.eval_clip_shape)
+    printed = re.search(r"Total MACs: ([\d,]+)", text).group(1).replace(",", "")
+    assert int(printed) == summary["totals"]["macs"] == record["scores"]["macs"]
+    assert summary["totals"]["params"] == record["scores"]["params"]
+    units = {part["part"]: part["units"] for part in summary["parts"]}
+    names = fusion_layer_names(run_description.of_workspace(workspace).config)
+    assert [units[name] for name in names] == list(best.units)  # one row per fusion layer
+    (export_line,) = [line for line in text.splitlines() if line.startswith("export: ")]
+    assert export_line.endswith(": the network above")
+    assert f"{summary['totals']['macs']:,} MACs" in export_line
+
+    before = tmp_path / "before_finetune"
+    shutil.copytree(workspace, before)
+    for phase in ("finetune", "export"):
+        shutil.rmtree(before / "train" / phase)
+    run = run_description.of_workspace(str(before))
+    assert (run.strategy, run.export) == (best, None)
+    assert run.facts[-1].startswith("not fine-tuned yet") and str(best) in run.facts[-1]
+
+
+@pytest.mark.slow
 def test_a_finished_run_is_not_redone(finished_run, records, flagfile, capsys):
     workspace, _ = finished_run
     markers = [

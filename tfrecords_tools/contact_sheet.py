@@ -1,34 +1,30 @@
-"""A contact sheet of a few converted videos: evenly spaced frames, one row per video.
+"""The contact sheet of ``python -m tfrecords_tools.contact_sheet``: a few converted videos,
+evenly spaced frames, one row per video (what it is for, and the command's flags:
+``tfrecords_tools.contact_sheet_command``, which imports nothing heavy so that ``--help`` and a
+usage error come before TensorFlow loads).
 
-    python -m tfrecords_tools.contact_sheet '/data/examples/train-*.tfrecord' --out sheet.png \\
-        [--videos 6 --frames 8 --seed 0 --thumb_height 96]
-
-Counts and checksums say a dataset is well formed, not that it shows what its labels say. A
-person looking at one picture sees at once frames that are black, stretched, rotated, cut at the
-wrong time or labelled with the wrong class. Each row is headed by the label text (and index),
-the video's file name, its frame count, size and frame rate, and the shard and record index it
-came from (to find it again with ``tfrecords_tools.inspect``); each frame is captioned with its
-index and timestamp.
-
-Videos are drawn uniformly at random (``--seed``) from the first ``--scan_records`` records of
-the shards, visited in a seeded random order, so a sheet of a huge dataset does not read all of it.
+``sample_videos`` draws the videos, ``render_sheet`` draws them, ``write_contact_sheet`` does
+both and writes the PNG (the demo and the run report call it).
 """
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
+    from tfrecords_tools.contact_sheet_command import cli
+
+    cli()
+
 import dataclasses
 import os
 import random
-import sys
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
 from PIL import Image, ImageDraw, ImageFont
 
-from tfrecords_tools import command_line, video_io
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect as inspect_lib
+from tfrecords_tools import video_io
 
 PAD = 8  # Outer margin and gap between cells, pixels.
 HEADER_HEIGHT = 18  # Text line above each row.
@@ -169,50 +165,3 @@ def write_contact_sheet(
         os.makedirs(directory, exist_ok=True)
     sheet.save(out, format="PNG")
     return samples
-
-
-def define_flags() -> None:
-    """The command-line flags (only the ``python -m`` entry point calls this)."""
-    flags.DEFINE_string("out", None, "Where to write the PNG.")
-    flags.DEFINE_integer("videos", 6, "Videos on the sheet (one row each).")
-    flags.DEFINE_integer("frames", 8, "Evenly spaced frames per video.")
-    flags.DEFINE_integer("seed", 0, "Which videos: the same seed draws the same ones.")
-    flags.DEFINE_integer("thumb_height", 96, "Height of each frame on the sheet, pixels.")
-    flags.DEFINE_integer("scan_records", 1000, "Draw from at most this many records.")
-    flags.mark_flag_as_required("out")
-
-
-def main(argv: Sequence[str]) -> int:
-    patterns = list(argv[1:])
-    if not patterns:
-        raise app.UsageError(
-            f"Give shard files, globs or folders, e.g. 'examples/train-*{fmt.SHARD_SUFFIX}'."
-        )
-    values = flags.FLAGS
-    try:
-        samples = write_contact_sheet(
-            patterns,
-            values.out,
-            videos=values.videos,
-            frames=values.frames,
-            seed=values.seed,
-            thumb_height=values.thumb_height,
-            scan_records=values.scan_records,
-        )
-    except (FileNotFoundError, inspect_lib.InvalidRecordError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"Wrote {values.out}: {len(samples)} videos")
-    for s in samples:
-        print(f"  {s.record.label_text:<24} {s.record.filename}  ({s.path} #{s.index})")
-    return 0
-
-
-def cli() -> None:
-    """The command line: ``python -m tfrecords_tools.contact_sheet`` and the ``stfusion-contact-sheet`` script."""
-    define_flags()
-    command_line.run(main, takes_arguments=True)
-
-
-if __name__ == "__main__":
-    cli()
