@@ -17,7 +17,7 @@ from absl import flags
 from pipelines import synthetic
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect as inspect_lib
-from tfrecords_tools import video_io
+from tfrecords_tools import inspect_command, video_io
 
 CLASSES = ["move_left", "move_right", "move_up"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -335,11 +335,11 @@ def test_validate_refuses_another_format_version(tmp_path):
 
 
 def _run_in_process(args, validate=None):
-    """``inspect.run`` with its flags parsed from ``args`` into a private FlagValues."""
+    """``inspect_command.run`` with its flags parsed from ``args`` into a private FlagValues."""
     values = flags.FlagValues()
-    inspect_lib.define_flags(values)
+    inspect_command.define_flags(values)
     argv = values(["inspect", *args])
-    return inspect_lib.run(argv, validate=validate, flag_values=values)
+    return inspect_command.run(argv, validate=validate, flag_values=values)
 
 
 def test_run_prints_json_and_exits_zero_on_good_shards(dataset, capsys):

@@ -1,35 +1,19 @@
-"""What is in a set of video TFRecord shards, and whether every record in them reads.
+"""What is in a set of video TFRecord shards, and whether every record in them reads: the work of
+``python -m tfrecords_tools.inspect`` (and of its aliases ``stats`` and ``validate``).
 
-    python -m tfrecords_tools.inspect '/data/examples/*.tfrecord'           # table on stdout
-    python -m tfrecords_tools.inspect /data/examples --json                  # machine-readable
-    python -m tfrecords_tools.inspect '/data/examples/train-*' --validate    # decode everything
-
-A person converting a dataset wants to know, before spending GPU hours on it, how many videos of
-each class landed in each split, how long and how large they are, what the shards cost on disk,
-and which inputs failed and why. ``--validate`` then reads every byte the training input pipeline
-will read, with the same JPEG decoder, so a dataset that validates cannot stop a training run
-halfway: it checks the TFRecord framing (CRC32C of every length and payload, so flipped bits and
-truncated shards are caught, including the trailing partial header that ``tf.data`` silently
-ignores), the record's fields (one timestamp per frame, increasing; a label index inside the
-label map and the label text that the map gives it; image/height and image/width equal to the
-decoded frames), every frame's JPEG, and the shard record counts against the split manifest.
-The first bad record stops the run, named by file and record index, with what is wrong.
-
-The split of a shard comes from its file name (``<split>-00000-of-00008.tfrecord``); the label
-map, ``<split>.manifest.json`` and ``<split>.failures.jsonl`` are read from beside the shards
-when they are there. Where a split has a manifest, its folder must hold exactly the shards the
-manifest lists, each of the listed size (``tfrecords_tools.manifest``): a shard it does not list
-(left by an earlier conversion, whose videos a glob would count twice), a missing shard or one of
-another size stops the run before the split is read, named; ``--validate`` also checks each
-shard's SHA-256 against the manifest.
-
-The shard reader and the checks of one record are ``tfrecords_tools.record_checks``; this module
-walks a dataset with them and summarises it. Flags are parsed only under ``__main__``
-(``define_flags``); everything else is plain functions (``inspect_records``, ``format_table``)
-that tests and other tools call.
+What the command reports and checks, and why, is ``tfrecords_tools.inspect_command``'s
+docstring (its ``--help``). Here: ``inspect_records`` walks a dataset with the shard reader and
+the checks of one record (``tfrecords_tools.record_checks``) and summarises it; ``format_table``
+prints the summary. Tests and other tools (the demo, the contact sheet, the run report) call
+these plain functions.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
+    from tfrecords_tools.inspect_command import cli
+
+    cli()
 
 import collections
 import contextlib
@@ -43,9 +27,7 @@ import sys
 from collections.abc import Sequence
 
 import tensorflow as tf
-from absl import app, flags
 
-from tfrecords_tools import command_line
 from tfrecords_tools import format as fmt
 from tfrecords_tools import manifest as manifest_lib
 from tfrecords_tools.record_checks import (
@@ -64,7 +46,6 @@ __all__ = [
     "InvalidRecordError",
     "check_fields",
     "check_frames",
-    "define_flags",
     "expand_patterns",
     "format_table",
     "inspect_records",
@@ -72,7 +53,6 @@ __all__ = [
     "read_beside",
     "read_records",
     "reason_kind",
-    "run",
     "split_of",
 ]
 
@@ -465,66 +445,3 @@ def format_table(report: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- entry point
-
-
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The command-line flags (the ``python -m`` entry points call this; tests pass their own
-    ``FlagValues``)."""
-    flags.DEFINE_bool(
-        "json", False, "Print the report as JSON instead of tables.", flag_values=flag_values
-    )
-    flags.DEFINE_bool(
-        "validate", False, "Decode every frame and check every record.", flag_values=flag_values
-    )
-    flags.DEFINE_bool(
-        "progress",
-        True,
-        "Show a progress bar on stderr (when it is a terminal).",
-        flag_values=flag_values,
-    )
-
-
-def run(
-    argv: Sequence[str],
-    validate: bool | None = None,
-    flag_values: flags.FlagValues = flags.FLAGS,
-) -> int:
-    """Runs the command for ``argv`` (positional patterns); returns the process exit status:
-    0 when every record read (and validated), 1 when one did not, 2 when nothing matched.
-
-    ``validate`` overrides the flag (the ``validate`` and ``stats`` aliases).
-    """
-    patterns = list(argv[1:])
-    if not patterns:
-        raise app.UsageError(
-            "Give one or more shard files, globs or folders, e.g. "
-            f"'examples/train-*{fmt.SHARD_SUFFIX}'."
-        )
-    values = flag_values
-    try:
-        report = inspect_records(
-            patterns,
-            validate=values.validate if validate is None else validate,
-            progress=values.progress and sys.stderr.isatty(),  # No bar in logs.
-        )
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2) if values.json else format_table(report))
-    if report["error"]:
-        if values.json:  # The table already ends with the INVALID line.
-            e = report["error"]
-            where = e["file"] if e["record"] is None else f"{e['file']}, record {e['record']}"
-            print(f"INVALID: {where}: {e['problem']}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cli() -> None:
-    """The command line: ``python -m tfrecords_tools.inspect`` and the ``stfusion-inspect`` script."""
-    define_flags()
-    command_line.run(run, takes_arguments=True)
-
-
-if __name__ == "__main__":
-    cli()

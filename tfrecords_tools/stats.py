@@ -4,16 +4,16 @@
     python -m tfrecords_tools.stats '/data/examples/*.tfrecord' [--json]
 
 The name the design gives the summary, as a thin alias, so there is one implementation
-(``tfrecords_tools.inspect``).
+(``tfrecords_tools.inspect_command``).
 """
 
-from tfrecords_tools import command_line, inspect
+from tfrecords_tools import command_line, inspect_command
 
 
 def main(argv):
-    return inspect.run(argv, validate=False)
+    return inspect_command.run(argv, validate=False)
 
 
 if __name__ == "__main__":
-    inspect.define_flags()
-    command_line.run(main, takes_arguments=True)
+    inspect_command.define_flags()
+    command_line.run(main, takes_arguments=True, imports=("tensorflow",))

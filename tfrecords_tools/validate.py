@@ -4,16 +4,16 @@
 
 Exits 0 when every frame of every record decodes and every record is consistent; otherwise exits 1
 naming the file and record index of the first bad record and what is wrong. The name the design
-gives the check, as a thin alias, so there is one implementation (``tfrecords_tools.inspect``).
+gives the check, as a thin alias, so there is one implementation (``tfrecords_tools.inspect_command``).
 """
 
-from tfrecords_tools import command_line, inspect
+from tfrecords_tools import command_line, inspect_command
 
 
 def main(argv):
-    return inspect.run(argv, validate=True)
+    return inspect_command.run(argv, validate=True)
 
 
 if __name__ == "__main__":
-    inspect.define_flags()
-    command_line.run(main, takes_arguments=True)
+    inspect_command.define_flags()
+    command_line.run(main, takes_arguments=True, imports=("tensorflow",))
