@@ -19,7 +19,8 @@ All three get the same [0, 255] clips and normalise them with ``preprocessing.no
 Keras ones inside their ``tf.function``), so the difference is the network and the export.
 Measured: batch-1 latency (ms per request) and batch-16 throughput (clips/s), each from the best
 of many single calls, the networks taking turns call by call (see ``interleaved``). Also the ``serve_frames`` signature on the same clips as JPEGs (what a thin
-client sends): its extra cost is JPEG decoding and the eval resize.
+client sends): its extra cost is JPEG decoding and the eval resize. And the input checks each
+signature runs first (``stfusion_tf.serving_inputs``), alone, as a share of its request.
 
 On a shared machine wall times swing from run to run with other processes' load;
 ``--clock=cpu --threads=1`` measures CPU seconds of this process instead, whose ratios repeat.
@@ -46,7 +47,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from stfusion_tf import export, flops, preprocessing  # noqa: E402
+from stfusion_tf import export, flops, preprocessing, serving_inputs  # noqa: E402
 from stfusion_tf.models.template import (  # noqa: E402
     TemplateConfig,
     apply_strategy,
@@ -88,6 +89,11 @@ SPEC = PreprocessingSpec(
     num_frames=8, stride=2, crop_size=64, train_short_sides=None, eval_short_side=64, flip=False,
     frame_short_side=64, jpeg_quality=90,
 )  # fmt: skip
+
+
+CHECKS_CLIPS = "input checks of serving_default"
+CHECKS_FRAMES = "input checks of serve_frames"
+CALL = "tf.function call"
 
 
 def _sync(out):
@@ -145,6 +151,12 @@ def main(argv):
                 input_signature=[tf.TensorSpec([None, *clip], tf.float32)],
             )
 
+        # The checks each signature runs on its input before anything else, alone: their share
+        # of a request is their cost (they change no value).
+        check_clips = tf.function(lambda x: serving_inputs.checked_clips(x, spec))
+        check_frames = tf.function(lambda j: serving_inputs.checked_frames(j, spec))
+        # What calling any tf.function costs from Python, subtracted from the checks' times.
+        identity = tf.function(tf.identity)
         networks = {
             "template (gates fixed)": keras_fn(template),
             "Keras pruned": keras_fn(pruned),
@@ -161,6 +173,9 @@ def main(argv):
             )  # fmt: skip
             fns = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in networks.items()}
             fns["SavedModel serve_frames (JPEG)"] = lambda j=jpegs: serve_frames(frames=j)
+            fns[CHECKS_CLIPS] = lambda x=x: check_clips(x)
+            fns[CHECKS_FRAMES] = lambda j=jpegs: check_frames(j)
+            fns[CALL] = lambda x=x: identity(x)
             results[batch] = interleaved(fns, rounds)
 
     b1, bn = results[1], results[_BATCH.value]
@@ -170,13 +185,21 @@ def main(argv):
           f"CPUs: {os.cpu_count()}, clock: {_CLOCK.value}")  # fmt: skip
     print(f"{'network':32s} {'GMACs/clip':>10s} {'batch-1 ms':>10s} "
           f"{f'batch-{_BATCH.value} clips/s':>18s} {'b1 vs pruned':>12s} {f'b{_BATCH.value} vs pruned':>13s}")  # fmt: skip
-    for name in b1:
+    for name in (n for n in b1 if n not in (CHECKS_CLIPS, CHECKS_FRAMES, CALL)):
         macs = template_macs if name.startswith("template") else pruned_macs
         print(
             f"{name:32s} {macs / 1e9:10.3f} {1e3 * b1[name]:10.2f} "
             f"{_BATCH.value / bn[name]:18.1f} {b1[name] / b1['Keras pruned']:12.2f} "
             f"{bn[name] / bn['Keras pruned']:13.2f}"
         )
+    print(f"a tf.function call (identity): batch 1 {1e3 * b1[CALL]:.3f} ms; the checks net of it:")
+    for check, request in (
+        (CHECKS_CLIPS, "SavedModel"),
+        (CHECKS_FRAMES, "SavedModel serve_frames (JPEG)"),
+    ):
+        net = {b: max(r[check] - r[CALL], 0.0) for b, r in ((1, b1), (_BATCH.value, bn))}
+        print(f"  {check}: batch 1 {1e3 * net[1]:.3f} ms = {net[1] / b1[request]:.1%} of "
+              f"{request}, batch {_BATCH.value} {net[_BATCH.value] / bn[request]:.1%}")  # fmt: skip
     saving = template_macs / pruned_macs
     export_vs_keras = max(
         b1["SavedModel"] / b1["Keras pruned"], bn["SavedModel"] / bn["Keras pruned"]

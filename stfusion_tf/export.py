@@ -22,7 +22,11 @@ Why these choices:
 
   Both return ``probabilities`` float32 ``[batch, classes]``, ``logits`` float32, ``top_k_classes``
   int32 ``[batch, k]`` and ``top_k_labels`` string ``[batch, k]`` (the label map is a constant of
-  the graph). A wrong clip shape fails with an error that names the expected shape.
+  the graph).
+- Requests are checked in the graph before any work (``stfusion_tf.serving_inputs``): a wrong
+  shape, a NaN, a frame that is not a whole JPEG/PNG, larger than ``max_frame_pixels`` or of
+  another size than its clip's first frame is an ``INVALID_ARGUMENT`` whose message says which
+  and what was expected.
 - The contract travels with the model: the spec and the class names are variables of the
   SavedModel (``preprocessing_spec``, ``class_names``; ``load`` reads them) and assets
   (``assets/preprocessing.json``, ``assets/labels.txt``); ``model_card.json`` beside it adds the
@@ -32,7 +36,8 @@ Why these choices:
   TF Serving runs the graph once before the first user request is timed.
 - A version appears at once or not at all: everything is written to a hidden folder beside the
   versions (TF Serving only loads integer folder names) and renamed into place at the end
-  (``tfrecords_tools.files.staged_directory``); an existing version is never overwritten.
+  (``tfrecords_tools.files.staged_directory``); an existing version is never overwritten. Such
+  a folder that a killed export left is removed by the next export (``version_staging``).
 
 The pieces: the served object and its signatures in ``stfusion_tf.serving_module``, the model
 card in ``stfusion_tf.model_card``, the warm-up records in ``stfusion_tf.serving_warmup``; this
@@ -49,12 +54,13 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from stfusion_tf import checkpoints, checks, serving_warmup
+from stfusion_tf import checkpoints, checks, serving_inputs, serving_warmup, version_staging
 from stfusion_tf import signatures as api
 from stfusion_tf.model_card import build_model_card, results_card
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -89,6 +95,7 @@ def export_saved_model(
     model_card: dict | None = None,
     top_k: int = 5,
     warmup_requests: int = 3,
+    max_frame_pixels: int = serving_inputs.MAX_FRAME_PIXELS,
 ) -> str:
     """Writes ``<serving_root>/<model_name>/<version>/`` for TF Serving; returns that path.
 
@@ -106,6 +113,8 @@ def export_saved_model(
         ``fingerprint``, ``training_data`` (manifest ids), ...
       top_k: classes in ``top_k_classes`` / ``top_k_labels``.
       warmup_requests: warm-up requests per signature (batch sizes 1, 2, 4, ...); 0: none.
+      max_frame_pixels: the largest frame (height x width) ``serve_frames`` decodes; a larger
+        one is refused from its header (``serving_inputs``). In the model card.
 
     Example: a tiny pruned network (untrained) exported and read back with ``load``:
     >>> from stfusion_tf.models import TemplateConfig, build_network
@@ -127,18 +136,22 @@ def export_saved_model(
     {'logits': (2, 3), 'probabilities': (2, 3), 'top_k_classes': (2, 3), 'top_k_labels': (2, 3)}
     >>> serving.cleanup()
     """
+    started = time.time()
     _check_export_arguments(model, class_names, model_name, warmup_requests)
     model_dir = os.path.join(os.fspath(serving_root), model_name)
     version = _new_version(model_dir, model_name, version)
     final = os.path.join(model_dir, str(version))
-    module = ServingModule(model, spec, class_names, top_k=top_k)
+    module = ServingModule(model, spec, class_names, top_k=top_k, max_frame_pixels=max_frame_pixels)
     card = {
         "model_name": model_name,
         "version": version,
+        "max_frame_pixels": max_frame_pixels,
         **build_model_card(model, spec, class_names, module.k, model_card),
     }
-    # The version folder appears whole or not at all (written under a hidden name, renamed).
-    with files.staged_directory(final) as staging:
+    # The version folder appears whole or not at all (written under a hidden name, renamed);
+    # what exports that were killed left under such names goes first.
+    version_staging.remove_stale_staging(model_dir, started)
+    with version_staging.staged_version(final) as staging:
         _save_module(module, staging, spec, class_names)
         if warmup_requests:
             serving_warmup.write_warmup_requests(
@@ -262,6 +275,7 @@ def export_checkpoint(
     version: int | None = None,
     results: str | None = None,
     top_k: int = 5,
+    max_frame_pixels: int = serving_inputs.MAX_FRAME_PIXELS,
 ) -> str:
     """Exports a checkpoint of ``stfusion_tf.train`` (a phase folder or checkpoint prefix).
 
@@ -269,6 +283,7 @@ def export_checkpoint(
     the checkpoint's metadata (``stfusion_tf.checkpoints``), nothing from flags; ``results``: the
     run's ``results.json``, whose test metrics go into the model card.
     """
+    checks.positive_int(max_frame_pixels, "max_frame_pixels")  # before the checkpoint is read
     metadata = checkpoints.read_metadata(checkpoint)
     network = metadata.get("network") or {}
     strategy = network.get("strategy")
@@ -298,6 +313,7 @@ def export_checkpoint(
         version=version,
         model_card=card,
         top_k=top_k,
+        max_frame_pixels=max_frame_pixels,
     )
 
 
@@ -318,6 +334,7 @@ def main(argv):
             version=f.version or None,
             results=f.results,
             top_k=f.top_k,
+            max_frame_pixels=f.max_frame_pixels,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"export: {e}", file=sys.stderr)
@@ -340,6 +357,12 @@ def _define_flags():
     flags.DEFINE_integer("version", 0, "Version number; 0: the next free one.")
     flags.DEFINE_string("results", None, "The run's results.json (test metrics for the card).")
     flags.DEFINE_integer("top_k", 5, "Classes in top_k_classes / top_k_labels.")
+    flags.DEFINE_integer(
+        "max_frame_pixels",
+        serving_inputs.MAX_FRAME_PIXELS,
+        "Largest frame (height x width) serve_frames accepts; a larger one is refused, from "
+        "its header, before anything is decoded.",
+    )
     flags.mark_flags_as_required(["checkpoint", "serving_root", "model_name"])
 
 

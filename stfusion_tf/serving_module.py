@@ -1,8 +1,9 @@
 """The object a TF Serving export saves: a pruned network behind its preprocessing and label map,
 served through two named signatures (``ServingModule``).
 
-``serving_default`` takes float32 clips, ``serve_frames`` JPEG frames; both run the evaluation
-pipeline's own functions (``preprocessing.normalize``, ``decode_frames``, ``eval_views``) inside
+``serving_default`` takes float32 clips, ``serve_frames`` JPEG frames; both check their input
+first (``stfusion_tf.serving_inputs``: shape, finite values, image format and size, each with a
+message a client reads), then run the evaluation pipeline's own functions (``preprocessing.normalize``, ``decode_frames``, ``eval_views``) inside
 the graph and return the outputs named in ``stfusion_tf.signatures``. Why these choices, and how
 the module is written to disk: ``stfusion_tf.export``.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from stfusion_tf import batch_norm_folding, checks, flops, preprocessing
+from stfusion_tf import batch_norm_folding, checks, flops, preprocessing, serving_inputs
 from stfusion_tf import signatures as api
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -41,23 +42,6 @@ def check_inference_network(model: keras.Model, spec: PreprocessingSpec) -> None
         )
 
 
-def _checked(tensor, expected_shape: list[int], name: str, what: str):
-    """``tensor`` with a run-time check that its non-batch dims are ``expected_shape``.
-
-    The signature's static shape is not checked by TF Serving or a loaded function; without
-    this a wrong clip length fails deep in the network with a concat error."""
-    actual = tf.shape(tensor)[1:]
-    ok = tf.reduce_all(tf.equal(actual, tf.constant(expected_shape, tf.int32)))
-    shape = ", ".join(str(d) for d in ["batch", *expected_shape])
-    check = tf.debugging.Assert(
-        ok,
-        [f"`{name}` must have shape [{shape}] ({what}). Received shape:", tf.shape(tensor)],
-        summarize=8,
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(tensor)
-
-
 class ServingModule(tf.Module):
     """The exported object: the pruned network, its preprocessing and label map, and the two
     serving functions.
@@ -67,12 +51,23 @@ class ServingModule(tf.Module):
       spec: the preprocessing the network was trained and evaluated with.
       class_names: class names in label-index order.
       top_k: how many classes ``top_k_classes`` / ``top_k_labels`` hold (at most the classes).
+      max_frame_pixels: the most pixels (height x width) a frame sent to ``serve_frames`` may
+        hold, read from its header before it is decoded (``serving_inputs``).
     """
 
-    def __init__(self, model, spec: PreprocessingSpec, class_names: list[str], top_k: int = 5):
+    def __init__(
+        self,
+        model,
+        spec: PreprocessingSpec,
+        class_names: list[str],
+        top_k: int = 5,
+        max_frame_pixels: int = serving_inputs.MAX_FRAME_PIXELS,
+    ):
         super().__init__(name="stfusion_serving")
         check_inference_network(model, spec)
         checks.positive_int(top_k, "top_k")
+        checks.positive_int(max_frame_pixels, "max_frame_pixels")
+        self.max_frame_pixels = max_frame_pixels
         # The network is reached through a closure, not an attribute: tracking the Keras model
         # would save every weight a second time under the model's own paths. Its batch norms
         # that follow convolutions are folded into them (batch_norm_folding.py): same function,
@@ -118,14 +113,12 @@ class ServingModule(tf.Module):
         }
 
     def _serve_clips(self, clips):
-        clips = _checked(
-            clips, list(self.spec.eval_clip_shape), api.CLIPS_INPUT, "float32 RGB in [0, 255]"
-        )
+        clips = serving_inputs.checked_clips(clips, self.spec)
         return self._outputs(preprocessing.normalize(clips, self.spec))
 
     def _serve_frames(self, frames):
-        frames = _checked(frames, [self.spec.num_frames], api.FRAMES_INPUT, "JPEG bytes")
         spec = self.spec
+        frames = serving_inputs.checked_frames(frames, spec, self.max_frame_pixels)
         views = tf.map_fn(
             lambda jpegs: preprocessing.eval_views(preprocessing.decode_frames(jpegs), spec, 1)[0],
             frames,

@@ -11,7 +11,14 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from stfusion_tf import export, model_card, preprocessing, serving_module, serving_warmup
+from stfusion_tf import (
+    export,
+    model_card,
+    preprocessing,
+    serving_module,
+    serving_warmup,
+    version_staging,
+)
 from stfusion_tf import signatures as api
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
@@ -185,10 +192,116 @@ def test_wrong_shape_or_dtype_is_a_clear_error(exported):
         frames(frames=tf.constant([[b"x"] * 3]))
 
 
+def _frames(n=4, height=24, width=32, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, height, width, 3)).astype(np.uint8)
+
+
+def _encoded(frames, encode=tf.io.encode_jpeg):
+    return [encode(f).numpy() for f in frames]
+
+
+def _with_jpeg_size(jpeg: bytes, height: int, width: int) -> bytes:
+    """``jpeg`` whose frame header (SOF0) claims ``height`` x ``width``: what a decoder would
+    allocate for, without the bytes of such an image."""
+    sof = jpeg.index(b"\xff\xc0") + 5
+    return jpeg[:sof] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[sof + 4 :]
+
+
+def _bmp(frame) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, "BMP")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "clips, message",
+    [
+        (np.full([1, 4, 16, 16, 3], np.nan), r"`clips` must hold finite numbers.*NaN"),
+        (np.full([2, 4, 16, 16, 3], np.inf), r"`clips` must hold finite numbers.*Inf"),
+        (np.zeros([4, 16, 16, 3]), r"shape \[batch, 4, 16, 16, 3\].*\] \[4 16 16 3\]"),
+        (np.zeros([1, 1, 4, 16, 16, 3]), r"shape \[batch, 4, 16, 16, 3\]"),
+        (np.zeros([0, 4, 16, 16, 3]), r"shape \[batch, 4, 16, 16, 3\], batch >= 1"),
+    ],
+    ids=["nan", "inf", "rank-4", "rank-6", "empty-batch"],
+)
+def test_hostile_clips_are_refused_with_a_message(exported, clips, message):
+    _, _, served = exported
+    clips_signature = served.signature(api.SERVING_DEFAULT)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        clips_signature(clips=tf.constant(clips, tf.float32))
+
+
+def _hostile_frames():
+    frames = _frames()
+    jpegs, pngs = _encoded(frames), _encoded(frames, tf.io.encode_png)
+    not_an_image = r"not a JPEG/PNG image.*\] \[\[{}\]\]"
+    cut_short = r"cut short \(no end-of-image marker\).*\] \[\[{}\]\]"
+    return {
+        "bmp": ([jpegs[:2] + [_bmp(frames[2])] + jpegs[3:]], not_an_image.format("0 2")),
+        "gif": ([jpegs[:3] + [b"GIF89a" + jpegs[3][6:]]], not_an_image.format("0 3")),
+        "random": ([[np.random.default_rng(1).bytes(400)] + jpegs[1:]], not_an_image.format("0 0")),
+        "empty": ([jpegs, jpegs[:3] + [b""]], not_an_image.format("1 3")),
+        "truncated-jpeg": (
+            [jpegs, jpegs[:1] + [jpegs[1][:300]] + jpegs[2:]],
+            cut_short.format("1 1"),
+        ),
+        "truncated-png": ([pngs[:2] + [pngs[2][:-20]] + pngs[3:]], cut_short.format("0 2")),
+        "oversized": (
+            [jpegs[:1] + [_with_jpeg_size(j, 8000, 8000) for j in jpegs[1:]]],
+            r"at most 4194304 pixels.*\] \[\[0 1\]\[0 2\]\[0 3\]\] \[\[8000 8000\]",
+        ),
+        "mixed-sizes": (
+            [jpegs[:2] + _encoded(_frames(2, 20, 32)), jpegs],
+            r"all frames of a clip must have one size.*\] \[\[0 2\]\[0 3\]\] \[\[20 32\]\[20 32\]\]",
+        ),
+        "rank-1": (jpegs, r"`frames` must have shape \[batch, 4\].*\] \[4\]"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_frames()))
+def test_hostile_frames_are_refused_naming_clip_and_frame(exported, case):
+    """Each message is the one TF Serving returns as the request's INVALID_ARGUMENT status; the
+    [clip, frame] indices of the offending frames follow it."""
+    _, _, served = exported
+    frames, message = _hostile_frames()[case]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        served.signature(api.SERVE_FRAMES)(frames=tf.constant(frames, tf.string))
+
+
+def test_png_and_jpeg_with_trailing_bytes_are_served_as_before(exported):
+    """PNG is accepted on purpose (lossless; the same decoder), and a JPEG followed by padding
+    (as some MJPEG sources write it) is the same JPEG: the same numbers as the pixels sent as
+    floats, bit for bit as the bare JPEG."""
+    _, _, served = exported
+    frames = _frames(height=20, width=20, seed=2)
+    pngs = served.serve_frames([_encoded(frames, tf.io.encode_png)])
+    floats = served.serve_clips(frames[None, :, 2:18, 2:18, :].astype(np.float32))
+    np.testing.assert_allclose(pngs["logits"], floats["logits"], atol=1e-4, rtol=1e-4)
+    jpegs = _encoded(frames)
+    padded = served.serve_frames([[j + b"\0" * 16 for j in jpegs]])
+    for name, value in served.serve_frames([jpegs]).items():
+        np.testing.assert_array_equal(padded[name], value)
+
+
+def test_max_frame_pixels_is_set_at_export(pruned):
+    """A smaller limit (here one pixel less than the frames) refuses what the default serves."""
+    module = serving_module.ServingModule(pruned, SPEC, CLASSES, max_frame_pixels=24 * 32 - 1)
+    jpegs = tf.constant([_encoded(_frames())])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 767 pixels"):
+        module.frames_signature(jpegs)
+    with pytest.raises(ValueError, match="max_frame_pixels"):
+        serving_module.ServingModule(pruned, SPEC, CLASSES, max_frame_pixels=0)
+
+
 def test_model_card_assets_and_embedded_contract(exported, pruned):
     _, path, served = exported
     card = json.load(open(os.path.join(path, export.MODEL_CARD_FILENAME)))
     assert card["model_name"] == "tiny" and card["version"] == 1
+    assert card["max_frame_pixels"] == 2048 * 2048
     assert card["strategy"] == STRATEGY
     assert card["clip_shape"] == [4, 16, 16, 3]
     assert card["classes"] == CLASSES and card["num_classes"] == 3
@@ -242,22 +355,57 @@ def test_spec_that_does_not_fit_the_network_is_refused(pruned, tmp_path):
         export.export_saved_model(pruned, SPEC, CLASSES[:2], str(tmp_path), "tiny")
 
 
+def _killed_export(final) -> str:
+    """The staging folder of an export SIGKILLed while it wrote ``final``: a real one, made by
+    the code an export runs, in a process that dies holding its lock."""
+    code = (
+        "import os, signal\n"
+        "from stfusion_tf import version_staging\n"
+        f"with version_staging.staged_version({str(final)!r}) as staging:\n"
+        "    open(os.path.join(staging, 'saved_model.pb'), 'wb').write(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == -9
+    (staging,) = [n for n in os.listdir(os.path.dirname(final)) if n.endswith(".tmp")]
+    return staging
+
+
+class _Abandoned(Exception):
+    pass
+
+
 def test_versions_are_never_overwritten_and_a_crash_leaves_no_version(
-    exported, pruned, monkeypatch
+    exported, pruned, monkeypatch, caplog
 ):
+    """A failed export removes its staging folder; a killed one cannot, so the next export
+    removes it (one log line), but not a live export's, not any other folder, not a version."""
     root, path, _ = exported
     with pytest.raises(FileExistsError, match="never overwritten"):
         export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny", version=1)
+    model_dir = root / "tiny"
+    dead = _killed_export(model_dir / "5")
+    os.makedirs(model_dir / ".not-staging")
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(serving_warmup, "write_warmup_requests", crash)
-    with pytest.raises(RuntimeError, match="disk full"):
-        export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny")
-    # Nothing half-written: only version 1, no staging folder left behind.
-    assert sorted(os.listdir(root / "tiny")) == ["1"]
-    assert export.existing_versions(str(root / "tiny")) == [1]
+    with pytest.raises(_Abandoned), version_staging.staged_version(str(model_dir / "9")) as live:
+        with pytest.raises(RuntimeError, match="disk full"):
+            export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny")
+        # The dead export's folder is gone, the live one's stays (it holds its lock).
+        assert sorted(os.listdir(model_dir)) == sorted(
+            [".not-staging", os.path.basename(live), "1"]
+        )
+        raise _Abandoned  # the live export fails too: its folder goes
+    (record,) = [r for r in caplog.records if r.name == "stfusion.export"]
+    assert "removed 1 staging folder(s)" in record.getMessage() and dead in record.getMessage()
+    os.rmdir(model_dir / ".not-staging")
+    # Nothing half-written: only version 1, whole, no staging folder left behind.
+    assert sorted(os.listdir(model_dir)) == ["1"]
+    assert export.existing_versions(str(model_dir)) == [1]
+    assert export.load(path).class_names == CLASSES
 
 
 def _save_checkpoint(model, directory, phase):
