@@ -192,7 +192,8 @@ def main(argv):
             f"{_BATCH.value / bn[name]:18.1f} {b1[name] / b1['Keras pruned']:12.2f} "
             f"{bn[name] / bn['Keras pruned']:13.2f}"
         )
-    print(f"a tf.function call (identity): batch 1 {1e3 * b1[CALL]:.3f} ms; the checks net of it:")
+    print(f"a tf.function call (identity): batch 1 {1e3 * b1[CALL]:.3f} ms; "
+          "the input checks net of it:")  # fmt: skip
     for check, request in (
         (CHECKS_CLIPS, "SavedModel"),
         (CHECKS_FRAMES, "SavedModel serve_frames (JPEG)"),

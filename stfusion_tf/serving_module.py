@@ -3,8 +3,9 @@ served through two named signatures (``ServingModule``).
 
 ``serving_default`` takes float32 clips, ``serve_frames`` JPEG frames; both check their input
 first (``stfusion_tf.serving_inputs``: shape, finite values, image format and size, each with a
-message a client reads), then run the evaluation pipeline's own functions (``preprocessing.normalize``, ``decode_frames``, ``eval_views``) inside
-the graph and return the outputs named in ``stfusion_tf.signatures``. Why these choices, and how
+message a client reads), then run the evaluation pipeline's own functions
+(``preprocessing.normalize``, ``decode_frames``, ``eval_views``) inside the graph and return
+the outputs named in ``stfusion_tf.signatures``. Why these choices, and how
 the module is written to disk: ``stfusion_tf.export``.
 """
 

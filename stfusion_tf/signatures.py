@@ -11,9 +11,12 @@ imported only when a ``PredictRequest`` is built, so a REST client needs neither
 Signatures (``stfusion_tf.export`` says why these two):
 
 - ``serving_default``: ``clips`` float32 ``[batch, T, crop, crop, 3]``, RGB in [0, 255];
-- ``serve_frames``: ``frames`` string ``[batch, T]``, JPEG-encoded frames of any size.
+- ``serve_frames``: ``frames`` string ``[batch, T]``, JPEG-encoded frames (PNG accepted), one
+  size per clip, at most the export's ``max_frame_pixels`` each (``model_card.json``).
 
-Both return ``probabilities``, ``logits``, ``top_k_classes`` and ``top_k_labels``.
+Both return ``probabilities``, ``logits``, ``top_k_classes`` and ``top_k_labels``. A request
+outside this contract is answered ``INVALID_ARGUMENT`` with a message that says what was expected
+and which ``[clip, frame]`` broke it (``stfusion_tf.serving_inputs``).
 """
 
 from __future__ import annotations
