@@ -16,7 +16,7 @@ Why these choices:
 - Stable, named signatures (TF Serving clients address tensors by name):
 
   ``serving_default``: ``clips`` float32 ``[batch, T, crop, crop, 3]``, RGB in [0, 255];
-  ``serve_frames``: ``frames`` string ``[batch, T]``, JPEG-encoded frames (each clip
+  ``serve_frames``: ``frames`` string ``[batch, T]``, JPEG-encoded frames of any size (each clip
   resized to the spec's eval short side and centre-cropped, as one eval view), so a thin client
   sends compressed frames (REST ``{"b64": ...}``).
 
@@ -44,15 +44,21 @@ card in ``stfusion_tf.model_card``, the warm-up records in ``stfusion_tf.serving
 module writes a version folder from them (``export_saved_model``, or ``export_checkpoint`` from a
 checkpoint of ``stfusion_tf.train``) and reads one back (``load``).
 
-Entry point: ``python -m stfusion_tf.export`` (flags in ``main`` only).
+Entry point: ``python -m stfusion_tf.export``; its flags and ``main`` are
+``stfusion_tf.export_command``, which imports nothing heavy (``--help`` and a usage error come
+before TensorFlow loads).
 """
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
+    from stfusion_tf.export_command import cli
+
+    cli()
+
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -315,64 +321,3 @@ def export_checkpoint(
         top_k=top_k,
         max_frame_pixels=max_frame_pixels,
     )
-
-
-def main(argv):
-    """``python -m stfusion_tf.export --checkpoint=... --serving_root=... --model_name=...``;
-    prints the version folder. A setup error exits 2 with its message, no traceback."""
-    from absl import flags
-
-    f = flags.FLAGS
-    if len(argv) > 1:
-        print(f"export: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    try:
-        path = export_checkpoint(
-            f.checkpoint,
-            f.serving_root,
-            f.model_name,
-            version=f.version or None,
-            results=f.results,
-            top_k=f.top_k,
-            max_frame_pixels=f.max_frame_pixels,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"export: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string(
-        "checkpoint",
-        None,
-        "The fine-tuned network: a phase folder (<workspace>/train/finetune), its checkpoints/ "
-        "folder or a checkpoint prefix.",
-    )
-    flags.DEFINE_string("serving_root", None, "Root folder TF Serving loads models from.")
-    flags.DEFINE_string("model_name", None, "Model folder / TF Serving model name.")
-    flags.DEFINE_integer("version", 0, "Version number; 0: the next free one.")
-    flags.DEFINE_string("results", None, "The run's results.json (test metrics for the card).")
-    flags.DEFINE_integer("top_k", 5, "Classes in top_k_classes / top_k_labels.")
-    flags.DEFINE_integer(
-        "max_frame_pixels",
-        serving_inputs.MAX_FRAME_PIXELS,
-        "Largest frame (height x width) serve_frames accepts; a larger one is refused, from "
-        "its header, before anything is decoded.",
-    )
-    flags.mark_flags_as_required(["checkpoint", "serving_root", "model_name"])
-
-
-def cli() -> None:
-    """The command line: ``python -m stfusion_tf.export`` and the ``stfusion-export`` script."""
-    from tfrecords_tools import command_line
-
-    _define_flags()
-    command_line.run(main)
-
-
-if __name__ == "__main__":
-    cli()

@@ -4,7 +4,9 @@ and the closest flag, exit status 2, before anything is read or written.
 
 The parsing itself is tested in process on private ``FlagValues``; the entry points as real
 command lines (subprocesses, ``python -m``), one test each running ``--help`` and the misspelt
-flag side by side.
+flag side by side. Both are answered before TensorFlow, Keras or Beam is imported (each would
+cost seconds): the subprocesses run with ``-X importtime``, whose report on stderr names every
+module imported.
 """
 
 from __future__ import annotations
@@ -75,6 +77,21 @@ def test_a_renamed_flag_takes_its_old_name_with_a_warning(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_help_inside_a_flagfile_is_help(tmp_path):
+    inner = tmp_path / "inner.cfg"
+    inner.write_text("--help\n")
+    outer = tmp_path / "outer.cfg"
+    outer.write_text(f"--num_frames=8\n--flagfile={inner}\n")
+    values = _flag_values()
+    assert command_line.wants_help(["cmd", f"--flagfile={outer}"], values) == "short"
+    assert command_line.wants_help(["cmd", f"--flagfile={outer}", "--helpfull"], values) == "short"
+    assert command_line.wants_help(["cmd", "--num_frames=8"], values) is None
+    # A flagfile that cannot be read is no help request; the parser then names it.
+    assert command_line.wants_help(["cmd", f"--flagfile={tmp_path / 'nope.cfg'}"], values) is None
+    with pytest.raises(app.UsageError, match="nope.cfg"):
+        command_line.parse_flags(["cmd", f"--flagfile={tmp_path / 'nope.cfg'}"], values)
+
+
 def test_beam_pipeline_options_are_told_from_unknown_arguments():
     known = [
         "--runner=DirectRunner",
@@ -137,9 +154,9 @@ def test_every_entry_point_is_listed():
 
 
 def _start(module: str, args: list[str], cwd) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.Popen(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-X", "importtime", "-m", module, *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -148,21 +165,25 @@ def _start(module: str, args: list[str], cwd) -> subprocess.Popen:
     )
 
 
-def _finish(process: subprocess.Popen) -> tuple[int, str, str]:
+def _finish(process: subprocess.Popen) -> tuple[int, str, str, set[str]]:
+    """Exit status, stdout, stderr without ``-X importtime``'s lines, and the modules those
+    lines name."""
     out, err = process.communicate(timeout=300)
-    return process.returncode, out, err
+    lines = err.splitlines(keepends=True)
+    report = [line for line in lines if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[1].strip() for line in report}
+    rest = "".join(line for line in lines if not line.startswith("import time:"))
+    return process.returncode, out, rest, imported
 
 
-# Commands that start in about a second; the others import TensorFlow first (~4 s each, 46 s
-# for all 14 on 2 cores): those run with the slow tests.
-QUICK = {"pipelines.make_tfrecords", "pipelines.make_synthetic", "stfusion_tf.serving_client",
-         "tfrecords_tools.compare"}  # fmt: skip
+# Seconds each to import; --help and a misspelt flag need none of them.
+HEAVY = {"tensorflow", "keras", "apache_beam"}
+# Its usage error for an argument it does not define asks Beam's registry of pipeline options
+# (imported quietly: with stderr silenced, so -X importtime cannot report it).
+CONSULTS_BEAM = {"pipelines.make_tfrecords"}
 
 
-@pytest.mark.parametrize(
-    "module",
-    [m if m in QUICK else pytest.param(m, marks=pytest.mark.slow) for m in sorted(ENTRY_POINTS)],
-)
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
 def test_help_and_a_misspelt_flag(module, tmp_path):
     own_flag, misspelt, closest, args = ENTRY_POINTS[module]
     help_dir, typo_dir = tmp_path / "help", tmp_path / "typo"
@@ -172,7 +193,9 @@ def test_help_and_a_misspelt_flag(module, tmp_path):
         _start(module, [*args, "--help"], help_dir),  # --help wins over everything else
         _start(module, [*args, misspelt], typo_dir),
     ]
-    (help_rc, help_out, help_err), (rc, out, err) = (_finish(p) for p in processes)
+    (help_rc, help_out, help_err, help_imports), (rc, out, err, imports) = (
+        _finish(p) for p in processes
+    )
 
     assert help_rc == 0, help_err
     name = own_flag.removeprefix("--")
@@ -186,3 +209,6 @@ def test_help_and_a_misspelt_flag(module, tmp_path):
     ), err
     assert "Traceback" not in err and out == ""
     assert list(help_dir.iterdir()) == [] and list(typo_dir.iterdir()) == []
+    assert help_imports & HEAVY == set()
+    if module not in CONSULTS_BEAM:
+        assert imports & HEAVY == set()
