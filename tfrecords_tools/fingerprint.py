@@ -264,7 +264,8 @@ def read_fingerprint(records_dir: str) -> dict:
             )
         else:
             message = (
-                "its records were written before datasets had fingerprints. Run "
+                "its records were written before datasets had fingerprints, or by a conversion "
+                "that stopped before its end. Run "
                 + _MAKE_TFRECORDS.format(dir=records_dir)
                 + " to convert the videos again (the same options give the same shards)"
             )

@@ -94,7 +94,8 @@ def read_fingerprint(records_dir: str) -> dict | None:
     except FileNotFoundError:
         print(
             f"stfusion_tf: {records_dir!r} has no dataset fingerprint (converted by an older "
-            "pipelines.make_tfrecords): checkpoints and results will not name their data.",
+            "pipelines.make_tfrecords, or by one that stopped before its end: convert again): "
+            "checkpoints and results will not name their data.",
             flush=True,
         )
         return None
