@@ -66,13 +66,22 @@ def batch():
 _NEARLY_DETERMINISTIC = dict(init_drop_probability=1e-6)
 
 
+@pytest.fixture(scope="module")
+def mirrored_step(batch):
+    """One "sample" step over two replicas: ``(loss, cross-entropy, KL, correct)`` and the
+    weights after it (built and traced once for the tests that compare it)."""
+    clips, labels = batch
+    results, weights, _ = _one_step(_mirrored(), "sample", clips, labels, **_NEARLY_DETERMINISTIC)
+    return results, weights
+
+
 @pytest.mark.slow
-def test_mirrored_step_equals_one_device_on_the_same_global_batch(batch):
+def test_mirrored_step_equals_one_device_on_the_same_global_batch(batch, mirrored_step):
     clips, labels = batch
     one, one_weights, _ = _one_step(
         distribute.make_strategy("one_device"), "sample", clips, labels, **_NEARLY_DETERMINISTIC
     )
-    two, two_weights, _ = _one_step(_mirrored(), "sample", clips, labels, **_NEARLY_DETERMINISTIC)
+    two, two_weights = mirrored_step
     loss, cross_entropy, kl, correct = one
     assert kl > 0.5 * cross_entropy  # the KL is a real part of the step being compared
     np.testing.assert_allclose(two, one, rtol=2e-4, atol=1e-5)
@@ -82,9 +91,8 @@ def test_mirrored_step_equals_one_device_on_the_same_global_batch(batch):
 
 
 @pytest.mark.slow
-def test_kl_counts_once_whatever_the_number_of_replicas(batch):
-    clips, labels = batch
-    (_, _, kl, _), _, _ = _one_step(_mirrored(), "sample", clips, labels, **_NEARLY_DETERMINISTIC)
+def test_kl_counts_once_whatever_the_number_of_replicas(batch, mirrored_step):
+    (_, _, kl, _), _ = mirrored_step
     # The KL of the weights BEFORE the step: rebuild them (same seed) and sum the layers' terms.
     strategy = _mirrored()
     fresh, _ = _model(strategy, "sample", **_NEARLY_DETERMINISTIC)
