@@ -36,6 +36,7 @@ tfrecords_tools.manifest.SplitMismatchError: ... unlisted shard(s) train-00000-o
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -86,6 +87,8 @@ def listed(manifest: dict) -> list[dict]:
 def unlisted_shards(directory: str, split: str, manifest: dict) -> list[str]:
     """The files in ``directory`` named like shards of ``split`` that ``manifest`` does not list."""
     names = {os.path.basename(str(s.get("path"))) for s in listed(manifest)}
+    if not files.is_remote(directory):  # a folder named "data[1]" is a name, not a pattern
+        directory, split = glob.escape(os.fspath(directory)), glob.escape(split)
     return [
         path
         for path in files.glob(fmt.shard_pattern(directory, split))
