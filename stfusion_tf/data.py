@@ -35,6 +35,7 @@ Library code only: entry points (``stfusion_tf.train``, ``bench/input.py``) pars
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -144,17 +145,26 @@ def _pipeline_id(input_context) -> int:
     return 0 if input_context is None else input_context.input_pipeline_id
 
 
-def _train_sampler(spec: PreprocessingSpec, base_seed: tf.Tensor):
-    """The sample phase of training, as a map over ``(element number, serialized record)``:
-    parse, choose the clip's frame indices, gather only those JPEGs (undecoded). Returns
-    ``(jpegs [T], label, augment_seed)``.
+# Why the per-element functions are ``tf.function``s cached per spec: ``Dataset.map`` traces its
+# function each time a dataset is built, and training builds one per epoch (the epoch's seed
+# orders it) and evaluation one per scoring; tracing the parse/sample/decode/crop graph took about
+# a tenth of a tiny run. Called from ``map``, a cached ``tf.function`` is traced once per spec and
+# reused; the seeds arrive as tensors, so the ops and their values are those of a fresh trace.
+
+
+@functools.cache
+def _train_sampler(spec: PreprocessingSpec):
+    """The sample phase of training, as a map over ``(element number, serialized record)`` with
+    the pipeline's ``base_seed``: parse, choose the clip's frame indices, gather only those JPEGs
+    (undecoded). Returns ``(jpegs [T], label, augment_seed)``.
 
     The element's random choices come from ``base_seed`` folded with its number by stateless
     ops, then split in two (frame indices now, augmentation at decode time): an element's clip
     depends on its place in the stream, not on which thread maps it first, so a run with the
     same seed sees the same clips."""
 
-    def sample(index, serialized):
+    @tf.function
+    def sample(index, serialized, base_seed):
         features = fmt.parse(serialized)
         jpegs = features[fmt.IMAGE_ENCODED]
         clip_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
@@ -164,6 +174,17 @@ def _train_sampler(spec: PreprocessingSpec, base_seed: tf.Tensor):
         return tf.gather(jpegs, indices), label, augment_seed
 
     return sample
+
+
+@functools.cache
+def _train_decoder(spec: PreprocessingSpec):
+    """Decode and augment one sampled clip: ``(clip, label)``."""
+
+    @tf.function
+    def decode_and_preprocess(jpegs, label, augment_seed):
+        return preprocessing.train_clip(jpegs, spec, augment_seed), label
+
+    return decode_and_preprocess
 
 
 def train_dataset(
@@ -214,9 +235,7 @@ def train_dataset(
         else global_batch_size
     )
     base_seed = tf.constant([seed, _pipeline_id(input_context)], tf.int64)
-
-    def decode_and_preprocess(jpegs, label, augment_seed):
-        return preprocessing.train_clip(jpegs, spec, augment_seed), label
+    sample = _train_sampler(spec)
 
     dataset = _read(
         files,
@@ -228,7 +247,7 @@ def train_dataset(
         dataset = dataset.repeat()
     dataset = dataset.enumerate()
     dataset = dataset.map(
-        _train_sampler(spec, base_seed),
+        lambda index, serialized: sample(index, serialized, base_seed),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
@@ -236,7 +255,7 @@ def train_dataset(
     if skip_clips:
         dataset = dataset.skip(skip_clips)
     dataset = dataset.map(
-        decode_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+        _train_decoder(spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
     )
     # Parallel batching: copying B float clips into one tensor is otherwise one serial thread.
     dataset = dataset.batch(
@@ -246,6 +265,48 @@ def train_dataset(
         deterministic=deterministic,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+@functools.cache
+def _eval_sampler(spec: PreprocessingSpec, num_clips: int):
+    """A record's ``num_clips`` evaluation clips, undecoded, with the video's label and id."""
+
+    @tf.function
+    def sample(index, serialized):
+        features = fmt.parse(serialized)
+        jpegs = features[fmt.IMAGE_ENCODED]
+        indices = preprocessing.sample_eval_indices(tf.shape(jpegs)[0], spec, num_clips)  # [n, T]
+        repeat = [num_clips]
+        return {
+            "jpegs": tf.gather(jpegs, indices),
+            LABEL: tf.fill(repeat, tf.cast(features[fmt.LABEL_INDEX], tf.int32)),
+            VIDEO_ID: tf.fill(repeat, features[fmt.VIDEO_FILENAME]),
+            VIDEO_INDEX: tf.fill(repeat, index),
+            "clip": tf.range(num_clips, dtype=tf.int32),
+        }
+
+    return sample
+
+
+@functools.cache
+def _eval_views(spec: PreprocessingSpec, num_crops: int):
+    """One evaluation clip decoded and cut into its ``num_crops`` views."""
+
+    @tf.function
+    def views(clip):
+        clips = preprocessing.eval_views(
+            preprocessing.decode_frames(clip["jpegs"]), spec, num_crops
+        )
+        repeat = [num_crops]
+        return {
+            CLIPS: clips,
+            LABEL: tf.fill(repeat, clip[LABEL]),
+            VIDEO_ID: tf.fill(repeat, clip[VIDEO_ID]),
+            VIDEO_INDEX: tf.fill(repeat, clip[VIDEO_INDEX]),
+            VIEW: clip["clip"] * num_crops + tf.range(num_crops, dtype=tf.int32),
+        }
+
+    return views
 
 
 def eval_dataset(
@@ -276,37 +337,11 @@ def eval_dataset(
         raise ValueError(f"`num_crops` must be 1 or 3. Received: num_crops={num_crops!r}")
     files = _resolve_files(file_pattern_or_list)
 
-    def sample(index, serialized):
-        features = fmt.parse(serialized)
-        jpegs = features[fmt.IMAGE_ENCODED]
-        indices = preprocessing.sample_eval_indices(tf.shape(jpegs)[0], spec, num_clips)  # [n, T]
-        repeat = [num_clips]
-        return {
-            "jpegs": tf.gather(jpegs, indices),
-            LABEL: tf.fill(repeat, tf.cast(features[fmt.LABEL_INDEX], tf.int32)),
-            VIDEO_ID: tf.fill(repeat, features[fmt.VIDEO_FILENAME]),
-            VIDEO_INDEX: tf.fill(repeat, index),
-            "clip": tf.range(num_clips, dtype=tf.int32),
-        }
-
-    def views(clip):
-        clips = preprocessing.eval_views(
-            preprocessing.decode_frames(clip["jpegs"]), spec, num_crops
-        )
-        repeat = [num_crops]
-        return {
-            CLIPS: clips,
-            LABEL: tf.fill(repeat, clip[LABEL]),
-            VIDEO_ID: tf.fill(repeat, clip[VIDEO_ID]),
-            VIDEO_INDEX: tf.fill(repeat, clip[VIDEO_INDEX]),
-            VIEW: clip["clip"] * num_crops + tf.range(num_crops, dtype=tf.int32),
-        }
-
     dataset = _read(files, shuffle_seed=None, deterministic=True, input_context=input_context)
     dataset = dataset.enumerate()
-    dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(_eval_sampler(spec, num_clips), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.unbatch()  # one element per clip
-    dataset = dataset.map(views, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(_eval_views(spec, num_crops), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.unbatch()  # one element per view
     dataset = dataset.batch(batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
