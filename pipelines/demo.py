@@ -90,7 +90,7 @@ def fresh_workdir(workdir: str) -> None:
 def main(argv):
     del argv
     # Beam and TensorFlow: imported (quietly, by command_line.run) once the flags are checked.
-    from pipelines import convert
+    from pipelines import convert, pipeline_args
     from tfrecords_tools import contact_sheet, inspect
 
     workdir = _WORKDIR.value
@@ -108,10 +108,10 @@ def main(argv):
         examples,
         holdout_fraction=0.2,
         options=convert.ConvertOptions(short_side=64),
-        pipeline_args=[
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={_WORKERS.value}",
-        ],
+        pipeline_args=pipeline_args.with_quiet_workers(
+            ["--direct_running_mode=multi_processing", f"--direct_num_workers={_WORKERS.value}"],
+            verbose=command_line.verbosity_given(),
+        ),
     )
     print(convert.summary_line(manifests))
     print("[3/5] Validating every record and drawing a contact sheet")

@@ -119,6 +119,7 @@ def run(argv: list[str]) -> dict[str, dict]:
     pipeline_args = parse_args(argv)
     command_line.import_quietly("apache_beam")
     from pipelines import convert  # Beam: once every argument is checked
+    from pipelines import pipeline_args as pipeline_args_lib
 
     options = ConvertOptions(
         short_side=_SHORT_SIDE.value,
@@ -138,7 +139,9 @@ def run(argv: list[str]) -> dict[str, dict]:
         holdout_fraction=_HOLDOUT.value,
         num_shards=_NUM_SHARDS.value,
         options=options,
-        pipeline_args=pipeline_args,
+        pipeline_args=pipeline_args_lib.with_quiet_workers(
+            pipeline_args, verbose=command_line.verbosity_given()
+        ),
     )
     print(convert.summary_line(manifests))
     return manifests

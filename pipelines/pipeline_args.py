@@ -57,3 +57,27 @@ def unknown_pipeline_args(args: Sequence[str]) -> list[str]:
     except argparse.ArgumentError as e:
         raise ValueError(str(e)) from None
     return unknown
+
+
+WORKER_LOG_LEVEL = "--default_sdk_harness_log_level"
+
+
+def with_quiet_workers(args: Sequence[str], verbose: bool) -> list[str]:
+    """``args`` with ``--default_sdk_harness_log_level=ERROR`` added unless ``verbose`` or
+    ``args`` set a level.
+
+    Why: the workers of a multi-process DirectRunner (and of a portable runner) are processes of
+    their own, out of reach of this process's loggers, and log some twenty INFO lines each
+    ("Creating insecure control channel", "Discarding unparseable args" for options Beam passes
+    itself, the pipeline options with their GCP OAuth scopes). What they still print before
+    they read their options is Beam's: "apitools not found" and "Logging handler created".
+
+    >>> with_quiet_workers(["--direct_num_workers=2"], verbose=False)
+    ['--direct_num_workers=2', '--default_sdk_harness_log_level=ERROR']
+    >>> with_quiet_workers(["--default_sdk_harness_log_level=DEBUG"], verbose=False)
+    ['--default_sdk_harness_log_level=DEBUG']
+    """
+    args = list(args)
+    if verbose or any(a.split("=", 1)[0] == WORKER_LOG_LEVEL for a in args):
+        return args
+    return [*args, f"{WORKER_LOG_LEVEL}=ERROR"]

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from stfusion_tf import checks, data
+from tfrecords_tools.progress import ProgressLine
 
 
 def protocol_name(num_clips: int, num_crops: int) -> str:
@@ -298,7 +299,7 @@ def evaluate(
         reading.
       predict_fn: a function ``clips -> logits`` to use instead of tracing ``model`` again
         (``make_predict_fn(model)``, reused over strategies in fixed gate mode).
-      verbose: show a ``keras.utils.Progbar`` over batches (target: ``max_batches`` if given).
+      verbose: show a progress line over batches (``tfrecords_tools.progress``).
 
     Returns:
       An ``EvaluationResult``; ``result.metrics`` holds ``clip_top1``, ``clip_top5``,
@@ -338,24 +339,22 @@ def _score_batches(dataset, predict_fn, accumulator, max_batches, verbose) -> bo
     """Feeds the logits of ``dataset``'s micro-batches to ``accumulator``, until the data ends,
     ``max_batches`` were read or the accumulator has all its videos. Returns whether
     ``max_batches`` cut the stream (``_Accumulator.finish`` then drops a partial last video)."""
-    progbar = (
-        keras.utils.Progbar(max_batches, unit_name="batch", stateful_metrics=["views"])
-        if verbose
-        else None
-    )
-    batches = 0
-    for batch in dataset:
-        if max_batches is not None and batches >= max_batches:
-            return True
-        logits = np.asarray(predict_fn(batch[data.CLIPS]), dtype=np.float64)
-        accumulator.add(
-            logits, batch[data.LABEL].numpy(), batch[data.VIDEO_INDEX].numpy().astype(np.int64)
-        )
-        batches += 1
-        if progbar is not None:
-            progbar.update(batches, values=[("views", accumulator.num_views)])
-        if accumulator.done:
-            break
+    # The caller prints the metrics: the line is erased (a terminal) or never written (a log).
+    with ProgressLine("evaluating", max_batches, unit="batches", enabled=verbose) as line:
+        batches = 0
+        for batch in dataset:
+            if max_batches is not None and batches >= max_batches:
+                line.close(keep=False)
+                return True
+            logits = np.asarray(predict_fn(batch[data.CLIPS]), dtype=np.float64)
+            accumulator.add(
+                logits, batch[data.LABEL].numpy(), batch[data.VIDEO_INDEX].numpy().astype(np.int64)
+            )
+            batches += 1
+            line.update(batches, views=accumulator.num_views)
+            if accumulator.done:
+                break
+        line.close(keep=False)
     return False
 
 

@@ -52,9 +52,9 @@ before TensorFlow loads).
 from __future__ import annotations
 
 if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
-    from stfusion_tf.export_command import cli
+    from tfrecords_tools import command_line
 
-    cli()
+    command_line.hand_over("stfusion_tf.export_command")
 
 import dataclasses
 import json

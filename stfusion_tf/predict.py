@@ -31,9 +31,9 @@ The command's flags and ``main`` are ``stfusion_tf.predict_command`` (nothing he
 from __future__ import annotations
 
 if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
-    from stfusion_tf.predict_command import cli
+    from tfrecords_tools import command_line
 
-    cli()
+    command_line.hand_over("stfusion_tf.predict_command")
 
 import dataclasses
 import json

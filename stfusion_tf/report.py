@@ -33,6 +33,42 @@ ARTIFACTS = (
 )
 
 
+def shown_metrics(names, num_classes: int) -> list[str]:
+    """The metric names worth showing, in their order: top-5 only with more than 5 classes
+    (with 5 or fewer every prediction is in the top 5, so it is 1.0 and says nothing).
+
+    >>> shown_metrics(["video_top1@clips=1x1crop", "video_top5@clips=1x1crop"], 4)
+    ['video_top1@clips=1x1crop']
+    """
+    return [name for name in names if num_classes > 5 or "top5" not in name]
+
+
+def metric_lines(metrics: dict[str, float], num_classes: int) -> list[str]:
+    """One short line per protocol, video-level first: what a person reads of an evaluation
+    (the metric names carry the protocol: ``video_top1@clips=10x1crop``).
+
+    >>> metric_lines({"clip_top1@clips=1x1crop": 0.5, "clip_loss@clips=1x1crop": 1.25,
+    ...               "video_top1@clips=1x1crop": 0.75, "video_top5@clips=1x1crop": 1.0}, 4)
+    ['clips=1x1crop: video top-1 0.750, clip top-1 0.500, clip loss 1.250']
+    """
+    by_protocol: dict[str, list[tuple[str, float]]] = {}
+    for name in shown_metrics(metrics, num_classes):
+        measure, _, protocol = name.partition("@")
+        level, _, what = measure.partition("_")
+        label = {"top1": "top-1", "top5": "top-5"}.get(what, what)
+        by_protocol.setdefault(protocol, []).append((f"{level} {label}", metrics[name]))
+    return [
+        f"{protocol}: "
+        + ", ".join(f"{label} {value:.3f}" for label, value in sorted(items, key=_video_first))
+        for protocol, items in by_protocol.items()
+    ]
+
+
+def _video_first(item: tuple[str, float]) -> bool:
+    """Sort key: video-level metrics first, each level in the evaluation's own order."""
+    return not item[0].startswith("video")
+
+
 def main_metric(results: dict) -> str:
     """The metric the table shows: video top-1 under the run's own test protocol."""
     return f"video_top1@{results['protocol']}"

@@ -10,9 +10,9 @@ the command's front door and ``--help``, which imports nothing heavy).
 from __future__ import annotations
 
 if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
-    from stfusion_tf.report_page_command import cli
+    from tfrecords_tools import command_line
 
-    cli()
+    command_line.hand_over("stfusion_tf.report_page_command")
 
 import base64
 import csv
@@ -239,7 +239,7 @@ def results_section(workspace: str) -> str:
     models = results["models"]
     num_classes = len(results["labels"])
     metrics = sorted({m for entry in models.values() for m in entry["metrics"]})
-    metrics = [m for m in metrics if num_classes > 5 or "top5" not in m]
+    metrics = report.shown_metrics(metrics, num_classes)
     names = dict(report.ROWS)
     chance = {m: 1.0 / num_classes for m in metrics if "top1" in m}
     rows = [["chance", "", "", "", *(chance.get(m) for m in metrics)]]

@@ -61,6 +61,7 @@ from stfusion_tf.models import template as template_lib
 from stfusion_tf.ranking import SELECTION_RULE, StrategyScore, selection_key, sort_scores
 from stfusion_tf.strategy import FusionStrategy
 from tfrecords_tools import files
+from tfrecords_tools.progress import ProgressLine
 
 PROBABILITIES_FILE = "probabilities.json"
 STRATEGIES_FILE = "strategies.csv"
@@ -184,7 +185,7 @@ def score_strategies(
       clip_shape: ``(T, H, W, 3)`` the MACs are counted for; default: the template's input.
       max_batches, max_videos: quick scoring on part of the holdout (``evaluation.evaluate``).
       kind: the label of these rows (``"sampled"``, ``"all_the_way"``).
-      verbose: a progress bar over strategies.
+      verbose: a progress line over strategies (``tfrecords_tools.progress``).
 
     Returns:
       ``StrategyScore`` rows sorted by ``selection_key`` (top-1 desc, then loss, then MACs).
@@ -203,12 +204,10 @@ def score_strategies(
         else contextlib.nullcontext(None)
     )
     rows = []
-    progbar = (
-        keras.utils.Progbar(len(strategies), unit_name="strategy", stateful_metrics=["top1"])
-        if verbose
-        else None
+    line = ProgressLine(
+        f"scoring {kind.replace('_', ' ')}", len(strategies), unit="strategies", enabled=verbose
     )
-    with gates as fixed:
+    with gates as fixed, line:
         for i, strategy in enumerate(strategies):
             network, predict_fn, costs = _strategy_network(
                 template, strategy, shape, fixed, reset_weights=bool(recalibrate_bn_batches)
@@ -219,8 +218,7 @@ def score_strategies(
                 network, holdout_dataset_fn(), predict_fn=predict_fn, **evaluate_kwargs
             )
             rows.append(_score_row(strategy, kind, result, costs, p))
-            if progbar is not None:
-                progbar.update(i + 1, values=[("top1", rows[-1].top1)])
+            line.update(i + 1, **{"best top-1": max(row.top1 for row in rows)})
     return sort_scores(rows)
 
 

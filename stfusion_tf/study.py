@@ -38,7 +38,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from stfusion_tf import observations, report, train_command
 from tfrecords_tools import command_line, files
@@ -392,8 +392,6 @@ def with_default_flagfile(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]} (every setting is a --flag).")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     try:
         run(flags.FLAGS)
     except StudyError as e:

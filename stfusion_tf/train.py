@@ -11,9 +11,9 @@ benchmarks call these with their own ``FlagValues`` (``train_command.define_flag
 from __future__ import annotations
 
 if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
-    from stfusion_tf.train_command import cli
+    from tfrecords_tools import command_line
 
-    cli()
+    command_line.hand_over("stfusion_tf.train_command")
 
 import os
 import sys
@@ -228,8 +228,9 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 
 
 def run_phases(ctx, phases, settings) -> dict:
-    """Runs ``phases`` with a context and settings from ``build_context``, then writes the run
-    report (``report_page``) and prints the run's summary table and artifacts."""
+    """Runs ``phases`` with a context and settings from ``build_context``, then (on the chief)
+    writes the run report (``report_page``) and prints the run's summary table and the paths
+    of its artifacts, also with ``--noverbose``."""
     ctx.log(
         f"stfusion_tf.train: phases {','.join(phases)}; "
         f"{ctx.distribution.num_replicas_in_sync} replica(s), global batch "
@@ -240,7 +241,7 @@ def run_phases(ctx, phases, settings) -> dict:
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
     if ctx.is_chief:
         report_page.write_report_page(ctx.workspace, ctx.records_dir)
-    summary = report.workspace_summary(ctx.workspace)
-    if summary:
-        ctx.log(summary)
+        # Where the run's artifacts are is its result, not progress: printed with --noverbose
+        # too, after any subset of phases.
+        print(report.workspace_summary(ctx.workspace), flush=True)
     return summaries

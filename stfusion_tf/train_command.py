@@ -46,7 +46,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from tfrecords_tools import command_line
 
@@ -229,10 +229,6 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]} (every setting is a --flag).")
-    if not flags.FLAGS["verbosity"].present:
-        # TensorFlow logs an INFO line per checkpoint save through absl; the progress bars and
-        # per-epoch lines say what happens (--verbosity=0 shows them again).
-        logging.set_verbosity(logging.WARNING)
     from stfusion_tf import train  # TensorFlow: only once the flags are checked
 
     try:

@@ -20,6 +20,7 @@ import pytest
 from absl import app, flags
 
 from pipelines import pipeline_args
+from tests import console_output
 from tfrecords_tools import command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +91,25 @@ def test_help_inside_a_flagfile_is_help(tmp_path):
     assert command_line.wants_help(["cmd", f"--flagfile={tmp_path / 'nope.cfg'}"], values) is None
     with pytest.raises(app.UsageError, match="nope.cfg"):
         command_line.parse_flags(["cmd", f"--flagfile={tmp_path / 'nope.cfg'}"], values)
+
+
+def test_noise_is_cpp_log_lines_and_terminal_codes():
+    text = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796102809.521369   12725 port.cc:153] oneDNN custom operations are on.\n"
+        "E0000 00:00:1796102819.281857   12725 cuda_platform.cc:52] failed call to cuInit\n"
+        "[warmup] epoch 1/2\n"
+        "phase 40%\r phase 80%\n"
+        "\x1b[32mok\x1b[0m\n"
+        "Converted 12 of 12 videos\n"
+    )
+    assert console_output.noise(text) == [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796102809.521369   12725 port.cc:153] oneDNN custom operations are on.",
+        "E0000 00:00:1796102819.281857   12725 cuda_platform.cc:52] failed call to cuInit",
+        repr("phase 40%\r phase 80%"),
+        repr("\x1b[32mok\x1b[0m"),
+    ]
 
 
 def test_beam_pipeline_options_are_told_from_unknown_arguments():

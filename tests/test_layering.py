@@ -8,12 +8,7 @@ other. ``pipelines`` is the only package that imports Beam. Inside a package, a 
 in a third, lower one.
 
 Every import counts, at module level or inside a function: an import moved into a function to
-dodge a cycle is still the dependency (it only fails later, at run time). One kind is no part of
-a cycle: an import under a module-level ``if __name__ == "__main__":``, by which a library run as
-``python -m`` hands over to its command module (``stfusion_tf.train`` to ``train_command``). That
-block runs only when the module is the program, ``__main__``; when the command then imports the
-library by its name, Python loads it afresh, whole, so no module is ever seen half-initialised.
-Such an import still counts for the layers. The rules are read from
+dodge a cycle is still the dependency (it only fails later, at run time). The rules are read from
 the source with ``ast``; nothing is imported. ``tests/`` and ``bench/`` are drivers of all three
 packages and not checked. ``pipelines.demo`` and ``stfusion_tf.study`` run the other package's
 commands as subprocesses (``python -m ...``), which is not an import: no allowance is needed.
@@ -37,8 +32,7 @@ LAYERS = {"tfrecords_tools": 0, "pipelines": 1, "stfusion_tf": 1}
 BEAM_PACKAGES = {"pipelines"}  # the packages that may import apache_beam
 
 
-# as_program: the import is under the module's ``if __name__ == "__main__":``.
-Import = collections.namedtuple("Import", "module target path line as_program")
+Import = collections.namedtuple("Import", "module target path line")
 
 
 def find_modules(root: str) -> dict[str, str]:
@@ -75,13 +69,6 @@ def find_imports(module: str, path: str, modules) -> list[Import]:
     ``from a import b`` names ``a.b`` when that is a module, else ``a``."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), filename=path)
-    as_program = {
-        id(node)
-        for statement in tree.body
-        if isinstance(statement, ast.If)
-        and ast.unparse(statement.test).replace("'", '"') == '__name__ == "__main__"'
-        for node in ast.walk(statement)
-    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -98,9 +85,7 @@ def find_imports(module: str, path: str, modules) -> list[Import]:
         else:
             continue
         for name in dict.fromkeys(names):
-            found.append(
-                Import(module, _target(name, modules), path, node.lineno, id(node) in as_program)
-            )
+            found.append(Import(module, _target(name, modules), path, node.lineno))
     return sorted(found, key=lambda i: i.line)
 
 
@@ -142,7 +127,6 @@ def _graph(root: str):
                 and same_package
                 and imp.target != module
                 and not module.startswith(imp.target + ".")
-                and not imp.as_program
             ):
                 graph[module].setdefault(imp.target, imp)
     return graph
@@ -283,16 +267,6 @@ def test_a_cycle_through_a_function_level_import_is_reported_with_each_line(tmp_
             "stfusion_tf/models/__init__.py": "from stfusion_tf.models import template\n",
             "stfusion_tf/models/template.py": "from stfusion_tf.models import layers\n",
             "stfusion_tf/models/layers.py": "from stfusion_tf import models  # its package\n",
-            # A library that hands over to its command when run: not a cycle.
-            "stfusion_tf/train.py": """\
-                if __name__ == "__main__":
-                    from stfusion_tf.train_command import cli
-                import math
-                """,
-            "stfusion_tf/train_command.py": """\
-                def main():
-                    from stfusion_tf import train
-                """,
         },
     )
     assert import_cycles(root) == [

@@ -4,6 +4,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,16 +14,16 @@ import tensorflow as tf
 from pipelines import (
     convert,
     datasets,
-    make_tfrecords,
     synthetic,
     video_conversion,
     write_shards,
     write_split_reports,
 )
-from tests import video_fixtures
+from tests import console_output, video_fixtures
 from tfrecords_tools import format as fmt
 from tfrecords_tools import video_io
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT_SIDE = 24
 
 
@@ -276,23 +278,40 @@ def test_a_crashing_or_hanging_decoder_fails_only_its_own_video(tmp_path):
     assert "timed out" in reasons["a/hang.mp4"]
 
 
-def test_cli_passes_unknown_flags_to_beam_and_prints_a_summary(dataset, tmp_path, capsys):
+def test_the_command_passes_beam_options_on_and_prints_only_its_summary(dataset, tmp_path):
+    """The command as a user runs it, its output to a file: one summary line, none of
+    TensorFlow's C++ log lines or Beam's start-up warnings, no terminal control codes."""
     root, _ = dataset
-    manifests = make_tfrecords.run(
-        [
-            "make_tfrecords",
-            f"--input_dir={root}",
-            f"--output_dir={tmp_path}",
-            f"--short_side={SHORT_SIDE}",
-            "--fps=10",
-            "--direct_num_workers=1",  # a Beam option, not ours
-        ]
-    )
-    out = capsys.readouterr().out
-    assert "Converted 12 of 17 videos" in out and "5 failed" in out
-    assert manifests["train"]["options"]["fps"] == 10
+    output_dir = tmp_path / "records"
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        finished = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.make_tfrecords",
+                f"--input_dir={root}",
+                f"--output_dir={output_dir}",
+                f"--short_side={SHORT_SIDE}",
+                "--fps=10",
+                "--direct_num_workers=1",  # a Beam option, not ours
+            ],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=ROOT),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
+    output = log.read_text()
+    assert finished.returncode == 0, output
+    lines = output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Converted 12 of 17 videos"), output
+    assert "5 failed" in lines[0] and console_output.noise(output) == []
+    with open(fmt.manifest_path(str(output_dir), "train")) as f:
+        manifest = json.load(f)
+    assert manifest["options"]["fps"] == 10
     # 12 frames at 25 fps last 0.48 s: resampled to 10 fps that is 5 frames (0.0 ... 0.4 s).
-    assert manifests["train"]["frames"]["max"] == 5
+    assert manifest["frames"]["max"] == 5
 
 
 def test_empty_input_is_a_clear_error(tmp_path):

@@ -21,7 +21,7 @@ from tensorboard import context as tensorboard_context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 
 from stfusion_tf import checkpoints, data, scoring, train, train_command, training
-from tests import browser, record_fixtures
+from tests import browser, console_output, record_fixtures
 from tfrecords_tools import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -358,6 +358,20 @@ def test_a_finished_run_is_not_redone(finished_run, records, flagfile, capsys):
     assert all(s is None for s in summaries.values())
     assert {m: os.path.getmtime(m) for m in markers} == before
     assert capsys.readouterr().out.count("skipped") == 6
+    # The artifacts' paths end every run, quiet or not, whichever phases it ran.
+    train.run(
+        _flags(
+            f"--flagfile={flagfile}",
+            f"--workspace={workspace}",
+            f"--records_dir={records}",
+            "--phases=evaluate",
+            "--noverbose",
+        )
+    )
+    out = capsys.readouterr().out
+    assert "skipped" not in out and "Artifacts:" in out
+    for name in ("results.json", "report.html", os.path.join("search", "marginals.png")):
+        assert os.path.join(workspace, name) in out
 
 
 @pytest.mark.slow
@@ -398,7 +412,7 @@ def _command(flagfile, workspace, records, *extra):
 
 
 def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
     env.pop("TF_CONFIG", None)
     return env
 
@@ -435,6 +449,7 @@ def test_kill_9_mid_phase_then_the_same_command_resumes(records, flagfile, tmp_p
         command[:-1], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
+    assert console_output.noise(finished.stdout + finished.stderr) == []
     assert "[warmup] already done" in finished.stdout
     assert "[search] resuming from" in finished.stdout
     assert os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE")) == warmup_done
@@ -657,6 +672,8 @@ def test_the_command_line_reports_setup_errors_without_a_traceback(records, tmp_
     assert finished.returncode == 2
     assert "stfusion_tf.train: error: --workspace is required" in finished.stderr
     assert "Traceback" not in finished.stderr
+    # TensorFlow was imported (the check runs with it): none of its start-up lines show.
+    assert console_output.noise(finished.stderr + finished.stdout) == []
 
 
 def test_a_missing_holdout_split_says_how_to_carve_one(records, flagfile, tmp_path):

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NoReturn
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 EXIT_USAGE = 2
 # The project's packages: their flags are a command's own (absl and TensorFlow define flags too).
@@ -237,7 +238,6 @@ def _parse_or_exit(
         exit_usage_error(e)
     if len(rest) > 1 and not takes_arguments:
         exit_usage_error(unknown_flag_message(rest[1], flags.FLAGS))
-    quiet_libraries()
     return rest
 
 
@@ -256,8 +256,10 @@ def quiet_libraries(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     unless it is given. Call it after parsing and before TensorFlow is imported (TensorFlow reads
     ``TF_CPP_MIN_LOG_LEVEL`` once, when it loads).
 
-    Without ``--verbosity``: ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment sets it, and the
-    ``tensorflow`` and ``apache_beam`` loggers show errors only. With it: absl's verbosity maps
+    Without ``--verbosity``: ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment sets it, the
+    ``tensorflow`` and ``apache_beam`` loggers show errors only, and the root logger warnings
+    (absl's ``app.run`` leaves it at INFO, where Beam logs "Missing pipeline option (runner)"
+    and TensorFlow a line per checkpoint). With it: absl's verbosity maps
     onto TensorFlow's levels (0 INFO -> 0, -1 WARNING -> 1, -2 ERROR -> 2, -3 -> 3; above 0
     also ``TF_CPP_MAX_VLOG_LEVEL``) and those loggers follow absl's level.
     """
@@ -265,6 +267,8 @@ def quiet_libraries(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+        absl_logging.set_verbosity(absl_logging.WARNING)  # absl's logger, and the root's
+        logging.getLogger().setLevel(logging.WARNING)
         return
     verbosity = flag_values.verbosity
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(min(3, max(0, -verbosity)))
@@ -312,6 +316,20 @@ def import_quietly(*names: str, flag_values: flags.FlagValues = flags.FLAGS) -> 
             importlib.import_module(name)
 
 
+def hand_over(command_module: str) -> NoReturn:
+    """Runs the command line of ``command_module`` (its ``cli()``, which exits), for a library
+    module run as ``python -m``, whose ``__main__`` block, first thing in the module, calls
+    ``hand_over("<module>_command")``.
+
+    Why: the library imports TensorFlow at its top; its command module defines the flags with
+    absl only and imports the library once they are checked, so ``--help`` and a usage error
+    come in a fraction of a second. The module is named, not imported, because the command
+    imports the library: the dependency runs one way, command -> library.
+    """
+    importlib.import_module(command_module).cli()
+    sys.exit(0)  # cli() exits through app.run; a cli that returns ends the program too
+
+
 def run(
     main: Callable[[list[str]], int | None],
     argv: Sequence[str] | None = None,
@@ -332,6 +350,7 @@ def run(
     doc = getattr(sys.modules.get(main.__module__), "__doc__", None)
 
     def checked_main(args):
+        quiet_libraries()  # here: after app.run has set up absl's logging
         import_quietly(*imports)
         try:
             return main(args)

@@ -10,9 +10,9 @@ both and writes the PNG (the demo and the run report call it).
 from __future__ import annotations
 
 if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
-    from tfrecords_tools.contact_sheet_command import cli
+    from tfrecords_tools import command_line
 
-    cli()
+    command_line.hand_over("tfrecords_tools.contact_sheet_command")
 
 import dataclasses
 import os

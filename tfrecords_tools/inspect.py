@@ -11,12 +11,11 @@ these plain functions.
 from __future__ import annotations
 
 if __name__ == "__main__":  # the command: its flags are checked before TensorFlow loads
-    from tfrecords_tools.inspect_command import cli
+    from tfrecords_tools import command_line
 
-    cli()
+    command_line.hand_over("tfrecords_tools.inspect_command")
 
 import collections
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 from tfrecords_tools import format as fmt
 from tfrecords_tools import manifest as manifest_lib
+from tfrecords_tools.progress import ProgressLine
 from tfrecords_tools.record_checks import (
     FRAMING_BYTES,
     InvalidRecordError,
@@ -186,39 +186,14 @@ def _split_report(split: str, stats: _SplitStats, beside: dict) -> dict:
     return report
 
 
-class _Progress:
-    """A Keras progress bar on stderr (stdout stays clean for the table or the JSON)."""
-
-    def __init__(self, total_bytes: int, enabled: bool):
-        self._bar = None
-        if enabled:
-            import keras  # Only for the bar; keeps `import inspect` light for library callers.
-
-            with contextlib.redirect_stdout(sys.stderr):
-                self._bar = keras.utils.Progbar(
-                    total_bytes, unit_name="B", stateful_metrics=["videos"]
-                )
-        self._done = 0
-
-    def advance(self, nbytes: int, **values) -> None:
-        self._done += nbytes
-        if self._bar is not None:
-            with contextlib.redirect_stdout(sys.stderr):
-                self._bar.update(self._done, values=list(values.items()), finalize=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            with contextlib.redirect_stdout(sys.stderr):
-                self._bar.update(self._done, finalize=True)
-
-
 class _Reading:
     """What reading the shards gathers, shard by shard: per-split statistics, the files found
     beside each split's shards (per folder and split), the labels seen per folder (to check
     label texts without a label map), and the records read per file and in all."""
 
-    def __init__(self, bar: _Progress):
+    def __init__(self, bar: ProgressLine):
         self.bar = bar
+        self.bytes_read = 0
         self.stats: dict[str, _SplitStats] = collections.defaultdict(_SplitStats)
         self.beside: dict[tuple[str, str], dict] = {}
         self.seen_labels: dict[str, dict[int, str]] = collections.defaultdict(dict)
@@ -262,7 +237,8 @@ class _Reading:
             split_stats.add(record)
             self.records_per_file[path] += 1
             self.records_read += 1
-            self.bar.advance(len(payload) + FRAMING_BYTES, videos=self.records_read)
+            self.bytes_read += len(payload) + FRAMING_BYTES
+            self.bar.update(self.bytes_read, videos=self.records_read)
         if digest is not None and digest.hexdigest() != expected_sha256:
             raise InvalidRecordError(
                 path,
@@ -331,7 +307,7 @@ def inspect_records(
     Args:
       patterns: shard files, globs, or folders (see ``expand_patterns``).
       validate: also decode every JPEG and check every record's fields (slow: decodes all).
-      progress: show a progress bar on stderr.
+      progress: show a progress line on stderr (``tfrecords_tools.progress``).
 
     Returns:
       ``{"splits": {split: {...}}, "total": {...}, "label_maps": {dir: [...]}, "ok": bool,
@@ -341,7 +317,15 @@ def inspect_records(
     """
     paths = expand_patterns(patterns)
     sizes = {p: tf.io.gfile.stat(p).length for p in paths}
-    reading = _Reading(_Progress(sum(sizes.values()), progress))
+    # On stderr: stdout stays clean for the table or the JSON.
+    bar = ProgressLine(
+        "reading",
+        sum(sizes.values()),
+        stream=sys.stderr,
+        enabled=progress,
+        format_count=_human_bytes,
+    )
+    reading = _Reading(bar)
     error = None
     try:
         for directory in (p for p in patterns if tf.io.gfile.isdir(p)):

@@ -53,7 +53,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_bool(
         "progress",
         True,
-        "Show a progress bar on stderr (when it is a terminal).",
+        "A progress line on stderr (redrawn on a terminal, one plain line in a log).",
         flag_values=flag_values,
     )
 
@@ -81,7 +81,7 @@ def run(
         report = inspect.inspect_records(
             patterns,
             validate=values.validate if validate is None else validate,
-            progress=values.progress and sys.stderr.isatty(),  # No bar in logs.
+            progress=values.progress,
         )
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)

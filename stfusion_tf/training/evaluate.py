@@ -16,7 +16,7 @@ import time
 import tensorflow as tf
 
 from stfusion_tf import data as data_lib
-from stfusion_tf import evaluation, flops
+from stfusion_tf import evaluation, flops, report
 from stfusion_tf.report import RESULTS_FILE
 from stfusion_tf.training.config import TEST_SPLIT, PhaseSettings
 from stfusion_tf.training.loop import seed_phase
@@ -51,10 +51,8 @@ def evaluate_network(ctx, model, strategy, weights: str, protocols, max_videos=N
         "macs": int(totals.macs),
         "params": int(totals.params),
     }
-    ctx.log(
-        f"[evaluate] {weights}: {strategy}: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items())
-    )
+    lines = report.metric_lines(record["metrics"], len(ctx.labels))
+    ctx.log(f"[evaluate] {weights}: {strategy}\n" + "\n".join(f"  {line}" for line in lines))
     return record
 
 

@@ -24,13 +24,14 @@ import numpy as np
 import tensorflow as tf
 
 from stfusion_tf import data as data_lib
-from stfusion_tf import distribute
+from stfusion_tf import distribute, report
 from stfusion_tf.training.checkpointing import PhaseCheckpoints
 from stfusion_tf.training.config import PHASES, TRAIN_SPLIT, OptimizerSpec
 from stfusion_tf.training.optimizer import make_optimizer
 from stfusion_tf.training.step import Trainer
 from stfusion_tf.training.tensorboard import log_scalar
 from stfusion_tf.training.workspace import append_jsonl, truncate_jsonl
+from tfrecords_tools.progress import ProgressLine, format_seconds
 
 
 def phase_seed(seed: int, phase: str) -> int:
@@ -83,11 +84,33 @@ def distributed_train_data(ctx, seed: int, skip_steps: int = 0):
     return ctx.distribution.distribute_datasets_from_function(dataset_fn)
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+# Short names of an epoch line; the history and TensorBoard keep the full ones.
+_SHORT_NAMES = {
+    "cross_entropy": "ce",
+    "train_top1": "train top-1",
+    "learning_rate": "lr",
+    "mean_drop_probability": "mean drop p",
+}
+
+
+def format_epoch_metrics(metrics: dict, num_classes: int) -> str:
+    """An epoch's metrics as a person reads them: training ones first, then the holdout's by
+    protocol (``report.metric_lines``: top-5 only with more than 5 classes).
+
+    >>> format_epoch_metrics({"epoch": 1, "loss": 1.5, "cross_entropy": 1.25, "kl": 0.25,
+    ...     "holdout_video_top1@clips=1x1crop": 0.5, "holdout_clip_top5@clips=1x1crop": 1.0}, 4)
+    'loss 1.5, ce 1.25, kl 0.25; holdout clips=1x1crop: video top-1 0.500'
+    """
+    training = [
+        f"{_SHORT_NAMES.get(k, k)} {v:.4g}"
+        for k, v in metrics.items()
+        if isinstance(v, float) and not k.startswith("holdout_")
+    ]
+    holdout = {
+        k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")
+    }
+    lines = [f"holdout {line}" for line in report.metric_lines(holdout, num_classes)]
+    return "; ".join([", ".join(training), *lines])
 
 
 def _resume(ctx, phase: str, checkpoints: PhaseCheckpoints, steps: int) -> tuple[int, int]:
@@ -107,22 +130,29 @@ def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps
     """Steps ``first..steps-1`` of ``epoch``: the sums of (loss, cross-entropy, KL, correct)
     over all the epoch's steps (those before ``first`` from the checkpoint)."""
     iterator = iter(distributed_train_data(ctx, epoch_seed(ctx.seed, epoch), skip_steps=first))
-    bar = keras.utils.Progbar(
-        steps, verbose=1 if (ctx.verbose and ctx.is_chief) else 0, unit_name="step"
+    # One line for the epoch, redrawn on a terminal; the epoch's summary line replaces it.
+    line = ProgressLine(
+        f"[{phase}] epoch {epoch + 1}", steps, unit="steps", enabled=ctx.verbose and ctx.is_chief
     )
     # Resumed inside this epoch: the sums of the steps done before the stop.
     totals = checkpoints.epoch_totals.numpy().copy() if first else np.zeros(4)
-    for step in range(first, steps):
-        loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(iterator))
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"[{phase}] the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower "
-                "--learning_rate (or --logit_lr_multiplier), or check the records."
+    try:
+        for step in range(first, steps):
+            loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(iterator))
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"[{phase}] the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower "
+                    "--learning_rate (or --logit_lr_multiplier), or check the records."
+                )
+            totals += (loss, cross_entropy, kl, correct)
+            done = step + 1  # the epoch's means so far, as its summary line will show them
+            line.update(
+                done, loss=totals[0] / done, cross_entropy=totals[1] / done, kl=totals[2] / done
             )
-        totals += (loss, cross_entropy, kl, correct)
-        bar.update(step + 1, values=[("loss", loss), ("ce", cross_entropy), ("kl", kl)])
-        if ctx.checkpoint_steps and (step + 1) % ctx.checkpoint_steps == 0 and step + 1 < steps:
-            checkpoints.save(epoch, step + 1, totals)
+            if ctx.checkpoint_steps and done % ctx.checkpoint_steps == 0 and done < steps:
+                checkpoints.save(epoch, done, totals)
+    finally:
+        line.close(keep=False)
     return totals
 
 
@@ -201,9 +231,9 @@ def train_phase(
         append_jsonl(ctx, history_path, metrics)
         epoch_times.append(time.time() - epoch_start)
         eta = np.mean(epoch_times) * (epochs - epoch - 1)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step"))
         ctx.log(
-            f"[{phase}] epoch {epoch + 1}/{epochs}: {shown}; {epoch_times[-1]:.1f}s, "
+            f"[{phase}] epoch {epoch + 1}/{epochs}: "
+            f"{format_epoch_metrics(metrics, len(ctx.labels))}; {epoch_times[-1]:.1f}s, "
             f"ETA {format_seconds(eta)}"
         )
     metrics["phase_seconds"] = round(time.time() - phase_start, 2)
