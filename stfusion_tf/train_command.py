@@ -223,7 +223,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_integer("shuffle_buffer", 256, "Clips in the training shuffle buffer.", **fv)
     flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
-    flags.DEFINE_bool("verbose", True, "Progress bars and per-epoch lines.", **fv)
+    flags.DEFINE_bool("verbose", True, "Progress lines and per-epoch lines.", **fv)
 
 
 def main(argv: Sequence[str]) -> None:

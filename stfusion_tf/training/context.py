@@ -43,7 +43,7 @@ class RunContext:
       jit_compile: compile the train and eval steps with XLA.
       checkpoint_steps: also save a checkpoint every this many steps inside an epoch (0: only at
         the end of each epoch).
-      verbose: progress bars and per-epoch lines (on the chief only).
+      verbose: progress lines and per-epoch lines (on the chief only).
       labels: the class names in label-index order; None: the records' label map.
       fingerprint: the records' dataset fingerprint (``tfrecords_tools.fingerprint``), stored
         in every checkpoint and in ``results.json``.
