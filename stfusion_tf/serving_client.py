@@ -286,6 +286,10 @@ def main(argv):
     model_name = f.model_name or card.get("model_name")
     if not model_name:
         raise app.UsageError(f"--model_card={f.model_card} names no model: give --model_name.")
+    if f.protocol == GRPC:  # its requests are TensorFlow protos: TensorFlow loads, quietly
+        from tfrecords_tools import command_line
+
+        command_line.import_quietly("tensorflow")
     return serve_videos(
         videos, card, f.server, f.protocol, model_name, f.version or None, f.num_clips, f.dry_run
     )
