@@ -16,7 +16,7 @@ Why these choices:
 - Stable, named signatures (TF Serving clients address tensors by name):
 
   ``serving_default``: ``clips`` float32 ``[batch, T, crop, crop, 3]``, RGB in [0, 255];
-  ``serve_frames``: ``frames`` string ``[batch, T]``, JPEG-encoded frames of any size (each clip
+  ``serve_frames``: ``frames`` string ``[batch, T]``, JPEG-encoded frames (each clip
   resized to the spec's eval short side and centre-cropped, as one eval view), so a thin client
   sends compressed frames (REST ``{"b64": ...}``).
 
