@@ -11,9 +11,9 @@ import datetime
 import keras
 import tensorflow as tf
 
-from stfusion_tf import flops
 from stfusion_tf import signatures as api
 from stfusion_tf.models import template
+from stfusion_tf.network_costs import fusion_network_costs, network_costs
 from stfusion_tf.preprocessing import PreprocessingSpec
 
 MODEL_CARD_VERSION = 1
@@ -42,7 +42,7 @@ def _signature_card(spec: PreprocessingSpec, k: int) -> dict:
 def _cost_card(model, spec: PreprocessingSpec) -> dict:
     """The model card's ``cost``: MACs / params at one eval clip, and the template's MACs when
     ``model`` is a pruned ``FusionNetwork`` (the saving its strategy buys)."""
-    totals = flops.model_costs(model, spec.eval_clip_shape)
+    totals = network_costs(model, spec.eval_clip_shape)
     cost = {
         "clip_shape": list(spec.eval_clip_shape),
         "macs": totals.macs,
@@ -53,9 +53,7 @@ def _cost_card(model, spec: PreprocessingSpec) -> dict:
     config = getattr(model, "config", None)
     # Only a network pruned from a template has a template to compare with (not a backbone).
     if getattr(model, "strategy", None) is not None and isinstance(config, template.TemplateConfig):
-        full = template.build_network(config)
-        template_macs = flops.count_macs(full, spec.eval_clip_shape)
-        del full
+        template_macs = fusion_network_costs(config, None, spec.eval_clip_shape).macs
         cost["template_macs"] = template_macs
         cost["macs_saving"] = 1.0 - totals.macs / template_macs if template_macs else 0.0
     return cost

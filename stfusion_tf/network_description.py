@@ -14,6 +14,7 @@ from __future__ import annotations
 from stfusion_tf import flops
 from stfusion_tf.models.backbones import FusionBackbone, build_backbone
 from stfusion_tf.models.template import build_network, fusion_block_sizes, fusion_layer_names
+from stfusion_tf.network_costs import fusion_network_costs
 from stfusion_tf.strategy import FusionStrategy
 
 
@@ -37,7 +38,7 @@ def describe_network(config, strategy, clip_shape, per_layer=False):
     if strategy is None:
         template_macs = totals.macs
     else:
-        template_macs = flops.count_macs(build_network(config), clip_shape)
+        template_macs = fusion_network_costs(config, None, clip_shape).macs
 
     rows = _part_rows(costs, config, strategy, per_layer)
     text = _report_text(config, strategy, clip_shape, rows, totals, template_macs)

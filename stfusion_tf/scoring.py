@@ -58,6 +58,7 @@ from stfusion_tf import strategy as strategy_lib
 from stfusion_tf.batch_norm_recalibration import recalibrate_batch_norm
 from stfusion_tf.layers import GatedConv3D
 from stfusion_tf.models import template as template_lib
+from stfusion_tf.network_costs import fusion_network_costs
 from stfusion_tf.ranking import SELECTION_RULE, StrategyScore, selection_key, sort_scores
 from stfusion_tf.strategy import FusionStrategy
 from tfrecords_tools import files
@@ -283,8 +284,8 @@ def _strategy_network(
     network's either way."""
     if fixed is None:
         network = template_lib.prune(template, strategy)
-        return network, None, flops.model_costs(network, clip_shape)
-    costs = flops.model_costs(template_lib.build_network(template.config, strategy), clip_shape)
+        return network, None, fusion_network_costs(template.config, strategy, clip_shape)
+    costs = fusion_network_costs(template.config, strategy, clip_shape)
     if reset_weights:
         fixed.network.set_weights(template.get_weights())
     template_lib.apply_strategy(fixed.network, strategy)

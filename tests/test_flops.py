@@ -203,3 +203,27 @@ def test_pruned_macs_are_template_minus_removed_branches(template_costs, strateg
                 removed += c.macs
     assert total_costs(pruned).macs == total_costs(template_costs).macs - removed
     assert not any(c.kind == "GatedConv3D" for c in pruned)
+
+
+def test_fusion_network_costs_are_counted_once_and_are_the_networks(template_costs):
+    """``network_costs`` reads a fusion network's count from its architecture (config and
+    strategy), counted once per process: equal to a fresh count of the network itself (pruned,
+    with the template's weights), and each answer a copy the caller may change."""
+    from stfusion_tf.models.template import prune
+    from stfusion_tf.network_costs import _count, fusion_network_costs, network_costs
+
+    template = build_network(TINY)
+    assert network_costs(template, CLIP) == total_costs(template_costs)
+    pruned = prune(template, "s,t,st|st,-")
+    before = _count.cache_info()
+    first = network_costs(pruned, CLIP)
+    assert first == flops.model_costs(pruned, CLIP)
+    again = fusion_network_costs(TINY, FusionStrategy.parse("s,t,st|st,-"), list(CLIP))
+    after = _count.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert again == first and again is not first
+    first.add(first)  # the caller's copy
+    assert fusion_network_costs(TINY, "s,t,st|st,-", CLIP) == again
+    # A template whose gates are on is counted as it is (its gates are layers too).
+    gated = build_network(TINY, gate_mode="fixed")
+    assert network_costs(gated, CLIP) == flops.model_costs(gated, CLIP)

@@ -16,7 +16,8 @@ import time
 import tensorflow as tf
 
 from stfusion_tf import data as data_lib
-from stfusion_tf import evaluation, flops, report
+from stfusion_tf import evaluation, report
+from stfusion_tf.network_costs import network_costs
 from stfusion_tf.report import RESULTS_FILE
 from stfusion_tf.training.config import TEST_SPLIT, PhaseSettings
 from stfusion_tf.training.loop import seed_phase
@@ -41,7 +42,7 @@ def evaluate_network(ctx, model, strategy, weights: str, protocols, max_videos=N
         )
         for clips, crops in protocols
     ]
-    totals = flops.model_costs(model, ctx.spec.eval_clip_shape)
+    totals = network_costs(model, ctx.spec.eval_clip_shape)
     record = {
         "strategy": str(strategy),
         "weights": weights,

@@ -1,0 +1,66 @@
+"""What a fusion network costs on one clip, counted once per architecture.
+
+Counting (``flops.layer_costs``) traces the whole network symbolically: about half a second for
+the tests' tiny template, seconds for DenseNet-121. A run counts the same architectures again and
+again: the sample phase scores every sampled strategy and the three all-the-way ones, evaluation
+counts each network it tests, the model card the export and its template, and a study repeats
+all of it per seed. A fusion network's parameters and MACs are a function of its template config
+and fusion strategy alone (``build_network(config, strategy)`` is the whole architecture;
+``prune`` only copies weights into it), so this module counts each ``(config, strategy, clip)``
+once per process and hands out copies.
+
+Example:
+>>> from stfusion_tf.models.template import TemplateConfig, build_network
+>>> config = TemplateConfig(num_classes=3, blocks=(1, 1), growth_rate=4, stem_filters=4,
+...                         input_frames=4, input_size=16)
+>>> counted = fusion_network_costs(config, "t,t|t", (4, 16, 16, 3))
+>>> counted == flops.model_costs(build_network(config, "t,t|t"), (4, 16, 16, 3))
+True
+>>> counted.macs < fusion_network_costs(config, None, (4, 16, 16, 3)).macs  # the template
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import keras
+
+from stfusion_tf import flops
+from stfusion_tf.models.template import (
+    FusionNetwork,
+    TemplateConfig,
+    build_network,
+    fusion_block_sizes,
+)
+from stfusion_tf.strategy import FusionStrategy, resolve_strategy
+
+
+@functools.cache
+def _count(
+    config: TemplateConfig, strategy: FusionStrategy | None, clip_shape: tuple[int, ...]
+) -> flops.Totals:
+    return flops.model_costs(build_network(config, strategy), clip_shape)
+
+
+def fusion_network_costs(
+    config: TemplateConfig, strategy: FusionStrategy | str | None, clip_shape
+) -> flops.Totals:
+    """The costs of ``build_network(config, strategy)`` (the template for ``strategy=None``)
+    on one clip of ``clip_shape`` (no batch axis): a new ``Totals`` the caller may change."""
+    if strategy is not None:
+        strategy = resolve_strategy(strategy, fusion_block_sizes(config))
+    clip_shape = tuple(int(d) for d in clip_shape)
+    return dataclasses.replace(_count(config, strategy, clip_shape))
+
+
+def network_costs(model: keras.layers.Layer, clip_shape) -> flops.Totals:
+    """``flops.model_costs(model, clip_shape)``, from the count of its architecture when
+    ``model`` is a pruned fusion network or a template with its gates off (a template with
+    gates counts them too: it is counted as it is)."""
+    if isinstance(model, FusionNetwork) and (
+        model.strategy is not None or model.gate_mode == "off"
+    ):
+        return fusion_network_costs(model.config, model.strategy, clip_shape)
+    return flops.model_costs(model, clip_shape)
