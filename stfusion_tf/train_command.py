@@ -222,6 +222,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     flags.DEFINE_integer("shuffle_buffer", 256, "Clips in the training shuffle buffer.", **fv)
+    flags.DEFINE_string(
+        "data_service",
+        None,
+        "grpc://HOST:PORT of a tf.data service dispatcher: its workers read and decode the "
+        "training clips (same spec, distributed_epoch: each shard to one worker per pass). "
+        "Same clips and order as local with one worker; with more, clips and order depend on "
+        "timing and a run is not reproducible (README, 'Input from tf.data service').",
+        **fv,
+    )
     flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
     flags.DEFINE_bool("verbose", True, "Progress lines and per-epoch lines.", **fv)
 
