@@ -1,6 +1,7 @@
-"""Same seed, same numbers: two runs of the training entry point with one ``--seed`` write the same
-probability space and strategy scores, another seed writes other ones, and a run killed inside
-an epoch and restarted ends where an uninterrupted run ends."""
+"""Same seed, same numbers: a run of the training entry point killed inside a search epoch and
+started again writes, byte for byte, the probability space, strategy scores and search history of
+an uninterrupted run with the same ``--seed`` (two processes' worth of work, one of them resumed
+from a step checkpoint, agree), and another seed writes other ones."""
 
 from __future__ import annotations
 
@@ -59,20 +60,17 @@ def seed0(records, tmp_path_factory):
     return _artifacts(workspace)
 
 
-def test_the_same_seed_gives_the_same_numbers_and_another_seed_other_ones(seed0, records, tmp_path):
-    _run(records, str(tmp_path / "again"), "--seed=0")
-    assert _artifacts(str(tmp_path / "again")) == seed0
+def test_another_seed_gives_other_numbers(seed0, records, tmp_path):
     table = json.loads(seed0["search/probabilities.json"])
     moved = [p for layer in table["layers"] for p in layer["drop_probability"].values()]
     assert max(abs(p - 0.1) for p in moved) > 1e-3  # the gates learned: equality is not trivial
-
     _run(records, str(tmp_path / "other"), "--seed=1")
     other = _artifacts(str(tmp_path / "other"))
     for name in ARTIFACTS:
         assert other[name] != seed0[name], name
 
 
-def test_a_run_killed_inside_a_search_epoch_resumes_to_the_same_numbers(
+def test_the_same_seed_gives_the_same_numbers_even_killed_inside_a_search_epoch(
     seed0, records, tmp_path, monkeypatch
 ):
     workspace = str(tmp_path / "killed")

@@ -739,48 +739,54 @@ def test_init_checkpoint_is_restored_strictly_and_skips_only_what_is_named(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "backbone, blocks, width",
-    [("resnet50", "1,1,1,1", "0.125"), ("mobilenet_v2", "1,1,1,1,1,1,1", "0.25")],
+    "backbone, blocks, width, strategy",
+    [
+        ("resnet50", "1,1,1,1", "0.125", "from_probabilities"),
+        ("mobilenet_v2", "1,1,1,1,1,1,1", "0.25", "S"),
+    ],
 )
-def test_backbones_fine_tune_evaluate_and_export_with_two_strategies(
-    finished_run, records, flagfile, tmp_path, backbone, blocks, width
+def test_backbones_fine_tune_evaluate_and_export(
+    finished_run, records, flagfile, tmp_path, backbone, blocks, width, strategy
 ):
-    """Paper section 4.5 through the CLI: the template's probabilities mapped onto a backbone,
-    and a named strategy, each fine-tuned, evaluated and exported in its own workspace."""
-    probabilities = os.path.join(finished_run[0], "search", "probabilities.json")
-    for name, strategy in (("mapped", f"from_probabilities:{probabilities}"), ("s", "S")):
-        workspace = tmp_path / name
-        summaries = train.run(
-            _flags(
-                f"--flagfile={flagfile}",
-                f"--workspace={workspace}",
-                f"--records_dir={records}",
-                "--phases=finetune,evaluate,export",
-                f"--backbone={backbone}",
-                f"--backbone_strategy={strategy}",
-                f"--backbone_blocks={blocks}",
-                f"--backbone_width_multiplier={width}",
-                "--steps_per_epoch=2",
-                "--test_num_clips=1",
-            )
+    """Paper section 4.5 through the CLI: the template's probabilities mapped onto a backbone, or
+    a named strategy, fine-tuned, evaluated and exported: each backbone family once through the
+    command line (the mapping by relative depth and the named strategies, for any number of
+    fusion layers, are test_backbone_strategies')."""
+    if strategy == "from_probabilities":
+        probabilities = os.path.join(finished_run[0], "search", "probabilities.json")
+        strategy = f"from_probabilities:{probabilities}"
+    workspace = tmp_path / backbone
+    summaries = train.run(
+        _flags(
+            f"--flagfile={flagfile}",
+            f"--workspace={workspace}",
+            f"--records_dir={records}",
+            "--phases=finetune,evaluate,export",
+            f"--backbone={backbone}",
+            f"--backbone_strategy={strategy}",
+            f"--backbone_blocks={blocks}",
+            f"--backbone_width_multiplier={width}",
+            "--steps_per_epoch=2",
+            "--test_num_clips=1",
         )
-        trained = summaries["finetune"]["strategy"]
-        if strategy == "S":
-            assert set(trained.replace("|", ",").split(",")) == {"s"}
-        with open(workspace / "results.json") as f:
-            results = json.load(f)
-        assert results["backbone"]["name"] == backbone
-        assert set(results["models"]) == {backbone}
-        assert results["models"][backbone]["strategy"] == trained == results["best_strategy"]
-        assert results["models"][backbone]["num_videos"] == 4
-        metadata = checkpoints.read_metadata(str(workspace / "train" / "finetune"))
-        assert metadata["network"]["kind"] == "backbone"
-        model, _ = checkpoints.load_network(str(workspace / "train" / "finetune"))
-        assert model.config.backbone == backbone and str(model.strategy) == trained
-        exported = summaries["export"]["path"]
-        with open(os.path.join(exported, "model_card.json")) as f:
-            card = json.load(f)
-        assert json.dumps(card).count(trained) >= 1
+    )
+    trained = summaries["finetune"]["strategy"]
+    if strategy == "S":
+        assert set(trained.replace("|", ",").split(",")) == {"s"}
+    with open(workspace / "results.json") as f:
+        results = json.load(f)
+    assert results["backbone"]["name"] == backbone
+    assert set(results["models"]) == {backbone}
+    assert results["models"][backbone]["strategy"] == trained == results["best_strategy"]
+    assert results["models"][backbone]["num_videos"] == 4
+    metadata = checkpoints.read_metadata(str(workspace / "train" / "finetune"))
+    assert metadata["network"]["kind"] == "backbone"
+    model, _ = checkpoints.load_network(str(workspace / "train" / "finetune"))
+    assert model.config.backbone == backbone and str(model.strategy) == trained
+    exported = summaries["export"]["path"]
+    with open(os.path.join(exported, "model_card.json")) as f:
+        card = json.load(f)
+    assert json.dumps(card).count(trained) >= 1
     # Template-only phases are refused with a backbone, before any training.
     message = _setup_error(
         f"--flagfile={flagfile}",
