@@ -33,7 +33,10 @@ def _signature_card(spec: PreprocessingSpec, k: int) -> dict:
             "outputs": outputs,
         },
         api.SERVE_FRAMES: {
-            "inputs": {api.FRAMES_INPUT: f"string [batch, {T}] JPEG frames, any size"},
+            "inputs": {
+                api.FRAMES_INPUT: f"string [batch, {T}] JPEG or PNG frames of one size per clip, "
+                "each at most max_frame_pixels"
+            },
             "outputs": outputs,
         },
     }
