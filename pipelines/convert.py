@@ -84,6 +84,15 @@ def build_pipeline(
 
     ``encode_fn`` replaces ``video_io.encode_video`` (same signature, a module-level function so
     the helper process can import it): tests use it to make the decoder crash or hang for real.
+
+    The job keeps to what every runner runs alike, so that Beam's DaskRunner (apache-beam 2.77)
+    gives the DirectRunner's bytes: ``WriteSplitReports`` is applied last and every other step
+    feeds it (that runner computes only the last transform applied and what it reads, and drops
+    any other branch); each ParDo has one output (``ConvertVideos``: it hands every output of a
+    multi-output ParDo to each consumer); nothing is emitted from ``finish_bundle`` (it drops
+    that), no side input (it reruns the producer for each partition that reads it) and no Beam
+    file sink (which relies on both): ``WriteShards`` and ``WriteSplitReports`` write their files
+    from grouped elements. The README's "Beyond one machine" has the details.
     """
     if shared_fingerprint is None:
         shared_fingerprint = fingerprint_lib.shared_part(
@@ -209,8 +218,18 @@ def _run_job(pipeline_args: list[str] | None, staging_dir: str, **build_args) ->
     """Runs ``build_pipeline(pipeline, staging_dir=staging_dir, **build_args)``; returns the
     job's runtime in seconds."""
     start = time.time()
-    with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
-        build_pipeline(pipeline, staging_dir=staging_dir, **build_args)
+    pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args or []))
+    build_pipeline(pipeline, staging_dir=staging_dir, **build_args)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        # The DaskRunner (apache-beam 2.77) connects a distributed.Client for each job and never
+        # closes it: left open, it outlives the job and, once the cluster is gone, retries
+        # the scheduler for 30 s, logging errors.
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
     return time.time() - start
 
 

@@ -7,11 +7,14 @@ Runs on the DirectRunner by default. Every flag this module does not define is h
 ``PipelineOptions``, so the same command runs in parallel locally
 (``--direct_running_mode=multi_processing --direct_num_workers=4``; not ``multi_threading``,
 which loses elements now and then in apache-beam 2.77: the job's count checks then fail it, see
-the README) or on a cluster
-(``--runner=DataflowRunner --project=... --region=... --temp_location=gs://...``,
-``--runner=FlinkRunner``, ``--runner=SparkRunner``). An argument that is neither one of these
-flags nor a Beam pipeline option (a misspelt ``--holdout=0.2``) stops the command before anything
-is read or written, exit status 2, naming the closest flag of either (``pipelines.pipeline_args``).
+the README) or on a cluster: a ``distributed`` one with Beam's DaskRunner
+(``--runner=DaskRunner --dask_client_address=HOST:8786``, with requirements-dask.txt installed;
+tested against a local cluster), or, untested here, Dataflow
+(``--runner=DataflowRunner --project=... --region=... --temp_location=gs://...``),
+``--runner=FlinkRunner``, ``--runner=SparkRunner`` (README, "Beyond one machine"). An argument
+that is neither one of these flags nor a Beam pipeline option (a misspelt ``--holdout=0.2``), or a
+runner that does not exist or cannot be loaded, stops the command before anything is read or
+written, exit status 2, naming the closest flag of either (``pipelines.pipeline_args``).
 
 Writes ``<split>-00000-of-000NN.tfrecord``, ``<split>.manifest.json``, ``<split>.failures.jsonl``,
 ``<split>.videos.jsonl``, ``label_map.txt`` and ``fingerprint.json`` (the dataset fingerprint:
@@ -80,7 +83,8 @@ _MIN_FRAMES = flags.DEFINE_integer(
 
 def parse_args(argv: list[str]) -> list[str]:
     """Parses this module's flags from ``argv`` and checks the rest; returns the Beam pipeline
-    arguments. Nothing is read or written before every argument is checked.
+    arguments (``--runner=DaskRunner`` given as Beam's path to it). Nothing is read or written
+    before every argument is checked.
 
     Raises:
       app.UsageError: a required flag is missing, a value is bad, or an argument is neither one
@@ -99,13 +103,13 @@ def parse_args(argv: list[str]) -> list[str]:
     except ValueError as e:
         raise app.UsageError(f"Beam pipeline option {e}") from None
     if unknown:
-        names = [*flags.FLAGS, *pipeline_args_lib.pipeline_option_names()]
+        names = [*flags.FLAGS, *pipeline_args_lib.pipeline_option_names(pipeline_args)]
         raise app.UsageError(
             f"{command_line.unknown_flag_message(unknown[0], names)}; neither a flag of this "
             "command nor a Beam pipeline option"
         )
     _check_required()
-    return pipeline_args
+    return pipeline_args_lib.with_runner_path(pipeline_args)
 
 
 def _check_required() -> None:
