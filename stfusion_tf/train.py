@@ -198,6 +198,7 @@ def build_context(f: flags.FlagValues):
         seed=f.seed,
         deterministic=f.deterministic,
         shuffle_buffer=f.shuffle_buffer,
+        data_service=f.data_service,
         eval_batch_size=f.eval_batch_size,
         mixed_precision=f.mixed_precision,
         jit_compile=distribute.default_jit_compile() if jit is None else jit,

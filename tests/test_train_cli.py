@@ -238,6 +238,7 @@ def test_tensorboard_shows_one_run_per_phase_with_the_same_tags(finished_run):
     assert runs <= set(scalars)
     for run in runs:
         assert {"loss", "cross_entropy", "kl", "train_top1", "learning_rate"} <= set(scalars[run])
+        assert all(0 <= d.value <= 1 for d in scalars[run]["input_wait_fraction"])
         assert not any(tag.startswith(("warmup/", "search/", "finetune/")) for tag in scalars[run])
     history = files.read_jsonl(os.path.join(logdir, "warmup", "logs", "history.jsonl"))
     assert [(d.step, d.value) for d in scalars["warmup/logs"]["loss"]] == [
@@ -796,3 +797,52 @@ def test_backbones_fine_tune_evaluate_and_export(
         "--phases=warmup,finetune",
     )
     assert "need the template" in message
+
+
+def test_training_reads_its_clips_from_a_tf_data_service_with_two_workers(
+    records, flagfile, tmp_path, capsys
+):
+    """``--data_service``: a dispatcher and two workers on 127.0.0.1 (in this process) decode the
+    clips of a 2-step warm-up; its epoch line, history and TensorBoard say what share of the
+    epoch waited for input. (What the service's clips are: tests/test_data_service.py.)"""
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    address = dispatcher.target.removeprefix("grpc://")
+    workers = [
+        service.WorkerServer(
+            service.WorkerConfig(dispatcher_address=address, heartbeat_interval_ms=100)
+        )
+        for _ in range(2)
+    ]
+    workspace = str(tmp_path / "ws")
+    try:
+        assert dispatcher._num_workers() == 2
+        train.run(
+            _flags(
+                f"--flagfile={flagfile}",
+                f"--workspace={workspace}",
+                f"--records_dir={records}",
+                "--phases=warmup",
+                "--warmup_epochs=1",
+                "--steps_per_epoch=2",
+                f"--data_service={dispatcher.target}",
+            )
+        )
+        assert [worker._num_tasks() for worker in workers] == [1, 1]  # both had the job
+    finally:
+        for worker in workers:
+            worker.stop()
+        dispatcher.stop()
+    logs = os.path.join(workspace, "train", "warmup", "logs")
+    (epoch,) = files.read_jsonl(os.path.join(logs, "history.jsonl"))
+    assert (epoch["epoch"], epoch["step"]) == (1, 2) and np.isfinite(epoch["loss"])
+    assert 0 <= epoch["input_wait_fraction"] <= 1
+    out = capsys.readouterr().out
+    assert f"input wait {epoch['input_wait_fraction']:.4g}" in out
+    tags = {
+        value.tag
+        for path in tf.io.gfile.glob(os.path.join(logs, "events.out.tfevents*"))
+        for event in tf.compat.v1.train.summary_iterator(path)
+        for value in event.summary.value
+    }
+    assert "input_wait_fraction" in tags

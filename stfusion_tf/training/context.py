@@ -11,6 +11,7 @@ from stfusion_tf import data as data_lib
 from stfusion_tf import distribute
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.preprocessing import PreprocessingSpec
+from stfusion_tf.training import data_service
 from stfusion_tf.training.config import TRAIN_SPLIT
 from stfusion_tf.training.networks import NetworkRun, TemplateRun
 
@@ -37,6 +38,9 @@ class RunContext:
         tf.data keeping element order in its parallel maps. False lets whichever element is
         ready first go first (faster input, run-to-run differences).
       shuffle_buffer: clips in the training shuffle buffer.
+      data_service: ``grpc://HOST:PORT`` of a tf.data service dispatcher whose workers decode
+        the training clips (``training.data_service``; checked to answer when the context is
+        made); None: this process decodes them.
       eval_batch_size: views per batch in validation and evaluation.
       mixed_precision: ``none``, ``bf16`` or ``fp16`` (set the policy with
         ``distribute.set_precision_policy`` before building anything).
@@ -64,6 +68,7 @@ class RunContext:
     seed: int = 0
     deterministic: bool = True
     shuffle_buffer: int = 64
+    data_service: str | None = None
     eval_batch_size: int = 8
     mixed_precision: str = "none"
     jit_compile: bool = False
@@ -85,6 +90,8 @@ class RunContext:
                 "`steps_per_epoch` must be a positive int or None (from the train split size). "
                 f"Received: steps_per_epoch={self.steps_per_epoch!r}"
             )
+        if self.data_service is not None:
+            data_service.check_dispatcher(self.data_service)
         if self.checkpoint_steps < 0:
             raise ValueError(
                 f"`checkpoint_steps` must be >= 0. Received: checkpoint_steps={self.checkpoint_steps}"

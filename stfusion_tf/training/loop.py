@@ -9,7 +9,13 @@ Robustness: a phase restarted with the same arguments restores its latest checkp
 checkpointed (its state would hold the shuffle buffer of JPEG frames in every checkpoint): the
 clips of epoch ``e`` come from a dataset seeded by ``(seed, e)``, and a run resumed at step k of
 an epoch skips the first k steps' clips before decoding them, so it trains on the batches an
-uninterrupted run would have seen.
+uninterrupted run would have seen. With ``--data_service`` the clips come from tf.data service
+workers instead (``training.data_service``: what that keeps of these guarantees, and what not).
+
+Input wait: each epoch logs ``input_wait_fraction``, the share of the epoch's training time
+spent waiting for batches (building the epoch's iterator and each ``next(iterator)``, which
+returns at once when the pipeline keeps ahead of the steps): near 0, the accelerator is the
+bottleneck; near 1, the input is (README, "Input from tf.data service").
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import tensorflow as tf
 
 from stfusion_tf import data as data_lib
 from stfusion_tf import distribute, report
+from stfusion_tf.training import data_service
 from stfusion_tf.training.checkpointing import PhaseCheckpoints
 from stfusion_tf.training.config import PHASES, TRAIN_SPLIT, OptimizerSpec
 from stfusion_tf.training.optimizer import make_optimizer
@@ -61,13 +68,29 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int((seed * 1_000_003 + epoch * 10_007) % (2**31 - 1))
 
 
-def distributed_train_data(ctx, seed: int, skip_steps: int = 0):
+def distributed_train_data(ctx, seed: int, skip_steps: int = 0, job: str | None = None):
     """The training clips for one epoch, split over the replicas (each worker reads its share),
     from step ``skip_steps`` on: a run resumed inside an epoch sees the batches it would have seen
-    had it not stopped (``data.train_dataset``'s ``skip_clips``, before any JPEG is decoded)."""
+    had it not stopped (``data.train_dataset``'s ``skip_clips``, before any JPEG is decoded).
+
+    With ``ctx.data_service``, tf.data service workers make the clips (a resumed epoch draws
+    its remaining steps from ``data_service.resumed_seed`` instead); ``job`` names the job that
+    several trainers share (``data_service.job_name``)."""
     files = data_lib.split_files(ctx.records_dir, TRAIN_SPLIT)
 
     def dataset_fn(input_context):
+        if ctx.data_service is not None:
+            shared = input_context.num_input_pipelines > 1
+            return data_service.service_train_dataset(
+                files,
+                ctx.spec,
+                input_context.get_per_replica_batch_size(ctx.global_batch_size),
+                seed=data_service.resumed_seed(seed, skip_steps),
+                shuffle_buffer=ctx.shuffle_buffer,
+                deterministic=ctx.deterministic,
+                address=ctx.data_service,
+                job=job if shared else None,
+            )
         # Each input pipeline yields ``global batch / pipelines`` clips a step.
         clips_per_step = ctx.global_batch_size // input_context.num_input_pipelines
         return data_lib.train_dataset(
@@ -90,6 +113,7 @@ _SHORT_NAMES = {
     "train_top1": "train top-1",
     "learning_rate": "lr",
     "mean_drop_probability": "mean drop p",
+    "input_wait_fraction": "input wait",
 }
 
 
@@ -128,8 +152,14 @@ def _resume(ctx, phase: str, checkpoints: PhaseCheckpoints, steps: int) -> tuple
 
 def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps: int):
     """Steps ``first..steps-1`` of ``epoch``: the sums of (loss, cross-entropy, KL, correct)
-    over all the epoch's steps (those before ``first`` from the checkpoint)."""
-    iterator = iter(distributed_train_data(ctx, epoch_seed(ctx.seed, epoch), skip_steps=first))
+    over all the epoch's steps (those before ``first`` from the checkpoint), and the share of
+    this run's time in them spent waiting for input (module docstring)."""
+    start = time.perf_counter()
+    job = data_service.job_name(ctx.workspace, phase, epoch, first)
+    iterator = iter(
+        distributed_train_data(ctx, epoch_seed(ctx.seed, epoch), skip_steps=first, job=job)
+    )
+    waited = time.perf_counter() - start
     # One line for the epoch, redrawn on a terminal; the epoch's summary line replaces it.
     line = ProgressLine(
         f"[{phase}] epoch {epoch + 1}", steps, unit="steps", enabled=ctx.verbose and ctx.is_chief
@@ -138,7 +168,10 @@ def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps
     totals = checkpoints.epoch_totals.numpy().copy() if first else np.zeros(4)
     try:
         for step in range(first, steps):
-            loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(iterator))
+            before = time.perf_counter()
+            clips, labels = next(iterator)
+            waited += time.perf_counter() - before
+            loss, cross_entropy, kl, correct = (float(x) for x in trainer.train_step(clips, labels))
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"[{phase}] the loss is {loss} at epoch {epoch + 1}, step {step + 1}: lower "
@@ -153,7 +186,7 @@ def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps
                 checkpoints.save(epoch, done, totals)
     finally:
         line.close(keep=False)
-    return totals
+    return totals, waited / (time.perf_counter() - start)
 
 
 def _write_scalars(writer, metrics: dict, epoch: int) -> None:
@@ -214,7 +247,7 @@ def train_phase(
     for epoch in range(start_epoch, epochs):
         epoch_start = time.time()
         first = start_step if epoch == start_epoch else 0
-        totals = _train_epoch(ctx, phase, trainer, checkpoints, epoch, first, steps)
+        totals, input_wait = _train_epoch(ctx, phase, trainer, checkpoints, epoch, first, steps)
         metrics = {
             "epoch": epoch + 1,
             "step": int(optimizer.iterations.numpy()),
@@ -223,6 +256,7 @@ def train_phase(
             "kl": totals[2] / steps,
             "train_top1": totals[3] / (steps * ctx.global_batch_size),
             "learning_rate": optimizer_spec.rate_at_epoch(epoch),
+            "input_wait_fraction": round(input_wait, 4),
         }
         if on_epoch_end is not None:
             metrics.update(on_epoch_end(epoch, metrics, writer) or {})

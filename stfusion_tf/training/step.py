@@ -71,9 +71,10 @@ class Trainer:
       logit_lr_multiplier: the drop logits' learning-rate multiplier (gradient scaling).
       jit_compile: XLA for the replica step.
 
-    ``train_step(iterator)`` runs one step on every replica and returns the global
-    ``(loss, cross_entropy, kl, correct)``. A gate-mode change needs a new ``Trainer`` (the mode is
-    read when the step is traced).
+    ``train_step(clips, labels)`` runs one step on every replica, on a batch read from the
+    distributed iterator (the loop reads it outside the step, to time the wait for input), and
+    returns the global ``(loss, cross_entropy, kl, correct)``. A gate-mode change needs a new
+    ``Trainer`` (the mode is read when the step is traced).
     """
 
     def __init__(
@@ -133,10 +134,9 @@ class Trainer:
         )
 
     @tf.function
-    def train_step(self, iterator):
-        clips, labels = next(iterator)
+    def train_step(self, clips, labels):
         return self._reduced(clips, labels)
 
     def distributed_step(self, clips, labels):
-        """One step on an already distributed batch (tests; ``train_step`` reads an iterator)."""
+        """``train_step`` run eagerly (tests)."""
         return self._reduced(clips, labels)
