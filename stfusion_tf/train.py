@@ -24,28 +24,20 @@ from absl import flags
 
 from stfusion_tf import distribute, preprocessing, report, report_page, training
 from stfusion_tf.models import template as template_lib
+from stfusion_tf.training import checkpointing, damaged_records, records
 
 
 class SetupError(ValueError):
     """A flag, config or data problem found before any training starts."""
 
 
-def _ints(values, name) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in values if str(v).strip())
-    except ValueError:
-        raise SetupError(
-            f"--{name} must be a comma-separated list of ints. Received: {values!r}"
-        ) from None
+def _ints(values) -> tuple[int, ...]:
+    """A list flag's ints (``train_command`` has checked them), blanks left out."""
+    return tuple(int(v) for v in values if str(v).strip())
 
 
-def _floats(values, name) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in values if str(v).strip())
-    except ValueError:
-        raise SetupError(
-            f"--{name} must be a comma-separated list of numbers. Received: {values!r}"
-        ) from None
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values if str(v).strip())
 
 
 def _tristate(value: str) -> bool | None:
@@ -69,7 +61,7 @@ def _distribution(f: flags.FlagValues) -> str:
 def _optimizer(f: flags.FlagValues, phase: str, rate, decays, decay):
     return training.OptimizerSpec(
         learning_rate=rate or f.learning_rate,
-        decay_epochs=_ints(decays, f"{phase}_lr_decay_epochs"),
+        decay_epochs=_ints(decays),
         decay_factor=f.lr_decay_factor,
         momentum=f.momentum,
         weight_decay=decay,
@@ -78,13 +70,7 @@ def _optimizer(f: flags.FlagValues, phase: str, rate, decays, decay):
 
 
 def phase_settings(f: flags.FlagValues) -> training.PhaseSettings:
-    """Every phase's settings from the flags."""
-    for name in ("warmup_epochs", "search_epochs", "finetune_epochs", "num_strategies"):
-        if f[name].value < 1:
-            raise SetupError(f"--{name} must be >= 1. Received: {f[name].value}")
-    for name in ("warmup_dropout", "search_dropout", "finetune_dropout"):
-        if not 0 <= f[name].value < 1:
-            raise SetupError(f"--{name} must be in [0, 1). Received: {f[name].value}")
+    """Every phase's settings from the flags (their values checked by ``train_command``)."""
     return training.PhaseSettings(
         warmup_epochs=f.warmup_epochs,
         warmup_optimizer=_optimizer(
@@ -126,13 +112,13 @@ def _spec(f: flags.FlagValues, records_dir: str) -> preprocessing.PreprocessingS
         stride=f.stride,
         random_stride=f.random_stride,
         crop_size=f.crop_size,
-        train_short_sides=_ints(f.train_short_sides, "train_short_sides") or None,
+        train_short_sides=_ints(f.train_short_sides) or None,
         eval_short_side=f.eval_short_side,
         eval_crop_size=f.eval_crop_size or None,
         flip=f.flip,
-        mean=_floats(f.pixel_mean, "pixel_mean"),
-        std=_floats(f.pixel_std, "pixel_std"),
-        value_range=_floats(f.value_range, "value_range"),
+        mean=_floats(f.pixel_mean),
+        std=_floats(f.pixel_std),
+        value_range=_floats(f.value_range),
         channel_order=f.channel_order,
         resize_method=f.resize_method,
     ).with_conversion(training.conversion_options(records_dir))
@@ -141,7 +127,7 @@ def _spec(f: flags.FlagValues, records_dir: str) -> preprocessing.PreprocessingS
 def _template_config(f: flags.FlagValues, num_classes: int, distribution):
     return template_lib.TemplateConfig(
         num_classes=num_classes,
-        blocks=_ints(f.blocks, "blocks"),
+        blocks=_ints(f.blocks),
         growth_rate=f.growth_rate,
         bottleneck_factor=f.bottleneck_factor,
         stem_filters=f.stem_filters,
@@ -165,7 +151,7 @@ def _network(f: flags.FlagValues) -> training.NetworkRun:
     return training.BackboneRun(
         name=f.backbone,
         strategy=f.backbone_strategy,
-        blocks=_ints(f.backbone_blocks, "backbone_blocks") or None,
+        blocks=_ints(f.backbone_blocks) or None,
         width_multiplier=f.backbone_width_multiplier,
         temporal_downsampling=f.temporal_downsampling,
     )
@@ -173,7 +159,10 @@ def _network(f: flags.FlagValues) -> training.NetworkRun:
 
 def build_context(f: flags.FlagValues):
     """``(RunContext, phases, PhaseSettings)``: the distribution, precision and every check,
-    all before any training."""
+    all before any training: the records against their manifests (the SHA-256 of every shard
+    the phases read, once per workspace: ``damaged_records``), the workspace's checkpoints and
+    ``--init_checkpoint`` against the records' labels. Prints a warning line (stderr, chief)
+    where the clip flags upsample or pad the stored frames (``records.clip_warnings``)."""
     if not f.workspace:
         raise SetupError("--workspace is required: the run's root folder (WORKSPACE.md).")
     phases = training.check_phases(f.phases)
@@ -211,6 +200,9 @@ def build_context(f: flags.FlagValues):
     )
     distribute.check_precision_supported(f.mixed_precision, ctx.jit_compile)
     training.check_prerequisites(ctx, phases)
+    checkpointing.check_workspace_checkpoints(ctx)
+    if settings.init_checkpoint and "warmup" in phases:
+        checkpointing.check_init_checkpoint(ctx, settings.init_checkpoint, settings.init_skip)
     training.write_run_config(
         ctx,
         {
@@ -220,6 +212,11 @@ def build_context(f: flags.FlagValues):
             "backbone": ctx.network.to_dict(),
         },
     )
+    splits = training.splits_needed(phases)
+    damaged_records.verify_shards(ctx, splits)
+    if ctx.is_chief:
+        for line in records.clip_warnings(records_dir, splits, ctx.spec):
+            print(f"stfusion_tf.train: warning: {line}", file=sys.stderr, flush=True)
     return ctx, phases, settings
 
 
@@ -231,14 +228,28 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 def run_phases(ctx, phases, settings) -> dict:
     """Runs ``phases`` with a context and settings from ``build_context``, then (on the chief)
     writes the run report (``report_page``) and prints the run's summary table and the paths
-    of its artifacts, also with ``--noverbose``."""
+    of its artifacts, also with ``--noverbose``.
+
+    Raises:
+      training.errors.RunInputError: what the run was given does not fit, found while a phase
+        runs: a damaged record (``damaged_records.DamagedRecordError``, naming the shard, the
+        record and its video), a checkpoint of another network; the command prints it in one
+        line. Nothing is skipped: the policy is ``damaged_records``'.
+    """
     ctx.log(
         f"stfusion_tf.train: phases {','.join(phases)}; "
         f"{ctx.distribution.num_replicas_in_sync} replica(s), global batch "
         f"{ctx.global_batch_size}, {ctx.epoch_steps()} steps/epoch, workspace {ctx.workspace}"
     )
     start = time.time()
-    summaries = training.run_phases(ctx, phases, settings)
+    try:
+        summaries = training.run_phases(ctx, phases, settings)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        # The input pipeline names no file: find the damaged record (damaged_records).
+        damaged = damaged_records.diagnose(ctx, training.splits_needed(phases), e)
+        if damaged is None:
+            raise
+        raise damaged from None
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
     if ctx.is_chief:
         report_page.write_report_page(ctx.workspace, ctx.records_dir)

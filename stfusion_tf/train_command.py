@@ -233,21 +233,82 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
     flags.DEFINE_bool("verbose", True, "Progress lines and per-epoch lines.", **fv)
+    for must, (ok, names) in _VALUE_RULES.items():
+        for name in names.split():
+            flags.register_validator(name, ok, message=f"must be {must}", flag_values=flag_values)
+
+
+def _list_of(kind, positive: bool):
+    """A validator of a list flag: every item a ``kind`` (and > 0 if ``positive``)."""
+
+    def ok(values) -> bool:
+        try:
+            numbers = [kind(v) for v in values if str(v).strip()]
+        except ValueError:
+            return False
+        return all(n > 0 for n in numbers) or not positive
+
+    return ok
+
+
+# What a flag's value must be: the test, and the flags it applies to. Each value that can be
+# judged alone is checked as the flags are parsed, so a bad one is a usage error before
+# TensorFlow loads, not a traceback epochs later. What needs the records or several flags at
+# once (crops against short sides, phases against the workspace) is build_context's.
+_VALUE_RULES = {
+    ">= 1": (
+        lambda v: v >= 1,
+        "growth_rate bottleneck_factor stem_filters num_frames stride crop_size eval_short_side "
+        "batch_size warmup_epochs search_epochs finetune_epochs num_strategies "
+        "holdout_num_clips test_num_clips eval_batch_size shuffle_buffer",
+    ),
+    ">= 0": (
+        lambda v: v >= 0,
+        "export_version eval_crop_size steps_per_epoch bn_recalibration_batches "
+        "checkpoint_steps warmup_learning_rate finetune_learning_rate weight_decay "
+        "search_weight_decay length_scale",
+    ),
+    "> 0": (
+        lambda v: v > 0,
+        "learning_rate lr_decay_factor logit_lr_multiplier temperature backbone_width_multiplier",
+    ),
+    "in [0, 1)": (
+        lambda v: 0 <= v < 1,
+        "warmup_dropout search_dropout finetune_dropout momentum",
+    ),
+    "in (0, 1)": (lambda v: 0 < v < 1, "init_drop_probability"),
+    "1 or 3": (lambda v: v in (1, 3), "test_num_crops"),
+    "a comma-separated list of ints > 0": (
+        _list_of(int, positive=True),
+        "blocks backbone_blocks train_short_sides lr_decay_epochs warmup_lr_decay_epochs "
+        "finetune_lr_decay_epochs",
+    ),
+    "a comma-separated list of numbers > 0": (_list_of(float, positive=True), "pixel_std"),
+    "a comma-separated list of numbers": (
+        _list_of(float, positive=False),
+        "pixel_mean value_range",
+    ),
+}
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]} (every setting is a --flag).")
     from stfusion_tf import train  # TensorFlow: only once the flags are checked
+    from stfusion_tf.training.errors import RunInputError
 
     try:
         setup = train.build_context(flags.FLAGS)
     except (ValueError, FileNotFoundError) as e:
         # Flags, config, data and phase-order checks, all before any training: the message
         # says what to do, a traceback would only hide it.
-        print(f"stfusion_tf.train: error: {e}", file=sys.stderr)
+        print(f"stfusion_tf.train: error: {command_line.one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    train.run_phases(*setup)
+    try:
+        train.run_phases(*setup)
+    except RunInputError as e:  # a damaged record, a checkpoint that does not fit
+        print(f"stfusion_tf.train: error: {command_line.one_line(e)}", file=sys.stderr)
+        sys.exit(1)
 
 
 def cli() -> None:

@@ -20,6 +20,7 @@ import tensorflow as tf
 from stfusion_tf import checkpoints as checkpoints_lib
 from stfusion_tf import distribute
 from stfusion_tf.models import template as template_lib
+from stfusion_tf.training.errors import RunInputError
 
 
 class PhaseCheckpoints:
@@ -139,20 +140,61 @@ def restore_weights(ctx, model, phase: str) -> str:
     return latest
 
 
+def check_workspace_checkpoints(ctx) -> None:
+    """Refuses, before any phase, a workspace whose checkpoints were trained on another label
+    vocabulary than the records' (other classes, or the same ones in another order): the run
+    would restore them and read every score against the wrong class names. The preprocessing
+    is held to the workspace's by ``train/run_config.json``."""
+    train_dir = os.path.join(ctx.workspace, "train")
+    for pattern in ("*/checkpoints", "*/*/checkpoints"):  # finetune_all_the_way/<unit> too
+        for directory in sorted(tf.io.gfile.glob(os.path.join(train_dir, pattern))):
+            latest = tf.train.latest_checkpoint(directory)
+            if latest is None:
+                continue
+            labels = checkpoints_lib.read_metadata(latest)["labels"]
+            try:
+                checkpoints_lib.check_labels(labels, ctx.labels, f"the records {ctx.records_dir!r}")
+            except ValueError as e:
+                raise ValueError(f"{latest}: {e}") from None
+
+
+def check_init_checkpoint(ctx, checkpoint: str, skip=()) -> dict:
+    """The metadata of ``checkpoint`` (``--init_checkpoint``), after checking that it is there,
+    was written by this project and, unless its classifier is skipped (``skip`` names
+    ``predictions``), has this run's label vocabulary: its rows mean those classes.
+
+    Raises:
+      RunInputError: naming what does not fit (before the warm-up builds its network, when the
+        run checks it up front; the shapes are compared when the weights are restored).
+    """
+    try:
+        metadata = checkpoints_lib.read_metadata(checkpoint)
+        if not checkpoints_lib.skips(f"{checkpoints_lib.CLASSIFIER}/kernel", skip):
+            checkpoints_lib.check_labels(
+                metadata["labels"], ctx.labels, f"the records {ctx.records_dir!r}"
+            )
+    except (ValueError, FileNotFoundError) as e:
+        raise RunInputError(str(e)) from None
+    return metadata
+
+
 def initialize_from(ctx, model, checkpoint: str, skip=()) -> list[str]:
     """Starts ``model`` from another run's weights, strictly by name (``checkpoints``).
 
     The classifier's rows mean the classes of the checkpoint's label vocabulary: unless it is
     skipped (``skip`` names ``predictions``), a vocabulary that differs from this run's is an
     error naming the first difference. Returns (and logs) what was skipped.
+
+    Raises:
+      RunInputError: the checkpoint does not fit (``check_init_checkpoint``), or holds weights
+        missing from the model, unused by it or of another shape (named).
     """
     skip = [s for s in skip if s.strip()]
-    metadata = checkpoints_lib.read_metadata(checkpoint)
-    if not checkpoints_lib.skips(f"{checkpoints_lib.CLASSIFIER}/kernel", skip):
-        checkpoints_lib.check_labels(
-            metadata["labels"], ctx.labels, f"the records {ctx.records_dir!r}"
-        )
-    skipped = checkpoints_lib.restore_weights(model, checkpoint, skip)
+    check_init_checkpoint(ctx, checkpoint, skip)
+    try:
+        skipped = checkpoints_lib.restore_weights(model, checkpoint, skip)
+    except ValueError as e:
+        raise RunInputError(str(e)) from None
     ctx.log(
         f"[init] weights from {checkpoints_lib.resolve(checkpoint)}"
         + (f"; skipped (kept their initial values): {', '.join(skipped)}" if skipped else "")

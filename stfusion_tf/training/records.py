@@ -2,7 +2,8 @@
 
 A run reads the records that ``pipelines.make_tfrecords`` wrote (``WORKSPACE.md``): each split's
 manifest and shards, one label map, one set of conversion options, a dataset fingerprint. These
-checks fail with a message that says what to do before a network is built.
+checks fail with a message that says what to do before a network is built; ``clip_warnings``
+says where the clip flags ask for pixels or frames the records do not have.
 """
 
 from __future__ import annotations
@@ -85,6 +86,56 @@ def conversion_options(records_dir: str) -> dict:
             "convert them again in one run of pipelines.make_tfrecords."
         )
     return next(iter(found.values()))
+
+
+def _short_sides(manifest: dict) -> dict[int, int]:
+    """Videos per stored short side, from the manifest's ``frame_sizes`` (``"HxW": videos``)."""
+    sides: dict[int, int] = {}
+    for size, count in (manifest.get("frame_sizes") or {}).items():
+        height, width = (int(n) for n in size.split("x"))
+        sides[min(height, width)] = sides.get(min(height, width), 0) + count
+    return sides
+
+
+def clip_warnings(records_dir: str, splits, spec: preprocessing.PreprocessingSpec) -> list[str]:
+    """What the clip settings do to the stored frames that a user would not guess, one line each,
+    from the splits' manifests (``frame_sizes``, ``frames``: no record is read):
+
+    - upsampling: a split holds frames whose short side is smaller than the training crop
+      (``crop_size``) or the evaluation crop: those clips are enlarged, showing no detail the
+      records lack (convert with a larger ``--short_side``, or crop smaller);
+    - padding: a split holds videos shorter than a clip's span, ``(T - 1) * stride + 1``
+      frames: their clips repeat the last frame (``stfusion_tf.data``).
+
+    A manifest without these fields (an older conversion) gives no warning.
+    """
+    lines = []
+    crops = {"--crop_size": spec.crop_size, "--eval_crop_size": spec.eval_crop}
+    for split in splits:
+        with tf.io.gfile.GFile(data_lib.fmt.manifest_path(records_dir, split)) as f:
+            manifest = json.load(f)
+        sides = _short_sides(manifest)
+        total = sum(sides.values())
+        larger = {flag: crop for flag, crop in crops.items() if sides and min(sides) < crop}
+        if larger:
+            crop = max(larger.values())
+            smaller = sum(n for side, n in sides.items() if side < crop)
+            lines.append(
+                f"split {split!r}: {smaller} of {total} videos are stored with a short side under "
+                f"the crop ({', '.join(f'{k}={v}' for k, v in larger.items())}; smallest "
+                f"{min(sides)} px): their clips are upsampled. Convert with "
+                f"pipelines.make_tfrecords --short_side={crop} or more, or crop smaller."
+            )
+        frames = manifest.get("frames") or {}
+        if frames.get("min") is not None and frames["min"] < spec.span:
+            lines.append(
+                f"split {split!r}: its shortest video has {frames['min']} frames (median "
+                f"{frames.get('median', frames['min']):g}), fewer than a clip spans "
+                f"({spec.span}: --num_frames={spec.num_frames}, --stride={spec.stride}): clips "
+                "of the short videos repeat their last frame (padding). Lower --num_frames or "
+                "--stride."
+            )
+    return lines
 
 
 def read_fingerprint(records_dir: str) -> dict | None:
