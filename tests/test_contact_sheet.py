@@ -1,5 +1,6 @@
 """tfrecords_tools.contact_sheet on tiny shards written here (not by the Beam job)."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -81,6 +82,24 @@ def test_short_videos_leave_empty_cells(tmp_path):
     assert sheet.shape == (8 + 18 + 32 + 14 + 8, 8 + 5 * (40 + 8), 3)
     fourth_cell = sheet[8 + 18 : 8 + 18 + 32, 8 + 3 * 48 : 8 + 3 * 48 + 40]
     assert (fourth_cell == contact_sheet.BACKGROUND).all()
+
+
+def test_a_frame_that_is_not_an_image_is_a_red_cell(tmp_path):
+    """The sheet is where a person looks at the data: a damaged frame is shown, not a crash."""
+    record = make_record(0, 3)
+    frames = list(record.frames)
+    frames[1] = b"\x00\x00" + frames[1][2:]  # the JPEG start marker gone
+    path = write_shard(
+        str(tmp_path / "train-00000-of-00001.tfrecord"),
+        [dataclasses.replace(record, frames=frames)],
+    )
+    out = str(tmp_path / "sheet.png")
+    contact_sheet.write_contact_sheet([path], out, videos=1, frames=3, thumb_height=32)
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    cells = [sheet[8 + 18 : 8 + 18 + 32, 8 + c * 48 : 8 + c * 48 + 40] for c in range(3)]
+    assert (cells[1] == contact_sheet.DAMAGED).all()
+    assert not (cells[0] == contact_sheet.DAMAGED).all(axis=-1).any()
+    np.testing.assert_array_equal(cells[2], video_io.decode_jpeg(frames[2]))
 
 
 def test_bad_arguments_are_rejected(shards):

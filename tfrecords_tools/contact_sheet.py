@@ -33,6 +33,7 @@ FONT_SIZE = 12
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
 MUTED = (160, 160, 160)
+DAMAGED = (200, 40, 40)  # Fill of a frame that does not decode.
 
 
 @dataclasses.dataclass
@@ -101,6 +102,18 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+def _thumbnail(jpeg: bytes, width: int, height: int) -> Image.Image | None:
+    """The frame scaled to ``width x height``, or None when its bytes are not an image: the sheet
+    is where a person looks at the data, so a damaged frame shows as a red cell with its index
+    instead of ending the drawing."""
+    try:
+        image = Image.fromarray(video_io.decode_jpeg(jpeg))
+    except (OSError, ValueError):  # PIL's UnidentifiedImageError is an OSError
+        return None
+    upscale = height >= image.height
+    return image.resize((width, height), Image.NEAREST if upscale else Image.LANCZOS)
+
+
 def render_sheet(
     samples: Sequence[SampledVideo], frames: int = 8, thumb_height: int = 96
 ) -> Image.Image:
@@ -129,15 +142,15 @@ def render_sheet(
         draw.text((PAD, top), _fit(draw, header, font, text_width), fill=TEXT, font=font)
         thumb_w = round(r.width * thumb_height / r.height)
         for column, i in enumerate(frame_indices(len(r.frames), frames)):
-            image = Image.fromarray(video_io.decode_jpeg(r.frames[i]))
-            upscale = thumb_height >= image.height
-            image = image.resize(
-                (thumb_w, thumb_height), Image.NEAREST if upscale else Image.LANCZOS
-            )
+            image = _thumbnail(r.frames[i], thumb_w, thumb_height)
             left = PAD + column * (cell_w + PAD) + (cell_w - thumb_w) // 2
-            sheet.paste(image, (left, top + HEADER_HEIGHT))
+            sheet.paste(
+                DAMAGED if image is None else image,
+                (left, top + HEADER_HEIGHT, left + thumb_w, top + HEADER_HEIGHT + thumb_height),
+            )
             seconds = (r.timestamps_us[i] - r.timestamps_us[0]) / 1e6
-            caption = _fit(draw, f"#{i}  {seconds:.2f}s", font, cell_w)
+            label = f"#{i}  not an image" if image is None else f"#{i}  {seconds:.2f}s"
+            caption = _fit(draw, label, font, cell_w)
             draw.text(
                 (PAD + column * (cell_w + PAD), top + HEADER_HEIGHT + thumb_height + 1),
                 caption,
