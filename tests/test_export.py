@@ -143,13 +143,12 @@ def test_jpeg_signature_agrees_with_the_float_signature(exported):
     frames = np.clip(frames, 0, 255).astype(np.uint8)
     jpegs = np.array([[tf.io.encode_jpeg(f, quality=95).numpy() for f in frames]], dtype=object)
     from_jpegs = served.serve_frames(jpegs)
-    from_floats = served.serve_clips(frames[None, :, 2:18, 2:18, :].astype(np.float32))
-    # JPEG tolerance: quality 95 moves pixels by a few levels; the model's weights are random
-    # (not seeded), so allow 0.05 in probability. The exact check is the one after.
-    np.testing.assert_allclose(from_jpegs["probabilities"], from_floats["probabilities"], atol=0.05)
-    np.testing.assert_allclose(from_jpegs["logits"], from_floats["logits"], atol=0.1, rtol=0.05)
-    # And exactly the decoded JPEGs through the float signature: the same numbers.
+    # The frames sent are these clips up to JPEG's loss (quality 95, chroma at half resolution:
+    # ~5 levels on average here). Comparing the model's outputs on the two would measure how
+    # sensitive its random weights are, not the signature: the check is on the pixels ...
     decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs[0]])
+    assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 8
+    # ... and then exactly: the decoded JPEGs through the float signature give the same numbers.
     exact = served.serve_clips(decoded[None, :, 2:18, 2:18, :].astype(np.float32))
     np.testing.assert_allclose(from_jpegs["logits"], exact["logits"], atol=1e-4, rtol=1e-4)
 
