@@ -848,7 +848,7 @@ def test_training_reads_its_clips_from_a_tf_data_service_with_two_workers(
     assert (epoch["epoch"], epoch["step"]) == (1, 2) and np.isfinite(epoch["loss"])
     assert 0 <= epoch["input_wait_fraction"] <= 1
     out = capsys.readouterr().out
-    assert f"input wait {epoch['input_wait_fraction']:.4g}" in out
+    assert f"input wait {epoch['input_wait_fraction']:.0%}" in out
     tags = {
         value.tag
         for path in tf.io.gfile.glob(os.path.join(logs, "events.out.tfevents*"))

@@ -122,11 +122,14 @@ def format_epoch_metrics(metrics: dict, num_classes: int) -> str:
     protocol (``report.metric_lines``: top-5 only with more than 5 classes).
 
     >>> format_epoch_metrics({"epoch": 1, "loss": 1.5, "cross_entropy": 1.25, "kl": 0.25,
-    ...     "holdout_video_top1@clips=1x1crop": 0.5, "holdout_clip_top5@clips=1x1crop": 1.0}, 4)
-    'loss 1.5, ce 1.25, kl 0.25; holdout clips=1x1crop: video top-1 0.500'
+    ...     "input_wait_fraction": 0.4023, "holdout_video_top1@clips=1x1crop": 0.5,
+    ...     "holdout_clip_top5@clips=1x1crop": 1.0}, 4)
+    'loss 1.5, ce 1.25, kl 0.25, input wait 40%; holdout clips=1x1crop: video top-1 0.500'
     """
     training = [
-        f"{_SHORT_NAMES.get(k, k)} {v:.4g}"
+        f"{_SHORT_NAMES.get(k, k)} {v:.0%}"
+        if k.endswith("_fraction")
+        else f"{_SHORT_NAMES.get(k, k)} {v:.4g}"
         for k, v in metrics.items()
         if isinstance(v, float) and not k.startswith("holdout_")
     ]
