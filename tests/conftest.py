@@ -11,9 +11,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as stfusion_tf/__init__.py does
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from tfrecords_tools.command_line import import_quietly, stderr_silenced  # noqa: E402
+
+# TensorFlow's start-up lines (oneDNN, CUDA stubs, cuInit) are written from C++ before its log
+# level applies, and pytest-xdist prints them after the summary: silenced as the commands do.
+import_quietly("tensorflow")
 import tensorflow as tf  # noqa: E402
 
-_cpus = tf.config.list_physical_devices("CPU")
+with stderr_silenced():
+    _cpus = tf.config.list_physical_devices("CPU")
 if _cpus and len(tf.config.get_logical_device_configuration(_cpus[0]) or []) < 2:
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]

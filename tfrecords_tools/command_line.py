@@ -279,7 +279,7 @@ def quiet_libraries(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
+def stderr_silenced() -> Iterator[None]:
     """File descriptor 2 pointed at /dev/null, and the root logger at ERROR, inside the block.
 
     Why the descriptor: TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA stubs, CPU
@@ -311,7 +311,7 @@ def import_quietly(*names: str, flag_values: flags.FlagValues = flags.FLAGS) -> 
         for name in names:
             importlib.import_module(name)
         return
-    with _stderr_silenced():
+    with stderr_silenced():
         for name in names:
             importlib.import_module(name)
 
