@@ -4,7 +4,8 @@ Library code (no flag parsing): ``stfusion_tf.train`` turns its flags into these
 
 - ``make_strategy(name)``: ``one_device`` (the default strategy on one device), ``mirrored``
   (every local GPU, or the devices given), ``multi_worker`` (``MultiWorkerMirroredStrategy``,
-  cluster from ``TF_CONFIG``) and ``auto`` (mirrored with more than one GPU, else one device).
+  cluster from ``TF_CONFIG``, checked at start-up within a timeout: ``stfusion_tf.cluster``)
+  and ``auto`` (mirrored with more than one GPU, else one device).
   Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (TF 2.21 / Keras 3.15,
   ``/work/shared/DESIGN.md``), which is why ``stfusion_tf.training`` has its own loop.
 - ``per_replica_batch_size``: the global batch (the paper's 32 / 64) is split evenly over all
@@ -27,11 +28,18 @@ import os
 import keras
 import tensorflow as tf
 
+from stfusion_tf import cluster
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
-def make_strategy(name: str = "auto", devices: list[str] | None = None) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "auto",
+    devices: list[str] | None = None,
+    start_timeout_s: float = 120,
+    heartbeat_timeout_s: float = 30,
+) -> tf.distribute.Strategy:
     """The ``tf.distribute.Strategy`` called ``name`` (one of ``STRATEGIES``).
 
     Args:
@@ -41,6 +49,10 @@ def make_strategy(name: str = "auto", devices: list[str] | None = None) -> tf.di
         (``MultiWorkerMirroredStrategy``; the cluster and this worker's task come from the
         ``TF_CONFIG`` environment variable, which must be set).
       devices: devices for ``mirrored`` (e.g. ``["/cpu:0", "/cpu:1"]``); None: all GPUs.
+      start_timeout_s: ``multi_worker``: how long every worker has to join; past it,
+        ``cluster.ClusterError`` names the ones that did not.
+      heartbeat_timeout_s: ``multi_worker``: a worker silent this long is lost, and the
+        others' collectives fail (``lost_worker_error``) instead of waiting for it.
 
     ``multi_worker`` must be created before any other TensorFlow op runs in the process (the
     collective runtime is configured at start-up), so call this first.
@@ -59,12 +71,29 @@ def make_strategy(name: str = "auto", devices: list[str] | None = None) -> tf.di
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
-    cluster = _tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver()
-        if cluster
-        else None
-    )
+    config = _tf_config()
+    cluster.configure_coordination(config["cluster"], start_timeout_s, heartbeat_timeout_s)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        )
+        cluster.check_cluster(strategy)
+    except cluster.LOST_PEER_ERRORS as e:
+        raise cluster.start_error(e, config, start_timeout_s) from None
+    return strategy
+
+
+def lost_worker_error(
+    strategy: tf.distribute.Strategy, error: Exception
+) -> cluster.ClusterError | None:
+    """The one-line ``ClusterError`` naming the worker(s) lost when ``error`` (raised by a
+    collective) names a peer of a ``multi_worker`` run that is gone; None for any other
+    error."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not isinstance(
+        error, cluster.LOST_PEER_ERRORS
+    ):
+        return None
+    return cluster.lost_error(error, _tf_config())
 
 
 def _tf_config() -> dict:

@@ -22,7 +22,7 @@ import time
 import tensorflow as tf
 from absl import flags
 
-from stfusion_tf import distribute, preprocessing, report, report_page, training
+from stfusion_tf import cluster, distribute, preprocessing, report, report_page, training
 from stfusion_tf.models import template as template_lib
 from stfusion_tf.training import checkpointing, damaged_records, records
 
@@ -169,7 +169,11 @@ def build_context(f: flags.FlagValues):
     settings = phase_settings(f)
     distribution_name = _distribution(f)
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
-    distribution = distribute.make_strategy(distribution_name)
+    distribution = distribute.make_strategy(
+        distribution_name,
+        start_timeout_s=f.cluster_start_timeout,
+        heartbeat_timeout_s=f.heartbeat_timeout,
+    )
     distribute.set_precision_policy(f.mixed_precision)
     if f.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -235,6 +239,8 @@ def run_phases(ctx, phases, settings) -> dict:
         runs: a damaged record (``damaged_records.DamagedRecordError``, naming the shard, the
         record and its video), a checkpoint of another network; the command prints it in one
         line. Nothing is skipped: the policy is ``damaged_records``'.
+      cluster.ClusterError: a worker of a ``multi_worker`` run stopped answering (heartbeats,
+        ``--heartbeat_timeout``); restarting every worker resumes from the last checkpoint.
     """
     ctx.log(
         f"stfusion_tf.train: phases {','.join(phases)}; "
@@ -250,6 +256,11 @@ def run_phases(ctx, phases, settings) -> dict:
         if damaged is None:
             raise
         raise damaged from None
+    except cluster.LOST_PEER_ERRORS as e:  # a collective aborted: name the worker that is gone
+        lost = distribute.lost_worker_error(ctx.distribution, e)
+        if lost is None:
+            raise
+        raise lost from None
     ctx.log(f"stfusion_tf.train: done in {time.time() - start:.1f}s ({ctx.workspace})")
     if ctx.is_chief:
         report_page.write_report_page(ctx.workspace, ctx.records_dir)

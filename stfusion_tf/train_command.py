@@ -31,7 +31,9 @@ term is left (the KL turns negative) and every p drifts towards 0.5. ``--logit_l
 settle within the run; too large and they saturate at 0 or 1 within a few steps.
 
 Distribution: ``--distribution=auto|one_device|mirrored|multi_worker`` (``multi_worker`` reads
-``TF_CONFIG``; start the same command on every worker, the chief writes the workspace);
+``TF_CONFIG``; start the same command on every worker, the chief writes the workspace; a worker
+that does not join within ``--cluster_start_timeout`` or stops answering for
+``--heartbeat_timeout`` stops the others with a line naming it);
 ``--batch_size`` is global and split evenly over all replicas; ``--synchronized_batch_norm``
 defaults to on with more than one replica; ``--mixed_precision=bf16|fp16|none``;
 ``--jit_compile=auto`` turns XLA on with a GPU only (it made CPU training 8x slower).
@@ -232,6 +234,20 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
+    flags.DEFINE_integer(
+        "cluster_start_timeout",
+        120,
+        "multi_worker: seconds every worker has to start and join before the run stops, "
+        "naming the ones missing.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "heartbeat_timeout",
+        30,
+        "multi_worker: seconds without a worker's heartbeat before it counts as lost and the "
+        "others stop, naming it.",
+        **fv,
+    )
     flags.DEFINE_bool("verbose", True, "Progress lines and per-epoch lines.", **fv)
     for must, (ok, names) in _VALUE_RULES.items():
         for name in names.split():
@@ -260,7 +276,8 @@ _VALUE_RULES = {
         lambda v: v >= 1,
         "growth_rate bottleneck_factor stem_filters num_frames stride crop_size eval_short_side "
         "batch_size warmup_epochs search_epochs finetune_epochs num_strategies "
-        "holdout_num_clips test_num_clips eval_batch_size shuffle_buffer",
+        "holdout_num_clips test_num_clips eval_batch_size shuffle_buffer "
+        "cluster_start_timeout heartbeat_timeout",
     ),
     ">= 0": (
         lambda v: v >= 0,
@@ -295,18 +312,19 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]} (every setting is a --flag).")
     from stfusion_tf import train  # TensorFlow: only once the flags are checked
+    from stfusion_tf.cluster import ClusterError
     from stfusion_tf.training.errors import RunInputError
 
     try:
         setup = train.build_context(flags.FLAGS)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ClusterError) as e:
         # Flags, config, data and phase-order checks, all before any training: the message
         # says what to do, a traceback would only hide it.
         print(f"stfusion_tf.train: error: {command_line.one_line(e)}", file=sys.stderr)
         sys.exit(2)
     try:
         train.run_phases(*setup)
-    except RunInputError as e:  # a damaged record, a checkpoint that does not fit
+    except (RunInputError, ClusterError) as e:  # a damaged record, a lost worker, ...
         print(f"stfusion_tf.train: error: {command_line.one_line(e)}", file=sys.stderr)
         sys.exit(1)
 
