@@ -120,6 +120,12 @@ def test_a_worker_killed_during_search_is_named_and_both_commands_again_resume(
         )
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
-    history = files.read_jsonl(os.path.join(search, "logs", "history.jsonl"))
-    assert [(h["epoch"], h["step"]) for h in history] == [(1, 3), (2, 6)]
-    assert os.path.exists(os.path.join(search, "DONE"))
+    # In lock step: 12 videos in global batches of 4 over the two workers' replicas.
+    for phase, epochs in (("warmup", [(1, 3)]), ("search", [(1, 3), (2, 6)])):
+        phase_dir = os.path.join(workspace, "train", phase)
+        history = files.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
+        assert [(h["epoch"], h["step"]) for h in history] == epochs, phase
+        assert os.path.exists(os.path.join(phase_dir, "DONE"))
+        # One set of checkpoints, the chief's: nothing of worker 1's is left beside them.
+        names = os.listdir(os.path.join(phase_dir, "checkpoints"))
+        assert all(n == "checkpoint" or n.startswith("ckpt-") for n in names), names

@@ -580,55 +580,6 @@ def _free_ports(count):
 
 
 @pytest.mark.slow
-def test_two_local_workers_train_in_lock_step_and_write_one_set_of_checkpoints(
-    records, flagfile, tmp_path
-):
-    workspace = str(tmp_path / "workspace")
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    command = _command(
-        flagfile,
-        workspace,
-        records,
-        "--phases=warmup",
-        "--warmup_epochs=1",
-        "--distribution=multi_worker",
-        "--noverbose",
-    )
-    processes = []
-    for index in range(2):
-        env = _env()
-        env["TF_CONFIG"] = json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        processes.append(
-            subprocess.Popen(
-                [*command, "--verbose"] if index == 0 else command,
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    outputs = []
-    for process in processes:
-        try:
-            outputs.append(process.communicate(timeout=300)[0])
-        finally:
-            if process.poll() is None:
-                process.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
-    assert "2 replica(s), global batch 4, 3 steps/epoch" in outputs[0]
-    phase_dir = os.path.join(workspace, "train", "warmup")
-    history = files.read_jsonl(os.path.join(phase_dir, "logs", "history.jsonl"))
-    assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
-    assert os.path.exists(os.path.join(phase_dir, "DONE"))
-    checkpoints = os.listdir(os.path.join(phase_dir, "checkpoints"))
-    assert sorted(c for c in checkpoints if c.endswith(".index")) == ["ckpt-1.index"]
-
-
-@pytest.mark.slow
 def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
     records, flagfile, tmp_path, monkeypatch, capsys
 ):
