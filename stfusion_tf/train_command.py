@@ -234,6 +234,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     flags.DEFINE_integer("checkpoint_steps", 0, "Also checkpoint every N steps (0: epochs).", **fv)
+    # The same flag under the longer name some users know it by (it sets --checkpoint_steps).
+    flags.DEFINE_alias("checkpoint_every_steps", "checkpoint_steps", **fv)
     flags.DEFINE_integer(
         "cluster_start_timeout",
         120,
