@@ -20,6 +20,7 @@ bottleneck; near 1, the input is (README, "Input from tf.data service").
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from stfusion_tf.training.optimizer import make_optimizer
 from stfusion_tf.training.step import Trainer
 from stfusion_tf.training.tensorboard import log_scalar
 from stfusion_tf.training.workspace import append_jsonl, truncate_jsonl
+from tfrecords_tools import files
 from tfrecords_tools.progress import ProgressLine, format_seconds
 
 
@@ -192,6 +194,24 @@ def _train_epoch(ctx, phase, trainer, checkpoints, epoch: int, first: int, steps
     return totals, waited / (time.perf_counter() - start)
 
 
+def _epoch_line(history_path: str, epoch: int) -> dict:
+    """The ``history.jsonl`` line of ``epoch`` (1-based), or ``{}`` if there is none. Read
+    line by line: a worker other than the chief may read before the chief cut a line a kill
+    left half-written."""
+    try:
+        text = files.read_text(history_path)
+    except FileNotFoundError:
+        return {}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("epoch") == epoch:
+            return record
+    return {}
+
+
 def _write_scalars(writer, metrics: dict, epoch: int) -> None:
     """The epoch's metrics under their ``history.jsonl`` names: the same tags in every phase's
     run, so TensorBoard overlays the phases (``training.tensorboard``)."""
@@ -244,7 +264,9 @@ def train_phase(
     )
     history_path = os.path.join(phase_dir, "logs", "history.jsonl")
     truncate_jsonl(ctx, history_path, start_epoch)
-    metrics = {}
+    # Killed after the last epoch's checkpoint: nothing to train, the last epoch's line is the
+    # phase's summary (its DONE marker, which the sample phase reads the epoch from).
+    metrics = _epoch_line(history_path, start_epoch) if start_epoch >= epochs else {}
     phase_start = time.time()
     epoch_times = []
     for epoch in range(start_epoch, epochs):
@@ -264,8 +286,10 @@ def train_phase(
         if on_epoch_end is not None:
             metrics.update(on_epoch_end(epoch, metrics, writer) or {})
         _write_scalars(writer, metrics, epoch)
-        checkpoints.save(epoch + 1, 0)
+        # The epoch's line before its checkpoint: a run killed between the two redoes the epoch
+        # (the resume cuts the line), never skips its line.
         append_jsonl(ctx, history_path, metrics)
+        checkpoints.save(epoch + 1, 0)
         epoch_times.append(time.time() - epoch_start)
         eta = np.mean(epoch_times) * (epochs - epoch - 1)
         ctx.log(

@@ -66,19 +66,22 @@ def run_search(
         init_drop_probability=init_drop_probability,
     )
     phase_dir = ctx.phase_dir("search")
+    probabilities_path = os.path.join(phase_dir, "logs", "drop_probabilities.jsonl")
     latest = tf.train.latest_checkpoint(os.path.join(phase_dir, "checkpoints"))
     if latest is None:
+        # A new search: its epoch-0 line holds the p it starts from (a try killed before its
+        # first checkpoint may have left lines: they go).
         _start_from_warmup(ctx, model)
-    predict = evaluation.make_predict_fn(model)
-    probabilities_path = os.path.join(phase_dir, "logs", "drop_probabilities.jsonl")
-    resumed_epochs = 0
-    if latest is not None:
-        reader = tf.train.load_checkpoint(latest)
-        resumed_epochs = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    truncate_jsonl(ctx, probabilities_path, resumed_epochs)
-    if resumed_epochs == 0 and ctx.is_chief:
         truncate_jsonl(ctx, probabilities_path, -1)
         append_jsonl(ctx, probabilities_path, drop_probability_record(model, 0, 0))
+    else:
+        # A resumed one keeps the lines of the epochs its checkpoint has done, the epoch-0
+        # line included, which a restart could not write again: train_phase restores the
+        # weights only later, and the restart's flags may give another p0.
+        reader = tf.train.load_checkpoint(latest)
+        epochs_done = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+        truncate_jsonl(ctx, probabilities_path, epochs_done)
+    predict = evaluation.make_predict_fn(model)
     names = template_lib.fusion_layer_names(model.config)
     holdout_files = data_lib.split_files(ctx.records_dir, HOLDOUT_SPLIT)
 
