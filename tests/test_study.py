@@ -2,20 +2,29 @@
 videos (motion and appearance) and two seeds: observations.json holds exactly what the runs'
 probability tables say, the chart is written, the verdicts are printed, a second run trains
 nothing, --finetune reads the test accuracies of results.json, and a user's mistake stops the
-study with one line before any training."""
+study with one line before any training.
+
+Same seed, same numbers, on the study's own runs: another seed wrote other ones, and a training
+command killed with SIGKILL inside a search epoch and started again writes, byte for byte, the
+probability space, strategy scores and search logs of the study's uninterrupted run of that seed
+(two processes' worth of work, one resumed from a step checkpoint, agree)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from absl import flags
 
 from stfusion_tf import study
-from tests import record_fixtures
+from tests import console_output, record_fixtures
+from tfrecords_tools import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny template, a fine-tune of one epoch, fixed-gate scoring of 4 strategies.
@@ -28,7 +37,7 @@ TINY = (
     "--test_num_clips=1",
 )
 SEEDS = (0, 1)
-# Every test here trains or reads the study's tiny runs (about 70 s of CPU in all).
+# Every test here trains or reads the study's tiny runs (about 100 s of CPU in all).
 pytestmark = pytest.mark.slow
 
 
@@ -106,6 +115,83 @@ def test_observations_are_what_the_runs_probability_tables_say(first_study, caps
     with open(os.path.join(output, study.OBSERVATIONS_PLOT), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(os.path.join(output, study.OBSERVATIONS_PLOT)) > 20_000
+
+
+# What a seed decides, as the runs wrote it; timings are not numbers of the run.
+SEEDED_ARTIFACTS = (
+    "search/probabilities.json",
+    "search/strategies.csv",
+    "train/search/logs/history.jsonl",
+    "train/search/logs/drop_probabilities.jsonl",
+)
+TIMINGS = ("input_wait_fraction",)
+
+
+def _seeded_artifacts(workspace) -> dict:
+    out = {}
+    for name in SEEDED_ARTIFACTS:
+        with open(os.path.join(workspace, name)) as f:
+            text = f.read()
+        if name.endswith(".jsonl"):
+            lines = [json.loads(line) for line in text.splitlines()]
+            text = [{k: v for k, v in line.items() if k not in TIMINGS} for line in lines]
+        out[name] = text
+    return out
+
+
+def test_another_seed_gives_other_numbers(first_study):
+    output, _ = first_study
+    seed0 = _seeded_artifacts(study.run_workspace(output, "motion", 0))
+    table = json.loads(seed0["search/probabilities.json"])
+    moved = [p for layer in table["layers"] for p in layer["drop_probability"].values()]
+    assert max(abs(p - 0.1) for p in moved) > 1e-3  # the gates learned: equality is not trivial
+    seed1 = _seeded_artifacts(study.run_workspace(output, "motion", 1))
+    for name in SEEDED_ARTIFACTS:
+        assert seed1[name] != seed0[name], name
+
+
+def test_kill_9_inside_a_search_epoch_then_the_same_command_gives_the_same_numbers(
+    first_study, datasets, tmp_path
+):
+    output, _ = first_study
+    workspace = str(tmp_path / "workspace")
+    command = [
+        *(sys.executable, "-m", "stfusion_tf.train", *TINY),
+        *(f"--workspace={workspace}", f"--records_dir={datasets['motion']}", "--seed=0"),
+        *("--phases=" + ",".join(study.SEARCH_PHASES), "--checkpoint_steps=1"),
+    ]
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+    env.pop("TF_CONFIG", None)
+    search = os.path.join(workspace, "train", "search")
+    index = os.path.join(search, "checkpoints", "checkpoint")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while not os.path.exists(index) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(index), "the search phase never wrote a checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(search, "DONE"))  # killed mid-phase
+    warmup_done = os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE"))
+
+    finished = subprocess.run(  # verbose: what a user sees when resuming
+        [*command, "--verbose"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert console_output.noise(finished.stdout + finished.stderr) == []
+    assert "[warmup] already done" in finished.stdout
+    resumed = re.search(
+        r"\[search\] resuming from \S+ \(epoch (\d), step (\d)/3\)", finished.stdout
+    )
+    assert resumed, finished.stdout  # from a step checkpoint: the killed steps are not redone
+    assert os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE")) == warmup_done
+    history = files.read_jsonl(os.path.join(search, "logs", "history.jsonl"))
+    assert [(h["epoch"], h["step"]) for h in history] == [(1, 3), (2, 6)]  # no step done twice
+    assert _seeded_artifacts(workspace) == _seeded_artifacts(
+        study.run_workspace(output, "motion", 0)
+    )
 
 
 def test_a_second_study_trains_nothing_and_reads_finetuned_test_accuracy(

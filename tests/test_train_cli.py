@@ -8,10 +8,8 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -418,52 +416,6 @@ def _env():
     return env
 
 
-@pytest.mark.slow
-def test_kill_9_mid_phase_then_the_same_command_resumes(records, flagfile, tmp_path):
-    workspace = str(tmp_path / "workspace")
-    command = _command(
-        flagfile,
-        workspace,
-        records,
-        "--phases=warmup,search",
-        "--warmup_epochs=1",
-        "--search_epochs=4",
-        "--noverbose",
-    )
-    index = os.path.join(workspace, "train", "search", "checkpoints", "checkpoint")
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 240
-    while not os.path.exists(index) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert os.path.exists(index), "the search phase never wrote a checkpoint"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = files.read_jsonl(
-        os.path.join(workspace, "train", "search", "logs", "history.jsonl")
-    )
-    assert 1 <= len(killed_at) < 4  # killed mid-phase
-    warmup_done = os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE"))
-
-    finished = subprocess.run(
-        command[:-1], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    assert console_output.noise(finished.stdout + finished.stderr) == []
-    assert "[warmup] already done" in finished.stdout
-    assert "[search] resuming from" in finished.stdout
-    assert os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE")) == warmup_done
-    history = files.read_jsonl(os.path.join(workspace, "train", "search", "logs", "history.jsonl"))
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert history[-1]["step"] == 4 * 3  # 12 train videos / batch 4: no step done twice
-    logged = files.read_jsonl(
-        os.path.join(workspace, "train", "search", "logs", "drop_probabilities.jsonl")
-    )
-    assert [x["epoch"] for x in logged] == [0, 1, 2, 3, 4]
-    assert os.path.exists(os.path.join(workspace, "train", "search", "DONE"))
-
-
 def _setup_error(*args) -> str:
     with pytest.raises((ValueError, FileNotFoundError)) as error:
         train.build_context(_flags(*args))
@@ -577,40 +529,6 @@ def _free_ports(count):
     for s in sockets:
         s.close()
     return ports
-
-
-@pytest.mark.slow
-def test_a_run_stopped_mid_epoch_resumes_from_its_step_checkpoint(
-    records, flagfile, tmp_path, monkeypatch, capsys
-):
-    args = (
-        f"--flagfile={flagfile}",
-        f"--workspace={tmp_path / 'ws'}",
-        f"--records_dir={records}",
-        "--phases=warmup",
-        "--warmup_epochs=1",
-        "--checkpoint_steps=1",
-    )
-    saves = []
-    save = training.PhaseCheckpoints.save
-
-    def save_then_stop(self, epoch, step_in_epoch, *totals):
-        save(self, epoch, step_in_epoch, *totals)
-        saves.append((epoch, step_in_epoch))
-        if len(saves) == 2:
-            raise KeyboardInterrupt  # the process dies right after its second checkpoint
-
-    monkeypatch.setattr(training.PhaseCheckpoints, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(_flags(*args))
-    assert saves == [(0, 1), (0, 2)]  # mid-epoch checkpoints: 3 steps per epoch
-    monkeypatch.setattr(training.PhaseCheckpoints, "save", save)
-    capsys.readouterr()
-    summaries = train.run(_flags(*args))
-    assert "(epoch 1, step 2/3)" in capsys.readouterr().out
-    assert summaries["warmup"]["step"] == 3  # one step left, not redone
-    history = files.read_jsonl(str(tmp_path / "ws" / "train" / "warmup" / "logs" / "history.jsonl"))
-    assert [(h["epoch"], h["step"]) for h in history] == [(1, 3)]
 
 
 def test_the_command_line_reports_setup_errors_without_a_traceback(records, tmp_path):
