@@ -13,16 +13,17 @@
   worker from its staged records in path order (the same input and options give the same bytes,
   on any runner), into the staging folder.
 - ``WriteSplitReports`` (``pipelines.write_split_reports``): ``<split>.manifest.json``,
-  ``<split>.failures.jsonl`` and ``<split>.videos.jsonl`` for every split, after checking that
-  the counts add up, into the staging folder.
+  ``<split>.failures-<hash>.jsonl`` and ``<split>.videos-<hash>.jsonl`` for every split, after
+  checking that the counts add up, into the staging folder.
 
 ``run_conversion`` is the driver around the job: it lists the dataset (``pipelines.datasets``),
-removes the staging folders of conversions that were killed, checks the splits already in
-``output_dir`` (``split=...`` adds one to a dataset converted before), runs the job, adds its
-runtime to the manifests, commits the splits into ``output_dir`` with the label map and
-``fingerprint.json`` (``pipelines.commit_splits``: the manifest is each split's commit point, and
-the split's stale shards go) and deletes the staging folder (the disk holds each record twice
-until then). ``fingerprint.json`` (``tfrecords_tools.fingerprint``) covers the splits just
+finishes the commits of conversions that were killed and removes their staging folders, checks
+the splits already in ``output_dir`` (``split=...`` adds one to a dataset converted before), runs
+the job, adds its runtime to the manifests, commits the splits into ``output_dir`` with the label
+map and ``fingerprint.json`` (``pipelines.commit_splits``: new files beside the old, then the
+manifests, each split's commit point, then the old files go; a kill at any moment leaves the old
+split or the new one) and deletes the staging folder (the disk holds each record twice until
+then). ``fingerprint.json`` (``tfrecords_tools.fingerprint``) covers the splits just
 converted, plus, after ``split=...``, the splits already there.
 
 Library code only: ``pipelines.make_tfrecords`` is the entry point that parses flags.
@@ -273,7 +274,9 @@ def run_conversion(
     ``pipeline_args`` are Beam pipeline options (``--runner=...``, ``--direct_num_workers=...``).
 
     Until the job has succeeded, ``output_dir`` keeps what it held; then each split is committed,
-    its manifest last, and its stale shards removed (``commit_splits``). Writes
+    its new files beside the old, its manifest next, and its old files removed
+    (``commit_splits``); a commit stopped by an exception is finished or undone before this
+    returns (or raises). Writes
     ``fingerprint.json`` last: the dataset fingerprint of the splits converted, and with ``split``
     given, also of the other splits whose manifests are already in ``output_dir`` (so converting
     train and test in two runs gives the same file as one run).
@@ -323,7 +326,9 @@ def run_conversion(
             staging_dir, output_dir, splits, listing.class_names, dataset_fingerprint
         )
     finally:
-        commit_splits.delete_staging(staging_dir)
+        outcome = commit_splits.discard_staging(staging_dir, output_dir)
+        if outcome:
+            _LOG.warning("The commit into %s stopped before its end: %s.", output_dir, outcome)
     return manifests
 
 
@@ -359,7 +364,7 @@ def summary_line(manifests: dict[str, dict]) -> str:
         f"{size / 2**20:.1f} MiB in {runtime:.1f} s ({frames / max(runtime, 1e-9):.0f} frames/s)"
     )
     if failures:
-        line += f"; {failures} failed: see <split>.failures.jsonl"
+        line += f"; {failures} failed: see <split>.failures-<hash>.jsonl"
     empty = _empty_classes(manifests)
     if empty:
         line += f"; classes without an example: {empty}"

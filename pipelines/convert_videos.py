@@ -46,8 +46,8 @@ _LOG = logging.getLogger("stfusion.convert")
 
 
 def failure_reason(error: Exception) -> str:
-    """What a person reads in ``<split>.failures.jsonl``: the exception's message (its repr when
-    it has several arguments or none), prefixed for a crashed or hung decoder."""
+    """What a person reads in ``<split>.failures-<hash>.jsonl``: the exception's message (its
+    repr when it has several arguments or none), prefixed for a crashed or hung decoder."""
     args = error.args
     reason = args[0] if len(args) == 1 and isinstance(args[0], str) else repr(error)
     if isinstance(error, isolated.ProcessTimedOut):
@@ -58,8 +58,8 @@ def failure_reason(error: Exception) -> str:
 
 
 def failure_record(entry: datasets.VideoEntry, error: Exception | None) -> dict:
-    """A video that could not be converted, as one line of ``<split>.failures.jsonl``; ``error``
-    None for an entry the listing refused (its ``refused`` is the reason)."""
+    """A video that could not be converted, as one line of ``<split>.failures-<hash>.jsonl``;
+    ``error`` None for an entry the listing refused (its ``refused`` is the reason)."""
     return {
         "split": entry.split,
         "path": entry.path,

@@ -16,11 +16,12 @@ that is neither one of these flags nor a Beam pipeline option (a misspelt ``--ho
 runner that does not exist or cannot be loaded, stops the command before anything is read or
 written, exit status 2, naming the closest flag of either (``pipelines.pipeline_args``).
 
-Writes ``<split>-00000-of-000NN.tfrecord``, ``<split>.manifest.json``, ``<split>.failures.jsonl``,
-``<split>.videos.jsonl``, ``label_map.txt`` and ``fingerprint.json`` (the dataset fingerprint:
+Writes ``<split>-00000-of-000NN-<hash>.tfrecord``, ``<split>.manifest.json``,
+``<split>.failures-<hash>.jsonl``, ``<split>.videos-<hash>.jsonl`` (``<hash>``: of the content),
+``label_map.txt`` and ``fingerprint.json`` (the dataset fingerprint:
 ``python -m tfrecords_tools.compare A B`` says how two conversions differ) into ``--output_dir``
 (see WORKSPACE.md). A video that cannot be converted never stops the job: it becomes a line in
-``<split>.failures.jsonl`` with its reason. With ``--split``, the other splits already in
+``<split>.failures-<hash>.jsonl`` with its reason. With ``--split``, the other splits already in
 ``--output_dir`` must have been converted with the same pixel options, label map and libraries
 (else the job stops before converting, naming the difference); ``fingerprint.json`` then covers
 them all.

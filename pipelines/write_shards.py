@@ -5,10 +5,14 @@ transform.
     EveryShard ----------+
 
 Each video's staged record goes to shard ``md5(path) mod num_shards[split]`` (``shard_index``),
-and every shard, ``<split>-00000-of-000NN.tfrecord``, is written by one worker that concatenates
-its staged records sorted by path: the same input and options give the same bytes, on any
-runner. ``EveryShard`` makes each shard of each split exist, empty when no video falls into it,
-so a split has exactly the ``num_shards`` files its name says. The shard infos it outputs (name,
+and every shard is written by one worker that concatenates its staged records sorted by path:
+the same input and options give the same bytes, on any runner. A shard is named by its place and
+its content, ``<split>-00000-of-000NN-<first 8 hex digits of its SHA-256>.tfrecord``
+(``format.shard_name``): written under ``<split>-00000-of-000NN.tfrecord``, then renamed once its
+hash is known, in the staging folder. So the same bytes get the same name, and a new shard never
+takes the name of an old one with other bytes: the commit can move the new split in beside the
+old one before switching the manifest. ``EveryShard`` makes each shard of each split exist, empty
+when no video falls into it, so a split has exactly the ``num_shards`` files its name says. The shard infos it outputs (name,
 records, size, SHA-256 of the file) are what a split's manifest lists (``WriteSplitReports``), and
 readers read the listed shards only (``tfrecords_tools.manifest``).
 
@@ -40,7 +44,8 @@ def shard_index(path: str, num_shards: int) -> int:
     return int(hashlib.md5(path.encode()).hexdigest(), 16) % num_shards
 
 
-def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
+def unnamed_shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
+    """Where a shard is written before its hash, so its name, is known."""
     return os.path.join(output_dir, f"{split}-{index:05d}-of-{num_shards:05d}{fmt.SHARD_SUFFIX}")
 
 
@@ -68,12 +73,16 @@ def _staged_chunks(paths: list[str]) -> Iterator[bytes]:
 
 def write_shard(item, output_dir: str):
     """``((split, index, num_shards), {"records": [(path, staged path)], ...})`` -> the shard
-    file, its staged records in path order; yields ``(split, shard info)``."""
+    file, its staged records in path order, named by its content; yields ``(split, shard
+    info)``."""
     (split, index, num_shards), grouped = item
     staged = [p for _, p in sorted(grouped["records"])]
-    path = shard_path(output_dir, split, index, num_shards)
+    written = unnamed_shard_path(output_dir, split, index, num_shards)
     digest = hashlib.sha256()
-    size = files.write_atomically(path, _hashed(_staged_chunks(staged), digest))
+    size = files.write_atomically(written, _hashed(_staged_chunks(staged), digest))
+    path = os.path.join(output_dir, fmt.shard_name(split, index, num_shards, digest.hexdigest()))
+    # A retried bundle renames equal bytes over equal bytes.
+    FileSystems.rename([written], [path])
     yield (
         split,
         {
@@ -118,8 +127,10 @@ class WriteShards(beam.PTransform):
     ...         | WriteShards(output_dir, {"train": 1})
     ...         | beam.Map(print)
     ...     )
-    ('train', {'path': 'train-00000-of-00001.tfrecord', 'records': 1, 'bytes': 26,
+    ('train', {'path': 'train-00000-of-00001-35e6....tfrecord', 'records': 1, 'bytes': 26,
      'sha256': '35e6...958'})
+    >>> sorted(n for n in os.listdir(output_dir) if n.startswith("train"))
+    ['train-00000-of-00001-35e6....tfrecord']
     """
 
     def __init__(self, output_dir: str, num_shards: dict[str, int]):

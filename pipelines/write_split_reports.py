@@ -10,10 +10,17 @@ For every split, even one without failures, ``Write`` writes:
 - ``<split>.manifest.json``: counts per class, the classes of the label map without any example
   in the split (``classes_without_examples``: class -> how many of its videos failed there; 0
   when the split lists none), frames, frame sizes, bytes, the shards (name, records, bytes,
-  SHA-256: the files readers read, ``tfrecords_tools.manifest``), the options and libraries used,
-  the format version and the split's dataset fingerprint;
-- ``<split>.failures.jsonl``: one line per video that could not be converted, with its reason;
-- ``<split>.videos.jsonl``: one line per converted video (path, label, frames, size).
+  SHA-256: the files readers read, ``tfrecords_tools.manifest``), the two files below
+  (``report_files``), the options and libraries used, the format version and the split's dataset
+  fingerprint;
+- ``<split>.failures-<hash>.jsonl``: one line per video that could not be converted, with its
+  reason;
+- ``<split>.videos-<hash>.jsonl``: one line per converted video (path, label, frames, size).
+
+The two reports are named by their content (the first 8 hex digits of their SHA-256,
+``format.report_name``), like the shards, so that a conversion's commit never writes over the
+files of the split it replaces (``pipelines.commit_splits``); readers find them through the
+manifest (``manifest.report_path``).
 
 It first checks the counts: examples + failures must equal the videos listed, and the shards
 must hold one record per converted video (both counts come from the same converted videos, by
@@ -29,7 +36,9 @@ and the end-of-job summary name it instead.
 """
 
 import collections
+import hashlib
 import json
+import os
 import statistics
 
 import apache_beam as beam
@@ -41,7 +50,7 @@ from tfrecords_tools import format as fmt
 
 
 def video_stats(video: video_conversion.ConvertedVideo) -> tuple[str, dict]:
-    """A converted video as ``(split, its line of <split>.videos.jsonl)``."""
+    """A converted video as ``(split, its line of the split's videos index)``."""
     return video.split, {
         "path": video.path,
         "label": video.label,
@@ -123,9 +132,13 @@ def _check_counts(manifest: dict, shards: list[dict], output_dir: str) -> None:
         )
 
 
-def _write_jsonl(path: str, rows: list[dict]) -> None:
-    with FileSystems.create(path) as f:
-        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+def _write_report(output_dir: str, split: str, kind: str, rows: list[dict]) -> str:
+    """Writes one report (one JSON line per row) under its content's name; returns the name."""
+    content = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+    name = fmt.report_name(split, kind, hashlib.sha256(content).hexdigest())
+    with FileSystems.create(os.path.join(output_dir, name)) as f:
+        f.write(content)
+    return name
 
 
 def write_split_report(
@@ -147,8 +160,10 @@ def write_split_report(
         split, videos, failures, shards, inputs[split], extra, shared_fingerprint, class_names
     )
     _check_counts(manifest, shards, output_dir)
-    _write_jsonl(fmt.failures_path(output_dir, split), failures)
-    _write_jsonl(fingerprint_lib.videos_index_path(output_dir, split), videos)
+    manifest["report_files"] = {
+        "failures": _write_report(output_dir, split, "failures", failures),
+        "videos": _write_report(output_dir, split, "videos", videos),
+    }
     with FileSystems.create(fmt.manifest_path(output_dir, split)) as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     yield manifest
@@ -159,7 +174,7 @@ def _key_by_split(failure: dict) -> tuple[str, dict]:
 
 
 class WriteSplitReports(beam.PTransform):
-    """Writes each split's manifest, failures and videos index.
+    """Writes each split's manifest, failures and videos index (named by their content).
 
     Args:
       output_dir: where the report files go (beside the shards: the job's staging folder).
@@ -198,7 +213,7 @@ class WriteSplitReports(beam.PTransform):
     ...     )
     1 1 99 {'pass': 0}
     >>> sorted(os.listdir(output_dir))
-    ['train.failures.jsonl', 'train.manifest.json', 'train.videos.jsonl']
+    ['train.failures-....jsonl', 'train.manifest.json', 'train.videos-....jsonl']
     """
 
     def __init__(

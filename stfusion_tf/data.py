@@ -76,11 +76,13 @@ def num_examples(records_dir: str, split: str) -> int:
             f"No manifest for split {split!r} at {path!r}: run {_MAKE_TFRECORDS} first."
         )
     with tf.io.gfile.GFile(path) as f:
-        count = int(json.load(f).get("num_examples", 0))
+        listed = json.load(f)
+    count = int(listed.get("num_examples", 0))
     if count < 1:
+        failures = manifest.report_path(os.fspath(records_dir), split, "failures", listed)
         raise ValueError(
             f"Split {split!r} has no examples (manifest {path!r}): every video failed or the "
-            f"split is empty; see {fmt.failures_path(records_dir, split)!r} and run "
+            f"split is empty; see {failures!r} and run "
             f"{_MAKE_TFRECORDS} again."
         )
     return count

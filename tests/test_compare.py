@@ -12,7 +12,7 @@ from absl import flags
 
 from pipelines import convert, synthetic
 from tests import video_fixtures
-from tfrecords_tools import compare
+from tfrecords_tools import compare, manifest
 from tfrecords_tools import fingerprint as fingerprint_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,9 +65,11 @@ def test_the_same_videos_elsewhere_are_the_same_dataset(videos, base, tmp_path_f
     (where the videos lie is not part of it), exit 0."""
     other = _variant(videos, tmp_path_factory, "copy", lambda root: None)
     assert fingerprint_lib.read_fingerprint(other) == fingerprint_lib.read_fingerprint(base)
+    (shard,) = [os.path.basename(p) for p in manifest.split_shards(base, "train")]
+    assert [os.path.basename(p) for p in manifest.split_shards(other, "train")] == [shard]
     assert (
-        open(os.path.join(base, "train-00000-of-00001.tfrecord"), "rb").read()
-        == open(os.path.join(other, "train-00000-of-00001.tfrecord"), "rb").read()
+        open(os.path.join(base, shard), "rb").read()
+        == open(os.path.join(other, shard), "rb").read()
     )
     assert _run(base, other) == compare.IDENTICAL
     out = capsys.readouterr().out

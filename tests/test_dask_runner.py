@@ -16,7 +16,7 @@ import pytest
 
 from pipelines import convert, pipeline_args, synthetic
 from tests import console_output, video_fixtures
-from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest as manifest_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT_SIDE = 24
@@ -207,7 +207,8 @@ def test_the_command_on_a_dask_cluster_writes_the_direct_runners_bytes(
     assert console_output.noise(output) == []
     names = sorted(os.listdir(direct))
     assert sorted(os.listdir(dask)) == names
-    assert {"train.failures.jsonl", "holdout-00001-of-00002.tfrecord"} <= set(names)
+    assert {"train.manifest.json", "holdout.manifest.json"} <= set(names)
+    assert [n for n in names if n.startswith("holdout-00001-of-00002-")]
     for name in names:
         if name.endswith(".manifest.json"):
             assert _without_runtime(dask / name) == _without_runtime(direct / name), name
@@ -216,7 +217,7 @@ def test_the_command_on_a_dask_cluster_writes_the_direct_runners_bytes(
     failures = [
         json.loads(line)
         for split in ("train", "holdout")
-        for line in open(fmt.failures_path(str(dask), split))
+        for line in open(manifest_lib.report_path(str(dask), split, "failures"))
     ]
     assert [(f["path"], f["error"]) for f in failures] == [
         (f"{synthetic.class_names('motion')[0]}/broken.mp4", "VideoDecodeError")

@@ -1,5 +1,5 @@
 """The dataset fingerprint: its hashes against their closed form, and what the real Beam job writes
-(every manifest, ``fingerprint.json``, ``<split>.videos.jsonl``), also split by split."""
+(every manifest, ``fingerprint.json``, each split's videos index), also split by split."""
 
 import dataclasses
 import hashlib
@@ -13,6 +13,7 @@ from pipelines import convert, synthetic
 from tests import video_fixtures
 from tfrecords_tools import fingerprint
 from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest as manifest_lib
 
 OPTIONS = convert.ConvertOptions(short_side=16)
 BROKEN = "train/move_up/broken.mp4"
@@ -138,7 +139,8 @@ def test_manifests_and_fingerprint_json_hold_the_hashes_of_the_videos(videos, co
         }
         assert own["id"] == fingerprint.short_id(own) != dataset["id"]
         # The video index lists exactly the hashed videos, sorted, with their frames and sizes.
-        lines = open(fingerprint.videos_index_path(output_dir, split)).read().splitlines()
+        index_path = manifest_lib.report_path(output_dir, split, "videos", manifest)
+        lines = open(index_path).read().splitlines()
         index = [json.loads(line) for line in lines]
         assert [(v["path"], v["label"]) for v in index] == listed
         assert {(v["frames"], v["height"], v["width"]) for v in index} == {(6, 16, 20)}

@@ -134,18 +134,25 @@ def test_read_label_map_ignores_a_missing_final_newline_and_trailing_blank_lines
 
 def test_shard_pattern_matches_the_shards_of_one_split_only(tmp_path):
     names = [
-        "train-00000-of-00002.tfrecord",
-        "train-00001-of-00002.tfrecord",
-        "test-00000-of-00001.tfrecord",
+        "train-00000-of-00002-0123abcd.tfrecord",
+        "train-00001-of-00002.tfrecord",  # named before content-addressed names
+        "test-00000-of-00001-0123abcd.tfrecord",
         "train.manifest.json",
         "train-00000-of-00002.tfrecord.tmp",
+        "train.failures-0123abcd.jsonl",
     ]
     for name in names:
         (tmp_path / name).write_bytes(b"")
     matched = sorted(tf.io.gfile.glob(fmt.shard_pattern(str(tmp_path) + "/", "train")))
     assert [m.rsplit("/", 1)[-1] for m in matched] == names[:2]
     assert fmt.manifest_path("/w/examples", "test") == "/w/examples/test.manifest.json"
-    assert fmt.failures_path("gs://b/ex/", "holdout") == "gs://b/ex/holdout.failures.jsonl"
+    assert fmt.report_name("holdout", "failures", "0123abcd" * 8) == (
+        "holdout.failures-0123abcd.jsonl"
+    )
+    with pytest.raises(ValueError, match="Received: kind='labels'"):
+        fmt.report_name("holdout", "labels", "0" * 64)
+    reports = sorted(tf.io.gfile.glob(fmt.report_pattern(str(tmp_path), "train", "failures")))
+    assert [m.rsplit("/", 1)[-1] for m in reports] == ["train.failures-0123abcd.jsonl"]
 
 
 @pytest.mark.parametrize("seed", range(5))

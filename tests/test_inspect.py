@@ -77,7 +77,8 @@ def dataset(tmp_path_factory):
         {"path": "b/y.mp4", "reason": "VideoDecodeError('not a readable video: bad b/y.mp4')"},
         {"path": "c/z.mp4", "reason": "empty file (0 bytes)"},
     ]
-    with open(fmt.failures_path(directory, "train"), "w") as f:
+    # No manifest names the failure list: it is read under its unhashed name.
+    with open(os.path.join(directory, fmt.unhashed_report_name("train", "failures")), "w") as f:
         f.write("".join(json.dumps(line) + "\n" for line in failures))
     return directory, layout
 
@@ -95,6 +96,7 @@ def test_split_of_shard_names():
     assert inspect_lib.split_of("/d/train-00003-of-00008.tfrecord") == "train"
     assert inspect_lib.split_of("holdout-00000-of-00001.tfrecord") == "holdout"
     assert inspect_lib.split_of("/d/my-videos-00000-of-00001.tfrecord") == "my-videos"
+    assert inspect_lib.split_of("/d/my-videos-00000-of-00001-0123abcd.tfrecord") == "my-videos"
     assert inspect_lib.split_of("/d/other.tfrecord") == "other"
 
 

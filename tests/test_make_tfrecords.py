@@ -21,6 +21,7 @@ from pipelines import (
 )
 from tests import console_output, video_fixtures
 from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest as manifest_lib
 from tfrecords_tools import video_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +72,8 @@ def test_counts_reconcile_and_every_broken_file_is_a_failure_record(dataset, con
     for split, manifest in manifests.items():
         records = _read_records(output_dir, split)
         assert len(records) == manifest["num_examples"]
-        lines = open(fmt.failures_path(str(output_dir), split)).read().splitlines()
+        lines = open(manifest_lib.report_path(str(output_dir), split, "failures")).read()
+        lines = lines.splitlines()
         failures += [json.loads(line) for line in lines]
         assert manifest["num_examples"] + manifest["num_failures"] == manifest["num_inputs"]
     assert sum(m["num_examples"] for m in manifests.values()) == 12
@@ -257,7 +259,9 @@ def test_link_out_of_input_dir_is_refused_as_a_failure(tmp_path):
     os.symlink(outside, root / "a" / "link.mp4")
     manifests = _convert(str(root), tmp_path / "out")
     assert manifests["train"]["num_examples"] == 1
-    failure = json.loads(open(fmt.failures_path(str(tmp_path / "out"), "train")).read())
+    failure = json.loads(
+        open(manifest_lib.report_path(str(tmp_path / "out"), "train", "failures")).read()
+    )
     assert failure["path"] == "a/link.mp4"
     assert "outside" in failure["reason"]
 
@@ -272,7 +276,8 @@ def test_a_crashing_or_hanging_decoder_fails_only_its_own_video(tmp_path):
         str(root), tmp_path / "out", options=options, encode_fn=video_fixtures.crash_or_hang
     )
     assert manifests["train"]["num_examples"] == 3
-    lines = open(fmt.failures_path(str(tmp_path / "out"), "train")).read().splitlines()
+    lines = open(manifest_lib.report_path(str(tmp_path / "out"), "train", "failures")).read()
+    lines = lines.splitlines()
     reasons = {json.loads(line)["path"]: json.loads(line)["reason"] for line in lines}
     assert "crashed" in reasons["a/crash.mp4"]
     assert "timed out" in reasons["a/hang.mp4"]

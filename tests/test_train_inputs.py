@@ -26,7 +26,6 @@ from tfrecords_tools import record_checks, tfrecord_io
 
 __all__ = ["flagfile", "records"]  # module fixtures of test_train_cli, used here too
 
-SHARD = "train-00000-of-00001.tfrecord"
 # One step of the warm-up: enough for the input pipeline to read every train record.
 ONE_STEP = ("--phases=warmup", "--warmup_epochs=1", "--steps_per_epoch=1")
 
@@ -35,6 +34,12 @@ def _copy(records, tmp_path) -> str:
     copy = str(tmp_path / "examples")
     shutil.copytree(records, copy)
     return copy
+
+
+def _shard(records_dir: str) -> str:
+    """The one train shard (its name holds a hash of its bytes)."""
+    (path,) = data.split_files(records_dir, "train")
+    return path
 
 
 def _base(flagfile, records_dir, workspace):
@@ -102,11 +107,11 @@ def test_a_shard_changed_after_its_check_is_refused_before_training(records, fla
     base = _base(flagfile, copy, tmp_path / "ws")
     train.build_context(_flags(*base, *ONE_STEP))  # verified: remembered in the workspace
     verified = tmp_path / "ws" / "train" / damaged_records.VERIFIED_RECORDS
-    assert list(json.loads(verified.read_text())) == [os.path.join(copy, SHARD)]
+    assert list(json.loads(verified.read_text())) == [_shard(copy)]
 
-    _flip_byte(os.path.join(copy, SHARD), 80_000)  # same size, a new modification time
+    _flip_byte(_shard(copy), 80_000)  # same size, a new modification time
     message = _setup_error(*base, *ONE_STEP)
-    assert f"Damaged shard {os.path.join(copy, SHARD)}, record " in message
+    assert f"Damaged shard {_shard(copy)}, record " in message
     assert "CRC32C mismatch" in message and "inspect --validate" in message
     assert not (tmp_path / "ws" / "train" / "warmup").exists()
 
@@ -122,9 +127,9 @@ def test_a_record_rewritten_with_valid_crcs_is_refused_naming_it(
     records, flagfile, tmp_path, damage, expected
 ):
     copy = _copy(records, tmp_path)
-    _rewrite_frames(os.path.join(copy, SHARD), damage, records={5})
+    _rewrite_frames(_shard(copy), damage, records={5})
     message = _setup_error(*_base(flagfile, copy, tmp_path / "ws"), *ONE_STEP)
-    assert SHARD in message
+    assert os.path.basename(_shard(copy)) in message
     assert re.search(expected, message), message
 
 
@@ -146,10 +151,10 @@ def test_a_record_damaged_during_the_run_stops_it_naming_the_record(
     decoder error): the run names the shard, the record and its video."""
     copy = _copy(records, tmp_path)
     setup = train.build_context(_flags(*_base(flagfile, copy, tmp_path / "ws"), *ONE_STEP))
-    damage(os.path.join(copy, SHARD))
+    damage(_shard(copy))
     with pytest.raises(damaged_records.DamagedRecordError) as error:
         train.run_phases(*setup)
-    assert error.value.path == os.path.join(copy, SHARD)
+    assert error.value.path == _shard(copy)
     assert re.search(expected, str(error.value)), str(error.value)
     assert "\n" not in str(error.value) and "inspect --validate" in str(error.value)
 
@@ -164,7 +169,7 @@ def test_the_command_line_prints_a_damaged_record_in_one_line(records, tmp_path,
         del shard["sha256"]
     with open(manifest_path, "w") as f:
         json.dump(manifest, f)
-    _flip_byte(os.path.join(copy, SHARD), 80_000)
+    _flip_byte(_shard(copy), 80_000)
     finished = subprocess.run(
         [sys.executable, "-m", "stfusion_tf.train", *_base(flagfile, copy, tmp_path / "ws")]
         + [*ONE_STEP, "--noverbose"],

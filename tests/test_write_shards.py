@@ -1,6 +1,6 @@
 """WriteShards in memory (TestPipeline, beam.Create, assert_that) on staged records made by hand:
 no video is decoded. The shards hold exactly the records given, each in its md5 shard, in path
-order, and every shard exists, empty or not."""
+order, and every shard exists, empty or not, named by its place and its content."""
 
 import hashlib
 import os
@@ -12,6 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import write_shards
 from pipelines.video_conversion import ConvertedVideo
 from pipelines.write_shards import WriteShards
+from tfrecords_tools import format as fmt
 from tfrecords_tools import tfrecord_io
 
 NUM_SHARDS = {"train": 2, "test": 3}
@@ -44,7 +45,7 @@ def test_shards_hold_exactly_the_records_given(tmp_path):
             )
             members = [v for v in members if write_shards.shard_index(v.path, n) == index]
             data = b"".join(open(v.staged_path, "rb").read() for v in members)
-            name = os.path.basename(write_shards.shard_path("", split, index, n))
+            name = fmt.shard_name(split, index, n, hashlib.sha256(data).hexdigest())
             expected[name] = (split, len(members), data)
     assert sum(records for _, records, _ in expected.values()) == len(videos)
     assert any(records == 0 for _, records, _ in expected.values())  # an empty shard too
@@ -84,7 +85,7 @@ def test_a_split_without_videos_gets_its_empty_shards(tmp_path):
                     (
                         "val",
                         {
-                            "path": f"val-0000{i}-of-00002.tfrecord",
+                            "path": f"val-0000{i}-of-00002-e3b0c442.tfrecord",
                             "records": 0,
                             "bytes": 0,
                             "sha256": hashlib.sha256(b"").hexdigest(),
@@ -94,5 +95,7 @@ def test_a_split_without_videos_gets_its_empty_shards(tmp_path):
                 ]
             ),
         )
-    assert sorted(os.listdir(tmp_path)) == [f"val-0000{i}-of-00002.tfrecord" for i in range(2)]
+    assert sorted(os.listdir(tmp_path)) == [
+        f"val-0000{i}-of-00002-e3b0c442.tfrecord" for i in range(2)
+    ]
     assert all(os.path.getsize(tmp_path / name) == 0 for name in os.listdir(tmp_path))

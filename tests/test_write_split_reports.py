@@ -3,6 +3,7 @@ Each split's counts add up, its failures and videos files hold what was given, a
 do not add up stop the job with no manifest written."""
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -15,6 +16,7 @@ from pipelines.video_conversion import ConvertedVideo, ConvertOptions
 from pipelines.write_split_reports import WriteSplitReports
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
+from tfrecords_tools import manifest as manifest_lib
 
 SHARED = fingerprint_lib.shared_part(
     ["a", "b"], dataclasses.asdict(ConvertOptions()), {"pyav": "test"}
@@ -44,6 +46,10 @@ def _report(pipeline, output_dir, num_inputs, shards=SHARDS):
     } | WriteSplitReports(
         str(output_dir), num_inputs, {"dataset_format": "folder"}, SHARED, ["a", "b"]
     )
+
+
+def _report_path(folder, split, kind):
+    return manifest_lib.report_path(str(folder), split, kind)
 
 
 def _jsonl(path):
@@ -98,9 +104,18 @@ def test_each_split_gets_its_counts_failures_and_videos(tmp_path):
                 ]
             ),
         )
-    assert open(fmt.failures_path(str(tmp_path), "train")).read() == ""  # written, empty
-    assert _jsonl(fmt.failures_path(str(tmp_path), "test")) == FAILURES  # sorted by path
-    train_videos = _jsonl(fingerprint_lib.videos_index_path(str(tmp_path), "train"))
+    # Each report is named by its content's SHA-256 and listed in its split's manifest.
+    empty = hashlib.sha256(b"").hexdigest()
+    assert manifest_lib.read_manifest(str(tmp_path), "train")["report_files"]["failures"] == (
+        fmt.report_name("train", "failures", empty)
+    )
+    assert open(_report_path(tmp_path, "train", "failures")).read() == ""  # written, empty
+    assert _jsonl(_report_path(tmp_path, "test", "failures")) == FAILURES  # sorted by path
+    content = open(_report_path(tmp_path, "train", "videos"), "rb").read()
+    assert _report_path(tmp_path, "train", "videos").endswith(
+        fmt.report_name("train", "videos", hashlib.sha256(content).hexdigest())
+    )
+    train_videos = _jsonl(_report_path(tmp_path, "train", "videos"))
     assert [v["path"] for v in train_videos] == ["a/v0.mp4", "a/v1.mp4", "b/v2.mp4"]
     assert train_videos[0] == {
         "path": "a/v0.mp4",

@@ -11,8 +11,9 @@ that changed, named with both values (``options.short_side: 256 -> 128``); the l
 (the first index where the two label maps differ, classes added and removed); and per split the
 videos only in A, the videos only in B (counted, the first --max_videos named), the videos whose
 label changed (the same video id with another label, or the same file moved to another class
-folder), and the failed videos that differ, with their reasons. Videos are read from
-``<split>.videos.jsonl`` and ``<split>.failures.jsonl`` beside the shards, never from the shards.
+folder), and the failed videos that differ, with their reasons. Videos are read from each split's
+videos index and failure list (``<split>.videos-<hash>.jsonl``, ``<split>.failures-<hash>.jsonl``,
+named by its manifest) beside the shards, never from the shards.
 
 Exit status: 0 when the datasets are identical, 1 when they differ, 2 on a usage error (a folder
 that is missing or holds no fingerprint; the message says what to run) or a folder whose shards
@@ -34,7 +35,7 @@ from collections.abc import Mapping, Sequence, Set
 
 from absl import app, flags
 
-from tfrecords_tools import command_line, files
+from tfrecords_tools import command_line, files, manifest
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
 
@@ -49,10 +50,10 @@ class Dataset:
       path: the folder.
       fingerprint: its ``fingerprint.json``.
       class_names: its label map (None: no ``label_map.txt``).
-      videos: per split, video id -> label, from ``<split>.videos.jsonl`` (None for a split
+      videos: per split, video id -> label, from its videos index (None for a split without
+        one).
+      failures: per split, failed video id -> reason, from its failure list (None for a split
         without one).
-      failures: per split, failed video id -> reason, from ``<split>.failures.jsonl`` (None for a
-        split without one).
     """
 
     path: str
@@ -91,9 +92,14 @@ def load_dataset(records_dir: str) -> Dataset:
     label_map = _read_optional(os.path.join(records_dir, fmt.LABEL_MAP_FILENAME))
     videos, failures = {}, {}
     for split in fp["splits"]:
-        lines = _json_lines(_read_optional(fingerprint_lib.videos_index_path(records_dir, split)))
+        split_manifest = manifest.read_manifest(records_dir, split)
+        lines = _json_lines(
+            _read_optional(manifest.report_path(records_dir, split, "videos", split_manifest))
+        )
         videos[split] = None if lines is None else {v["path"]: v["label"] for v in lines}
-        lines = _json_lines(_read_optional(fmt.failures_path(records_dir, split)))
+        lines = _json_lines(
+            _read_optional(manifest.report_path(records_dir, split, "failures", split_manifest))
+        )
         failures[split] = None if lines is None else {f["path"]: f["reason"] for f in lines}
     return Dataset(
         records_dir,
@@ -225,7 +231,7 @@ def _split_diff(a: Dataset, b: Dataset, split: str, limit: int, moved: Set[str])
         fa, fb = a.failures.get(split), b.failures.get(split)
         if fa is None or fb is None:
             missing = a if fa is None else b
-            notes.append(f"no {split}.failures.jsonl in {missing.path}: failures not listed")
+            notes.append(f"no failure list of {split} in {missing.path}: failures not listed")
         else:
             out.update(diff_failures(fa, fb, limit))
     for dataset in (a, b):
@@ -237,8 +243,8 @@ def _split_diff(a: Dataset, b: Dataset, split: str, limit: int, moved: Set[str])
 
 def _no_index_note(dataset: Dataset, split: str) -> str:
     return (
-        f"the videos differ, but {dataset.path} has no {split}{fingerprint_lib.VIDEOS_INDEX_SUFFIX} "
-        "to name them (convert it again to write one)"
+        f"the videos differ, but {dataset.path} has no videos index of {split} to name them "
+        "(convert it again to write one)"
     )
 
 
@@ -252,9 +258,9 @@ def _index_mismatch(dataset: Dataset, split: str) -> list[str]:
         and fingerprint_lib.hash_lines([[p, label] for p, label in videos.items()])
         != part["videos_sha256"]
     ):
-        notes.append(f"{dataset.path}: {split}.videos.jsonl does not match its fingerprint")
+        notes.append(f"{dataset.path}: the videos index of {split} does not match its fingerprint")
     if failures is not None and fingerprint_lib.hash_lines(failures) != part["failures_sha256"]:
-        notes.append(f"{dataset.path}: {split}.failures.jsonl does not match its fingerprint")
+        notes.append(f"{dataset.path}: the failure list of {split} does not match its fingerprint")
     return notes
 
 

@@ -24,9 +24,10 @@ NOT in it: the same videos converted the same way on a laptop and on Dataflow ha
 
 Each list is hashed as JSON lines: ``sha256("".join(json.dumps(item, separators=(",", ":")) +
 "\\n" for item in sorted(items)))``, with ``item = [video_id, label]`` for videos and
-``item = video_id`` for failures; ``<split>.videos.jsonl`` (written beside the manifest) lists the
-same videos with their frame counts and sizes, so a hash can be checked, and a difference named,
-without reading the shards. The id is the first 16 hex digits of the SHA-256 of the canonical JSON
+``item = video_id`` for failures; the split's videos index (``<split>.videos-<hash>.jsonl``,
+written beside the manifest, which names it: ``manifest.report_path``) lists the same videos with
+their frame counts and sizes, so a hash can be checked, and a difference named, without reading
+the shards. The id is the first 16 hex digits of the SHA-256 of the canonical JSON
 (``canonical_json``: sorted keys, no spaces) of every other field.
 
 Layout (``fingerprint.json``; each ``<split>.manifest.json`` holds the same for its own split):
@@ -56,7 +57,6 @@ from tfrecords_tools import files, manifest
 from tfrecords_tools import format as fmt
 
 FINGERPRINT_FILENAME = "fingerprint.json"
-VIDEOS_INDEX_SUFFIX = ".videos.jsonl"
 
 # Conversion options (``pipelines.convert.ConvertOptions`` fields) that change the stored frames.
 PIXEL_OPTIONS = ("short_side", "fps", "jpeg_quality")
@@ -228,13 +228,6 @@ def merge(fingerprints: Mapping[str, Mapping]) -> dict:
                 raise ValueError(f"Split {split!r} is given twice, with different contents.")
             splits[split] = part
     return make_fingerprint(first, splits)
-
-
-def videos_index_path(directory: str, split: str) -> str:
-    """``<directory>/<split>.videos.jsonl``: one line per converted video of the split, sorted by
-    video id: ``{"path", "label", "frames", "height", "width"}`` (the list ``videos_sha256``
-    hashes)."""
-    return os.path.join(os.fspath(directory), f"{split}{VIDEOS_INDEX_SUFFIX}")
 
 
 def read_fingerprint(records_dir: str) -> dict:

@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import re
 import struct
 
 FORMAT_VERSION = 1
@@ -44,19 +45,63 @@ IMAGE_FORMAT = "image/format"
 IMAGE_FORMAT_JPEG = b"JPEG"
 SHARD_SUFFIX = ".tfrecord"
 LABEL_MAP_FILENAME = "label_map.txt"
+# A split's files are named by their content (the first hex digits of their SHA-256), so a
+# conversion never writes over a file of the one before unless the bytes are equal: the commit
+# moves the new files in beside the old ones (``pipelines.commit_splits``). The same input and
+# options still give the same names.
+NAME_HASH_DIGITS = 8
+# What a split writes beside its shards: kind -> what the file lists, one JSON line each.
+REPORT_KINDS = ("failures", "videos")
+REPORT_SUFFIX = ".jsonl"
+# <split>-<index>-of-<count>[-<hash>].tfrecord; the names without a hash are those of
+# conversions before content-addressed names.
+SHARD_NAME = re.compile(
+    r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})"
+    rf"(?:-(?P<hash>[0-9a-f]{{{NAME_HASH_DIGITS}}}))?{re.escape(SHARD_SUFFIX)}$"
+)
+
+
+def shard_name(split: str, index: int, num_shards: int, sha256: str) -> str:
+    """The file name of shard ``index`` of ``num_shards`` of ``split`` whose bytes have the
+    SHA-256 ``sha256`` (hex).
+
+    >>> name = shard_name("train", 0, 2, "35e6f1c0" + "0" * 56)
+    >>> name
+    'train-00000-of-00002-35e6f1c0.tfrecord'
+    >>> SHARD_NAME.match(name)["split"], SHARD_NAME.match(name)["count"]
+    ('train', '00002')
+    """
+    return f"{split}-{index:05d}-of-{num_shards:05d}-{sha256[:NAME_HASH_DIGITS]}{SHARD_SUFFIX}"
 
 
 def shard_pattern(directory: str, split: str) -> str:
-    """The glob that matches every shard of ``split`` written under ``directory``."""
-    return os.path.join(os.fspath(directory), f"{split}-?????-of-?????{SHARD_SUFFIX}")
+    """The glob that matches every shard of ``split`` written under ``directory`` (with or
+    without the content hash in its name)."""
+    return os.path.join(os.fspath(directory), f"{split}-?????-of-?????*{SHARD_SUFFIX}")
+
+
+def report_name(split: str, kind: str, sha256: str) -> str:
+    """The file name of a split's report of ``kind`` (``REPORT_KINDS``) whose bytes have the
+    SHA-256 ``sha256``: ``<split>.failures-<hash>.jsonl``, ``<split>.videos-<hash>.jsonl``.
+    Readers find them through the split's manifest (``manifest.report_path``)."""
+    if kind not in REPORT_KINDS:
+        raise ValueError(f"A report is one of {REPORT_KINDS}. Received: kind={kind!r}")
+    return f"{split}.{kind}-{sha256[:NAME_HASH_DIGITS]}{REPORT_SUFFIX}"
+
+
+def unhashed_report_name(split: str, kind: str) -> str:
+    """The name a report had before content-addressed names (``<split>.failures.jsonl``), read
+    for a manifest that does not list its report files."""
+    return f"{split}.{kind}{REPORT_SUFFIX}"
+
+
+def report_pattern(directory: str, split: str, kind: str) -> str:
+    """The glob that matches every report of ``kind`` of ``split`` (hashed or not)."""
+    return os.path.join(os.fspath(directory), f"{split}.{kind}*{REPORT_SUFFIX}")
 
 
 def manifest_path(directory: str, split: str) -> str:
     return os.path.join(os.fspath(directory), f"{split}.manifest.json")
-
-
-def failures_path(directory: str, split: str) -> str:
-    return os.path.join(os.fspath(directory), f"{split}.failures.jsonl")
 
 
 @dataclasses.dataclass

@@ -56,11 +56,6 @@ __all__ = [
     "split_of",
 ]
 
-_SHARD_NAME = re.compile(
-    r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})" + re.escape(fmt.SHARD_SUFFIX) + "$"
-)
-
-
 # ----------------------------------------------------------------------------- reading
 
 
@@ -87,7 +82,7 @@ def expand_patterns(patterns: Sequence[str]) -> list[str]:
 def split_of(path: str) -> str:
     """The split a shard belongs to, from its name; the bare file name if it is not a shard name."""
     name = os.path.basename(path)
-    match = _SHARD_NAME.match(name)
+    match = fmt.SHARD_NAME.match(name)
     if match:
         return match["split"]
     return name.removesuffix(fmt.SHARD_SUFFIX)
@@ -102,8 +97,9 @@ def read_beside(directory: str, split: str) -> dict:
         with tf.io.gfile.GFile(fmt.manifest_path(directory, split)) as f:
             manifest = json.load(f)
     failures = None
-    if tf.io.gfile.exists(fmt.failures_path(directory, split)):
-        with tf.io.gfile.GFile(fmt.failures_path(directory, split)) as f:
+    failures_path = manifest_lib.report_path(directory, split, "failures", manifest or {})
+    if tf.io.gfile.exists(failures_path):
+        with tf.io.gfile.GFile(failures_path) as f:
             failures = [json.loads(line) for line in f if line.strip()]
     return {"label_map": label_map, "manifest": manifest, "failures": failures}
 
@@ -286,6 +282,28 @@ class _Reading:
         return label_maps
 
 
+def _in_commit(paths: list[str]) -> set[str]:
+    """The shards among ``paths`` that a commit in progress, or killed, moved in beside a split
+    whose manifest does not list them (``manifest.committing``): the split is the one its
+    manifest in place lists, and these are not part of it (a glob or a folder matches them)."""
+    found = set()
+    for directory in sorted({os.path.dirname(p) for p in paths}):
+        journaled = manifest_lib.committing(directory)
+        for path in (p for p in paths if os.path.dirname(p) == directory):
+            if os.path.basename(path) not in journaled:
+                continue
+            try:
+                manifest = manifest_lib.read_manifest(directory, split_of(path))
+            except FileNotFoundError:
+                manifest = {}  # a split this commit adds: not there yet, or any more
+            except ValueError:
+                continue
+            listed = {os.path.basename(str(e.get("path"))) for e in manifest_lib.listed(manifest)}
+            if os.path.basename(path) not in listed:
+                found.add(path)
+    return found
+
+
 def _check_listed(directory: str, split: str, manifest: dict | None) -> None:
     """A split whose manifest lists shards must hold exactly those (``manifest.split_shards``);
     raises InvalidRecordError naming the first file at fault, else does nothing."""
@@ -316,6 +334,8 @@ def inspect_records(
       first record that fails a check; ``ok`` is then False and ``error`` locates it.
     """
     paths = expand_patterns(patterns)
+    in_commit = _in_commit(paths)
+    paths = [p for p in paths if p not in in_commit]
     sizes = {p: tf.io.gfile.stat(p).length for p in paths}
     # On stderr: stdout stays clean for the table or the JSON.
     bar = ProgressLine(

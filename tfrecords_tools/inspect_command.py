@@ -15,9 +15,9 @@ label map and the label text that the map gives it; image/height and image/width
 decoded frames), every frame's JPEG, and the shard record counts against the split manifest.
 The first bad record stops the run, named by file and record index, with what is wrong.
 
-The split of a shard comes from its file name (``<split>-00000-of-00008.tfrecord``); the label
-map, ``<split>.manifest.json`` and ``<split>.failures.jsonl`` are read from beside the shards
-when they are there. Where a split has a manifest, its folder must hold exactly the shards the
+The split of a shard comes from its file name (``<split>-00000-of-00008-<hash>.tfrecord``); the
+label map, ``<split>.manifest.json`` and the failure list it names are read from beside the
+shards when they are there. Where a split has a manifest, its folder must hold exactly the shards the
 manifest lists, each of the listed size (``tfrecords_tools.manifest``): a shard it does not list
 (left by an earlier conversion, whose videos a glob would count twice), a missing shard or one of
 another size stops the run before the split is read, named; ``--validate`` also checks each
