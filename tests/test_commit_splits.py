@@ -5,9 +5,12 @@ with real files: the tiny synthetic videos converted by the real Beam job, then 
 
 The old conversion: train 8 videos and test 4, two shards each. The new one: a holdout carved
 from train (train 4, holdout 4, a split the folder did not have) and test the same 4 videos in
-one shard, whose report files have the bytes, so the names, of the old ones.
+one shard, whose report files have the bytes, so the names, of the old ones. Also: a folder
+written before names held hashes is replaced whole, and a killed commit whose new file went
+missing is finished where it can be and undone where not, without a fingerprint.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -242,3 +245,63 @@ def test_report_files_are_named_by_their_content_and_listed_in_the_manifest(conv
         "d", "train.failures.jsonl"
     )
     assert all(fmt.SHARD_NAME.match(n) for n in os.listdir(new) if n.endswith(".tfrecord"))
+
+
+def _staged_into(conversions, folder):
+    staging = os.path.join(folder, commit_splits.STAGING_PREFIX + "0123abcd")
+    shutil.copytree(conversions["staged"], staging)
+    return staging
+
+
+def test_a_folder_of_unhashed_names_is_replaced_whole(conversions, tmp_path):
+    """A folder written before names held hashes (fixed names, manifests without report_files)
+    is a valid old split, and the commit leaves exactly the new folder."""
+    folder = str(tmp_path / "records")
+    shutil.copytree(conversions["old"], folder)
+    for split in ("train", "test"):
+        listed = manifest.read_manifest(folder, split)
+        for entry in listed["shards"]:
+            unhashed = fmt.SHARD_NAME.sub(
+                r"\g<split>-\g<index>-of-\g<count>.tfrecord", entry["path"]
+            )
+            os.rename(os.path.join(folder, entry["path"]), os.path.join(folder, unhashed))
+            entry["path"] = unhashed
+        for kind, name in listed.pop("report_files").items():
+            unhashed = fmt.unhashed_report_name(split, kind)
+            os.rename(os.path.join(folder, name), os.path.join(folder, unhashed))
+        with open(fmt.manifest_path(folder, split), "w") as f:
+            json.dump(listed, f)
+    assert _listed_shards(folder, "train") == [
+        "train-00000-of-00002.tfrecord",
+        "train-00001-of-00002.tfrecord",
+    ]
+    assert "train.failures.jsonl" in os.listdir(folder)
+    commit_splits.commit(_staged_into(conversions, folder), folder, *conversions["commit_args"])
+    assert _contents(folder) == _contents(conversions["new"])
+
+
+def test_a_new_file_gone_after_the_kill_leaves_its_split_old_and_no_fingerprint(
+    conversions, tmp_path, monkeypatch
+):
+    """Killed after the first manifest switched, then a new file of a split still old removed
+    by hand: that split cannot go forward, so it goes back, the others forward; the folder mixes
+    two conversions and has no fingerprint.json, which the log line says."""
+    folder = str(tmp_path / "records")
+    shutil.copytree(conversions["old"], folder)
+    staging = _staged_into(conversions, folder)
+    _kill_after(monkeypatch, "switch_manifest", 1)
+    with pytest.raises(Killed):
+        commit_splits.commit(staging, folder, *conversions["commit_args"])
+    monkeypatch.undo()
+    states = {split: _state(folder, conversions, split) for split in SPLITS}
+    old_split = next(s for s in ("test", "holdout") if states[s] == "old")
+    gone = _listed_shards(conversions["new"], old_split)[0]
+    os.remove(os.path.join(folder, gone))
+    log = _remove_debris(folder)
+    assert any("no fingerprint.json" in m for m in log), log
+    # The other splits went forward, whole.
+    assert {split: _state(folder, conversions, split) for split in SPLITS} == {
+        split: "old" if split == old_split else "new" for split in SPLITS
+    }
+    assert not os.path.exists(os.path.join(folder, fingerprint_lib.FINGERPRINT_FILENAME))
+    assert not [n for n in os.listdir(folder) if n.startswith(".")]
