@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.test_train_cli import ROOT, _command, _env, _free_ports, flagfile, records
 from tfrecords_tools import files
@@ -72,35 +75,96 @@ def test_a_worker_that_never_starts_is_named_within_the_start_timeout(tmp_path, 
     assert time.time() - start < 90
 
 
+# Per-epoch history fields that time the run rather than say what it computed.
+TIMINGS = ("input_wait_fraction",)
+
+
+def _search_artifacts(workspace) -> dict:
+    """What the search phase leaves: every value of its last checkpoint (weights, optimizer
+    slots, gate noise states, epoch counters, metadata), its history less the timings, and
+    ``drop_probabilities.jsonl`` as written."""
+    search = os.path.join(workspace, "train", "search")
+    reader = tf.train.load_checkpoint(
+        tf.train.latest_checkpoint(os.path.join(search, "checkpoints"))
+    )
+    values = {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if key != "_CHECKPOINTABLE_OBJECT_GRAPH"  # the objects' graph: no values
+    }
+    history = [
+        {k: v for k, v in h.items() if k not in TIMINGS and not k.endswith("seconds")}
+        for h in files.read_jsonl(os.path.join(search, "logs", "history.jsonl"))
+    ]
+    with open(os.path.join(search, "logs", "drop_probabilities.jsonl")) as f:
+        drop_probabilities = f.read()
+    return {"checkpoint": values, "history": history, "drop_probabilities": drop_probabilities}
+
+
+def _copy_warmup(workspace, other) -> None:
+    """``other`` becomes a workspace whose warm-up is done, the same as ``workspace``'s: the
+    run's settings, its verified-records list and the finished ``train/warmup``."""
+    os.makedirs(os.path.join(other, "train"))
+    for name in ("run_config.json", "verified_records.json"):
+        path = os.path.join(workspace, "train", name)
+        if os.path.exists(path):
+            shutil.copy(path, os.path.join(other, "train", name))
+    shutil.copytree(
+        os.path.join(workspace, "train", "warmup"), os.path.join(other, "train", "warmup")
+    )
+
+
+def _wait_for(path, process, deadline) -> None:
+    while not os.path.exists(path) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.2)
+    assert os.path.exists(path), f"{path} never appeared"
+
+
 @pytest.mark.slow
 def test_a_worker_killed_during_search_is_named_and_both_commands_again_resume(
     records, flagfile, tmp_path, processes
 ):
-    workspace = str(tmp_path / "workspace")
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    command = _command(
-        flagfile,
-        workspace,
-        records,
+    # Two pairs of workers: one killed during the search and started again, one that searches
+    # uninterrupted from a copy of the same warm-up (no second warm-up to train); both must end
+    # with the same artifacts.
+    workspace, reference = str(tmp_path / "workspace"), str(tmp_path / "reference")
+    ports = _free_ports(4)
+    workers, reference_workers = (
+        [f"127.0.0.1:{port}" for port in ports[:2]],
+        [f"127.0.0.1:{port}" for port in ports[2:]],
+    )
+    run_flags = (
         "--phases=warmup,search",
         "--warmup_epochs=1",
         "--search_epochs=2",
         "--checkpoint_steps=1",
         "--distribution=multi_worker",
-        "--heartbeat_timeout=5",
         "--noverbose",
     )
+    command = _command(flagfile, workspace, records, *run_flags, "--heartbeat_timeout=5")
     search = os.path.join(workspace, "train", "search")
     for index in (0, 1):
         processes.append(
             _start(command, workers, index, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         )
     deadline = time.time() + 240
-    index_file = os.path.join(search, "checkpoints", "checkpoint")
-    while not os.path.exists(index_file) and time.time() < deadline:
-        assert processes[0].poll() is None, processes[0].communicate()[1][-2000:]
-        time.sleep(0.2)
-    assert os.path.exists(index_file), "the search phase never wrote a checkpoint"
+    _wait_for(os.path.join(workspace, "train", "warmup", "DONE"), processes[0], deadline)
+    _copy_warmup(workspace, reference)
+    # The reference pair searches while the first pair does (its own ports and workspace; the
+    # default heartbeat timeout: four processes share the cores).
+    references = [
+        _start(
+            _command(flagfile, reference, records, *run_flags),
+            reference_workers,
+            index,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for index in (0, 1)
+    ]
+    processes.extend(references)
+    _wait_for(os.path.join(search, "checkpoints", "checkpoint"), processes[0], deadline)
     processes[1].send_signal(signal.SIGKILL)
     killed = time.time()
     _, err = processes[0].communicate(timeout=120)
@@ -113,13 +177,15 @@ def test_a_worker_killed_during_search_is_named_and_both_commands_again_resume(
     ), err[-3000:]
     assert not os.path.exists(os.path.join(search, "DONE"))
 
-    processes.clear()
-    for index in (0, 1):
-        processes.append(
-            _start(command, workers, index, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        )
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    restarted = [
+        _start(command, workers, index, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for index in (0, 1)
+    ]
+    processes.extend(restarted)
+    outputs = [p.communicate(timeout=300)[0] for p in restarted + references]
+    assert [p.returncode for p in restarted + references] == [0] * 4, "\n".join(
+        o[-2000:] for o in outputs
+    )
     # In lock step: 12 videos in global batches of 4 over the two workers' replicas.
     for phase, epochs in (("warmup", [(1, 3)]), ("search", [(1, 3), (2, 6)])):
         phase_dir = os.path.join(workspace, "train", phase)
@@ -129,3 +195,15 @@ def test_a_worker_killed_during_search_is_named_and_both_commands_again_resume(
         # One set of checkpoints, the chief's: nothing of worker 1's is left beside them.
         names = os.listdir(os.path.join(phase_dir, "checkpoints"))
         assert all(n == "checkpoint" or n.startswith("ckpt-") for n in names), names
+    # The same artifacts as the uninterrupted search: every checkpointed value, the history
+    # (less its timings) and the drop probabilities, line for line.
+    resumed, uninterrupted = _search_artifacts(workspace), _search_artifacts(reference)
+    assert sorted(resumed["checkpoint"]) == sorted(uninterrupted["checkpoint"])
+    different = [
+        key
+        for key, value in uninterrupted["checkpoint"].items()
+        if not np.array_equal(resumed["checkpoint"][key], value)
+    ]
+    assert different == []
+    assert resumed["history"] == uninterrupted["history"]
+    assert resumed["drop_probabilities"] == uninterrupted["drop_probabilities"]
