@@ -22,7 +22,7 @@ import time
 import pytest
 from absl import flags
 
-from stfusion_tf import study
+from stfusion_tf import checkpoints, study
 from tests import console_output, record_fixtures
 from tfrecords_tools import files
 
@@ -226,9 +226,19 @@ def test_a_second_study_trains_nothing_and_reads_finetuned_test_accuracy(
     models = result["accuracy"]["datasets"]["motion"]["models"]
     assert result["accuracy"]["source"].startswith("test split")
     assert models["searched"]["per_seed"] == [results["models"]["opt_finetuned"]["metrics"][metric]]
+    # The all-the-way strategies were fine-tuned like the best, each in its own phase folder.
+    workspace = study.run_workspace(output, "motion", 0)
     for unit in ("S", "ST", "S+ST"):
-        assert results["models"][unit]["weights"].startswith("fine-tuned")
+        phase = f"finetune_all_the_way/{unit}"
+        assert results["models"][unit]["weights"] == f"fine-tuned pruned network ({phase})"
         assert models[unit]["per_seed"] == [results["models"][unit]["metrics"][metric]]
+        with open(os.path.join(workspace, "train", phase, "DONE")) as f:
+            done = json.load(f)
+        assert done["strategy"] == results["models"][unit]["strategy"]
+        assert done["step"] == 3  # the best's budget: 1 epoch of 3 steps
+        assert checkpoints.read_metadata(os.path.join(workspace, "train", phase))["phase"] == phase
+        logs = os.listdir(os.path.join(workspace, "train", phase, "logs"))
+        assert any(n.startswith("events.out.tfevents") for n in logs)  # a TensorBoard run
 
 
 def test_a_mistake_stops_the_study_with_one_line_before_any_training(tmp_path, datasets):
