@@ -133,7 +133,9 @@ def timed(fn, *args):
     return frames, time.perf_counter() - start, _cpu_seconds() - cpu
 
 
-def main():
+def parse_args(argv=None):
+    """The benchmark's flags; its sizes default to the issue's measurement (24 clips of 120
+    frames at 640x360), smaller ones give a quick check that every path still runs."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--frames", type=int, default=120)
@@ -147,41 +149,56 @@ def main():
         choices=["multi_threading", "multi_processing"],
         help="DirectRunner running mode (multi_threading loses elements now and then in Beam 2.77)",
     )
-    args = parser.parse_args()
-    if shutil.which("ffmpeg") is None:
-        sys.exit("ffmpeg not found: apt-get install -y ffmpeg (the baseline of this benchmark)")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = os.path.join(tmp, "videos")
-        make_videos(root, args)
-        results = {}
-        results["(a) single-process loop"] = timed(single_process_loop, root, args.jpeg_quality)
-        one_thread = timed(single_process_loop, root, args.jpeg_quality, 1)
-        ffmpeg_out = os.path.join(tmp, "ffmpeg")
-        os.makedirs(ffmpeg_out)
-        results["(b) ffmpeg CLI, one per video"] = timed(ffmpeg_cli, root, ffmpeg_out)
-        job = f"(c) make_tfrecords, {args.workers} workers ({args.mode})"
-        results[job] = timed(
-            make_tfrecords,
-            root,
-            os.path.join(tmp, "records"),
-            args.workers,
-            args.jpeg_quality,
-            args.mode,
-        )
-        half = os.path.join(tmp, "first_half")
-        for path in videos_in(root)[: args.videos // 2]:
-            os.makedirs(os.path.join(half, os.path.basename(os.path.dirname(path))), exist_ok=True)
-            os.link(
-                path, os.path.join(half, os.path.relpath(path, root))
-            )  # a symlink would be refused
-        first_half = timed(
-            make_tfrecords,
-            half,
-            os.path.join(tmp, "records_half"),
-            args.workers,
-            args.jpeg_quality,
-            args.mode,
-        )
+    return parser.parse_args(argv)
+
+
+def link_first_half(root, half, count):
+    """Hard-link the first ``count`` videos of ``root`` into ``half``, class folders kept, so the
+    job's second run reads the same files (a symlink would be refused by the job)."""
+    for path in videos_in(root)[:count]:
+        os.makedirs(os.path.join(half, os.path.basename(os.path.dirname(path))), exist_ok=True)
+        os.link(path, os.path.join(half, os.path.relpath(path, root)))
+
+
+def run_all(args, tmp):
+    """Time (a), (a1), (b), (c) and (c) on the first half, in that order, on the same videos
+    written under ``tmp``: one set of files, so the ways differ only in how they convert.
+
+    Returns ``(results, one_thread, job, first_half)``: ``results`` maps the printed names of
+    (a), (b), (c) (in that order) to ``(frames, wall s, CPU s)``; ``job`` is (c)'s name."""
+    root = os.path.join(tmp, "videos")
+    make_videos(root, args)
+    results = {}
+    results["(a) single-process loop"] = timed(single_process_loop, root, args.jpeg_quality)
+    one_thread = timed(single_process_loop, root, args.jpeg_quality, 1)
+    ffmpeg_out = os.path.join(tmp, "ffmpeg")
+    os.makedirs(ffmpeg_out)
+    results["(b) ffmpeg CLI, one per video"] = timed(ffmpeg_cli, root, ffmpeg_out)
+    job = f"(c) make_tfrecords, {args.workers} workers ({args.mode})"
+    results[job] = timed(
+        make_tfrecords,
+        root,
+        os.path.join(tmp, "records"),
+        args.workers,
+        args.jpeg_quality,
+        args.mode,
+    )
+    half = os.path.join(tmp, "first_half")
+    link_first_half(root, half, args.videos // 2)
+    first_half = timed(
+        make_tfrecords,
+        half,
+        os.path.join(tmp, "records_half"),
+        args.workers,
+        args.jpeg_quality,
+        args.mode,
+    )
+    return results, one_thread, job, first_half
+
+
+def print_rates(args, results, one_thread):
+    """One line per way: frames/s and the cores it kept busy. Returns the frames/s of (a), (b),
+    (c), of (a1), and (a)'s busy cores, which the ratios and the ceiling are computed from."""
     print(
         f"{args.videos} videos x {args.frames} frames, {args.width}x{args.height} H.264 -> short side {SHORT_SIDE} JPEG"
     )
@@ -192,12 +209,18 @@ def main():
             f"  {name:40s} {frames:6d} frames {seconds:7.2f} s {fps[name]:8.1f} frames/s "
             f"{cpu:7.2f} CPU s ({cores[name]:.2f} cores busy)"
         )
-    (a, b, c), loop_cores = fps.values(), next(iter(cores.values()))
     a1 = one_thread[0] / one_thread[1]
     print(
         f"  {'(a1) (a), FFmpeg decoding in one thread':40s} {one_thread[0]:6d} frames "
         f"{one_thread[1]:7.2f} s {a1:8.1f} frames/s {one_thread[2]:7.2f} CPU s"
     )
+    return tuple(fps.values()), a1, next(iter(cores.values()))
+
+
+def steady_rate(results, job, first_half):
+    """(c)'s frames/s once running: the second half's frames over the difference of the two
+    runs' times, since both pay Beam's fixed cost once; prints it, its CPU cost per frame
+    against (a)'s, and that fixed cost."""
     frames, seconds, cpu = results[job]
     loop_frames, _, loop_cpu = next(iter(results.values()))
     half_frames, half_seconds, half_cpu = first_half
@@ -209,6 +232,13 @@ def main():
         f"ms per frame ((a): {loop_cpu / loop_frames * 1e3:.2f}), and Beam's fixed cost is "
         f"{fixed:.1f} s"
     )
+    return steady
+
+
+def print_ratios(args, rates, a1, steady, loop_cores):
+    """The issue's goals, (c) over (a) and over (b), whole command and once running; then (c)
+    over (a1), the scaling of one core's work, and the ceiling the machine's cores allow."""
+    a, b, c = rates
     for name, base, goal in (("single-process loop", a, 1.7), ("ffmpeg CLI", b, 1.5)):
         print(
             f"ratio make_tfrecords / {name + ':':20s} {c / base:.2f}x, "
@@ -222,6 +252,17 @@ def main():
         f"ceiling on this machine: {os.cpu_count()} CPUs / {loop_cores:.2f} cores busy in (a) = "
         f"{os.cpu_count() / loop_cores:.2f}x (a), for a job with (a)'s CPU cost per frame"
     )
+
+
+def main():
+    args = parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg not found: apt-get install -y ffmpeg (the baseline of this benchmark)")
+    with tempfile.TemporaryDirectory() as tmp:
+        results, one_thread, job, first_half = run_all(args, tmp)
+    rates, a1, loop_cores = print_rates(args, results, one_thread)
+    steady = steady_rate(results, job, first_half)
+    print_ratios(args, rates, a1, steady, loop_cores)
 
 
 if __name__ == "__main__":
