@@ -118,25 +118,43 @@ def interleaved(fns: dict, rounds: int) -> dict[str, float]:
     return best
 
 
-def main(argv):
-    del argv
-    if _THREADS.value:
-        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
-        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
-    config = dataclasses.replace(
-        MID, growth_rate=_GROWTH.value, stem_filters=2 * _GROWTH.value, input_size=_SIZE.value
-    )
-    spec = dataclasses.replace(
-        SPEC, crop_size=_SIZE.value, eval_short_side=_SIZE.value, frame_short_side=_SIZE.value
-    )
-    clip = spec.eval_clip_shape
-    strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
+def networks_and_macs(config: TemplateConfig, strategy: FusionStrategy, clip):
+    """The template with its gates fixed to ``strategy`` and the pruned network (``prune``: the
+    template's weights, so in inference both compute the same function), with the MACs per clip
+    of each: the goals compare their times with these."""
     template = build_network(config)
     pruned = prune(template, strategy)
     apply_strategy(template, strategy)
-    template_macs = flops.count_macs(template, clip)
-    pruned_macs = flops.count_macs(pruned, clip)
-    classes = [f"class_{i}" for i in range(config.num_classes)]
+    return template, pruned, flops.count_macs(template, clip), flops.count_macs(pruned, clip)
+
+
+def input_checks(spec: PreprocessingSpec) -> tuple:
+    """The checks each signature runs on its input before anything else, alone (their share of a
+    request is their cost: they change no value), and a bare tf.function call, what calling any
+    tf.function costs from Python, subtracted from the checks' times. Built once for both
+    batches, as the networks are."""
+    check_clips = tf.function(lambda x: serving_inputs.checked_clips(x, spec))
+    check_frames = tf.function(lambda j: serving_inputs.checked_frames(j, spec))
+    return check_clips, check_frames, tf.function(tf.identity)
+
+
+def request_fns(networks: dict, serve_frames, checks: tuple, x, jpegs) -> dict:
+    """Every call timed on one batch, bound to its input: the three networks on the clips ``x``,
+    ``serve_frames`` on the same clips as ``jpegs``, and the ``input_checks``."""
+    check_clips, check_frames, identity = checks
+    fns = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in networks.items()}
+    fns["SavedModel serve_frames (JPEG)"] = lambda j=jpegs: serve_frames(frames=j)
+    fns[CHECKS_CLIPS] = lambda x=x: check_clips(x)
+    fns[CHECKS_FRAMES] = lambda j=jpegs: check_frames(j)
+    fns[CALL] = lambda x=x: identity(x)
+    return fns
+
+
+def measure(template, pruned, spec: PreprocessingSpec, clip, num_classes: int):
+    """Export ``pruned``, load it back and time every call of ``request_fns`` at batch 1
+    (``--latency_rounds``) and at ``--batch_size`` (``--throughput_rounds``), on the same random
+    [0, 255] clips for all. Returns (export seconds, {batch: {name: best seconds per call}})."""
+    classes = [f"class_{i}" for i in range(num_classes)]
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         path = export.export_saved_model(pruned, spec, classes, root, "bench")
@@ -151,17 +169,12 @@ def main(argv):
                 input_signature=[tf.TensorSpec([None, *clip], tf.float32)],
             )
 
-        # The checks each signature runs on its input before anything else, alone: their share
-        # of a request is their cost (they change no value).
-        check_clips = tf.function(lambda x: serving_inputs.checked_clips(x, spec))
-        check_frames = tf.function(lambda j: serving_inputs.checked_frames(j, spec))
-        # What calling any tf.function costs from Python, subtracted from the checks' times.
-        identity = tf.function(tf.identity)
         networks = {
             "template (gates fixed)": keras_fn(template),
             "Keras pruned": keras_fn(pruned),
             "SavedModel": lambda x: serving_default(clips=x),
         }
+        checks = input_checks(spec)
         rng = np.random.default_rng(0)
         results = {}
         for batch, rounds in ((1, _LATENCY_ROUNDS.value), (_BATCH.value, _THROUGHPUT_ROUNDS.value)):
@@ -171,14 +184,16 @@ def main(argv):
                 [[tf.io.encode_jpeg(f.astype(np.uint8), quality=90).numpy() for f in c]
                  for c in frames]
             )  # fmt: skip
-            fns = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in networks.items()}
-            fns["SavedModel serve_frames (JPEG)"] = lambda j=jpegs: serve_frames(frames=j)
-            fns[CHECKS_CLIPS] = lambda x=x: check_clips(x)
-            fns[CHECKS_FRAMES] = lambda j=jpegs: check_frames(j)
-            fns[CALL] = lambda x=x: identity(x)
+            fns = request_fns(networks, serve_frames, checks, x, jpegs)
             results[batch] = interleaved(fns, rounds)
+    return export_s, results
 
-    b1, bn = results[1], results[_BATCH.value]
+
+def print_table(config, clip, strategy, export_s, macs, b1, bn):
+    """The run's settings, then one line per network: GMACs, batch-1 latency, throughput and
+    both against the Keras pruned network; then the input checks net of a bare call, as a share
+    of the request that runs them."""
+    template_macs, pruned_macs = macs
     print(f"\n== serving, template blocks {config.blocks} growth {config.growth_rate}, "
           f"clips {'x'.join(map(str, clip))}, strategy {strategy} ==")  # fmt: skip
     print(f"export took {export_s:.1f} s; TF threads: {_THREADS.value or 'default'}, "
@@ -201,6 +216,12 @@ def main(argv):
         net = {b: max(r[check] - r[CALL], 0.0) for b, r in ((1, b1), (_BATCH.value, bn))}
         print(f"  {check}: batch 1 {1e3 * net[1]:.3f} ms = {net[1] / b1[request]:.1%} of "
               f"{request}, batch {_BATCH.value} {net[_BATCH.value] / bn[request]:.1%}")  # fmt: skip
+
+
+def print_goals(macs, b1, bn):
+    """Issue 5's two goals, each with its worst batch: the export no slower than the Keras
+    pruned network, and faster than the template by at least the strategy's FLOPs saving."""
+    template_macs, pruned_macs = macs
     saving = template_macs / pruned_macs
     export_vs_keras = max(
         b1["SavedModel"] / b1["Keras pruned"], bn["SavedModel"] / bn["Keras pruned"]
@@ -220,6 +241,26 @@ def main(argv):
           f"{share * saving:.2f}x; bench/model.py's infer goal is <= 1.2x. The layers both "
           "networks keep (stem, 1x3x3 convs, and BN/ReLU/concat, which MACs do not count) take "
           "a larger share of the time than of the MACs)")  # fmt: skip
+
+
+def main(argv):
+    del argv
+    if _THREADS.value:
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
+    config = dataclasses.replace(
+        MID, growth_rate=_GROWTH.value, stem_filters=2 * _GROWTH.value, input_size=_SIZE.value
+    )
+    spec = dataclasses.replace(
+        SPEC, crop_size=_SIZE.value, eval_short_side=_SIZE.value, frame_short_side=_SIZE.value
+    )
+    clip = spec.eval_clip_shape
+    strategy = FusionStrategy.resolve(_STRATEGY.value, fusion_block_sizes(config))
+    template, pruned, *macs = networks_and_macs(config, strategy, clip)
+    export_s, results = measure(template, pruned, spec, clip, config.num_classes)
+    b1, bn = results[1], results[_BATCH.value]
+    print_table(config, clip, strategy, export_s, macs, b1, bn)
+    print_goals(macs, b1, bn)
 
 
 if __name__ == "__main__":
