@@ -5,8 +5,8 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= /tmp/stfusion_demo
 # Test processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
 # One more than the 2 cores of the CI machine: some tests wait (two-worker heartbeats, a Dask
-# cluster, kill -9 and restart), and a third process keeps both cores busy meanwhile (818 tests:
-# 5 min 22 s with 3, 6 min 0 s with 2, 5 min 36 s with 4).
+# cluster, kill -9 and restart), and a third process keeps both cores busy meanwhile (measured
+# with 818 tests: 5 min 22 s with 3, 6 min 0 s with 2, 5 min 36 s with 4).
 PYTEST_WORKERS ?= 3
 
 .PHONY: venv browser test test-fast lint demo clean
