@@ -116,6 +116,25 @@ def test_a_shard_changed_after_its_check_is_refused_before_training(records, fla
     assert not (tmp_path / "ws" / "train" / "warmup").exists()
 
 
+def test_a_second_workspace_on_the_same_records_does_not_read_them_again(
+    records, flagfile, tmp_path, monkeypatch
+):
+    """A study runs every dataset and seed in one process, each in a new workspace: the shards
+    are hashed by the first run only, and each workspace still remembers them."""
+    copy = _copy(records, tmp_path)
+    hashed = []
+    sha256 = damaged_records._sha256
+    monkeypatch.setattr(damaged_records, "_sha256", lambda p: hashed.append(p) or sha256(p))
+    for workspace in ("a", "b"):
+        train.build_context(_flags(*_base(flagfile, copy, tmp_path / workspace), *ONE_STEP))
+        verified = tmp_path / workspace / "train" / damaged_records.VERIFIED_RECORDS
+        assert list(json.loads(verified.read_text())) == [_shard(copy)]
+    assert hashed == [_shard(copy)]
+    _flip_byte(_shard(copy), 80_000)  # same size, a new modification time: read again
+    with pytest.raises(RunInputError, match="Damaged shard"):
+        train.build_context(_flags(*_base(flagfile, copy, tmp_path / "c"), *ONE_STEP))
+
+
 @pytest.mark.parametrize(
     "damage, expected",
     [

@@ -9,7 +9,8 @@ lists each shard's size and SHA-256 in the split's manifest (``tfrecords_tools.m
   hashed once and compared with its manifest (one read of the data, like ``inspect
   --validate``'s, without decoding). What passed is remembered in
   ``<workspace>/train/verified_records.json`` by path, size and modification time, so a restart
-  does not read the data again. A shard that differs is refused in one line naming it, and the
+  does not read the data again, and in the process, so that the runs of a study (every dataset
+  and seed in one process, each in a new workspace) read each shard once. A shard that differs is refused in one line naming it, and the
   record and video at fault when a CRC or a JPEG marker shows which.
 - While a phase runs (``diagnose``): the input pipeline's errors name no file (a DataLossError
   says "corrupted record at <byte>", a JPEG decoder error its size). When one stops a phase, the
@@ -42,6 +43,8 @@ VERIFIED_RECORDS = "verified_records.json"
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 # What TensorFlow's input-pipeline errors say about a damaged record (its own words).
 _TF_REASON = re.compile(r"corrupted record at \d+|Invalid JPEG data[^\n\[]*|[^\n:]*JPEG[^\n\[:]*")
+# The shards this process verified: path -> size, modification time and SHA-256.
+_VERIFIED_IN_PROCESS: dict[str, dict] = {}
 
 
 class DamagedRecordError(RunInputError):
@@ -138,12 +141,20 @@ def verify_shards(ctx, splits) -> None:
     """
     cache_path = os.path.join(ctx.workspace, "train", VERIFIED_RECORDS)
     verified = json.loads(files.read_text(cache_path)) if tf.io.gfile.exists(cache_path) else {}
-    todo = [
-        (path, entry)
-        for path, entry in _listed_shards(ctx.records_dir, splits)
-        if entry.get("sha256") and verified.get(path) != {**_stamp(path), "sha256": entry["sha256"]}
-    ]
+    todo, remembered = [], False
+    for path, entry in _listed_shards(ctx.records_dir, splits):
+        if not entry.get("sha256"):
+            continue
+        passed = {**_stamp(path), "sha256": entry["sha256"]}
+        if verified.get(path) == passed:
+            continue
+        if _VERIFIED_IN_PROCESS.get(path) == passed:
+            verified[path], remembered = passed, True
+        else:
+            todo.append((path, entry))
     if not todo:
+        if remembered and ctx.is_chief:
+            files.write_json_atomically(cache_path, verified)
         return
     line = ProgressLine(
         "[records] SHA-256 of the shards",
@@ -162,7 +173,7 @@ def verify_shards(ctx, splits) -> None:
                     + _what_to_do(ctx.records_dir),
                     path,
                 )
-            verified[path] = {**stamp, "sha256": entry["sha256"]}
+            verified[path] = _VERIFIED_IN_PROCESS[path] = {**stamp, "sha256": entry["sha256"]}
             line.update(done)
     finally:
         line.close(keep=False)
