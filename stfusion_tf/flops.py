@@ -4,10 +4,13 @@ Why count by walking layers instead of timing: a fusion strategy's cost is what 
 (e.g. 124 GMACs for the DenseNet-121 template at 16x224x224), and a pruned network must cost less in
 exact proportion to the branches it removed; a count is exact and machine-independent.
 
-How: the model is traced once inside a ``tf.function`` on a symbolic ``[1, T, H, W, C]`` input (a
-graph is built, nothing is computed), with every layer's ``call`` temporarily wrapped to record
-the shapes it sees. Layers inside custom composite layers are found too, so the same walk serves
-the functional template, pruned networks built from strategies and any nested model.
+How: a functional model of leaf layers (the template, every pruned network: ``is_walkable``) is
+walked node by node in call order, each layer's ``compute_output_shape`` giving the shapes of one
+``[1, T, H, W, C]`` clip: pure Python, milliseconds even for DenseNet-121. Any other model is
+traced once inside a ``tf.function`` on a symbolic clip (a graph is built, nothing is computed),
+with every layer's ``call`` temporarily wrapped to record the shapes it sees, so that layers
+inside custom composite layers are found too. Both give the same records, counted by the same
+rules below.
 
 What is counted:
 - ``macs``: multiply-accumulates of every layer with a ``kernel`` (or ``depthwise_kernel`` /
@@ -36,6 +39,8 @@ from collections.abc import Callable, Iterable
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src import utils as keras_utils
+from keras.src.models.functional import Functional
 
 _KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 _TRANSPOSED = (
@@ -225,16 +230,89 @@ def _recording(layers: Iterable[tuple[keras.layers.Layer, str]], records: list):
             del layer.call
 
 
+def is_walkable(model: keras.layers.Layer) -> bool:
+    """Whether ``layer_costs`` can count ``model`` by walking its graph (no trace).
+
+    The rule: a functional model with one input and Keras' own ``call``, whose every node is a
+    call of a leaf layer (no sublayers) that defines ``compute_output_shape``. Then the calls the
+    trace would record are the graph's nodes, and each output shape follows from the input shapes
+    alone. A model with composite layers (their inner calls are costs too), Keras ops as nodes or
+    its own ``call`` is traced. Every ``FusionNetwork`` is walkable.
+    """
+    if (
+        not isinstance(model, Functional)
+        or type(model).call is not Functional.call
+        or len(model.inputs) != 1
+    ):
+        return False
+    for node in _graph_nodes(model):
+        layer = node.operation
+        if (
+            not isinstance(layer, keras.layers.Layer)
+            or layer._flatten_layers(include_self=False, recursive=False)
+            or keras_utils.is_default(layer.compute_output_shape)
+        ):
+            return False
+    return True
+
+
+def _graph_nodes(model: Functional) -> list:
+    """The nodes of a functional model in the order its ``call`` runs them (Keras'
+    ``Function._run_through_graph``: deepest first), input nodes left out."""
+    by_depth = model._nodes_by_depth
+    return [
+        node
+        for depth in sorted(by_depth, reverse=True)
+        for node in by_depth[depth]
+        if node.operation is not None and not node.is_input
+    ]
+
+
+def _walk(model: Functional, clip_shape: tuple[int, ...]) -> list:
+    """The records ``_trace`` makes, ``(layer, inputs, output, kernels)`` per call, from the
+    layers' ``compute_output_shape`` on symbolic tensors of ``[1, *clip_shape]`` (pure Python:
+    no graph is built). ``model`` must be ``is_walkable``."""
+    clip = keras.KerasTensor((1, *clip_shape))
+    model._assert_input_compatibility(clip)  # as a call does: a clip the model refuses is an error
+    tensors = {id(model.inputs[0]): clip}
+    records = []
+    for node in _graph_nodes(model):
+        if any(id(x) not in tensors for x in node.input_tensors):
+            continue  # not computable from the input: ``call`` skips it too
+        args, kwargs = node.arguments.fill_in(tensors)
+        output = node.operation.compute_output_spec(*args, **kwargs)
+        for x, y in zip(node.outputs, keras.tree.flatten(output), strict=True):
+            tensors[id(x)] = y
+        records.append(
+            (node.operation, args[0] if args else None, output, _kernels(node.operation))
+        )
+    return records
+
+
+def _trace(model: keras.layers.Layer, layers: list, clip_shape: tuple[int, ...]) -> list:
+    """``(layer, inputs, output, kernels)`` of every layer call, recorded while ``model`` is
+    traced on a symbolic ``[1, *clip_shape]`` input (a graph is built, nothing is computed)."""
+    records: list = []
+    with _recording(layers, records):
+        fn = tf.function(lambda x: model(x, training=False), autograph=False)
+        fn.get_concrete_function(tf.TensorSpec((1, *clip_shape), tf.float32))
+    return records
+
+
 def layer_costs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> list[LayerCost]:
     """Costs of every layer call of ``model`` on one clip of shape ``clip_shape`` (no batch axis).
 
     Returns one ``LayerCost`` per layer call in call order, then (MACs 0) the layers never called.
+    Shapes are those of ``clip_shape``, which may differ from the model's input shape (e.g. an
+    evaluation crop).
 
     Example:
-    >>> inputs = keras.Input((4, 8, 8, 3))
+    >>> inputs = keras.Input((None, 8, 8, 3))  # clips of any length
     >>> model = keras.Model(inputs, keras.layers.Conv3D(8, 3, padding="same")(inputs))
     >>> total_costs(layer_costs(model, (4, 8, 8, 3))).macs  # 4*8*8 positions x 3*3*3*3*8
     165888
+    >>> total_costs(layer_costs(model, (2, 8, 8, 3))).macs  # half the frames, half the MACs
+    82944
     """
     clip_shape = tuple(int(d) for d in clip_shape)
     if not clip_shape or any(d <= 0 for d in clip_shape):
@@ -243,10 +321,10 @@ def layer_costs(model: keras.layers.Layer, clip_shape: tuple[int, ...]) -> list[
         )
     layers = all_layers(model)
     paths = {id(layer): path for layer, path in layers}
-    records: list = []
-    with _recording(layers, records):
-        fn = tf.function(lambda x: model(x, training=False), autograph=False)
-        fn.get_concrete_function(tf.TensorSpec((1, *clip_shape), tf.float32))
+    if is_walkable(model):
+        records = _walk(model, clip_shape)
+    else:
+        records = _trace(model, layers, clip_shape)
     costs, called = [], set()
     for layer, inputs, output, kernels in records:
         called.add(id(layer))
