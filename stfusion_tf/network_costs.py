@@ -1,13 +1,15 @@
 """What a fusion network costs on one clip, counted once per architecture.
 
-Counting (``flops.layer_costs``) traces the whole network symbolically: about half a second for
-the tests' tiny template, seconds for DenseNet-121. A run counts the same architectures again and
-again: the sample phase scores every sampled strategy and the three all-the-way ones, evaluation
-counts each network it tests, the model card the export and its template, and a study repeats
-all of it per seed. A fusion network's parameters and MACs are a function of its template config
-and fusion strategy alone (``build_network(config, strategy)`` is the whole architecture;
-``prune`` only copies weights into it), so this module counts each ``(config, strategy, clip)``
-once per process and hands out copies.
+Counting itself is cheap (``flops.layer_costs`` walks a fusion network's graph in milliseconds),
+but building a network to count takes a quarter of a second for the tests' tiny template and
+seconds for DenseNet-121, and a run counts the same architectures again and again: the sample
+phase scores every sampled strategy and the three all-the-way ones, evaluation counts each
+network it tests, the model card the export and its template, and a study repeats all of it per
+seed. A fusion network's parameters and MACs are a function of its template config and fusion
+strategy alone (``build_network(config, strategy)`` is the whole architecture; ``prune`` only
+copies weights into it), so this module counts each ``(config, strategy, clip)`` once per
+process and hands out copies; a caller that holds the network already passes it, so that it is
+counted rather than built again.
 
 Example:
 >>> from stfusion_tf.models.template import TemplateConfig, build_network
@@ -23,7 +25,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import keras
 
@@ -36,23 +37,40 @@ from stfusion_tf.models.template import (
 )
 from stfusion_tf.strategy import FusionStrategy, resolve_strategy
 
-
-@functools.cache
-def _count(
-    config: TemplateConfig, strategy: FusionStrategy | None, clip_shape: tuple[int, ...]
-) -> flops.Totals:
-    return flops.model_costs(build_network(config, strategy), clip_shape)
+# (config, strategy, clip_shape) -> the count of build_network(config, strategy) on that clip.
+_COUNTS: dict[tuple, flops.Totals] = {}
 
 
 def fusion_network_costs(
-    config: TemplateConfig, strategy: FusionStrategy | str | None, clip_shape
+    config: TemplateConfig,
+    strategy: FusionStrategy | str | None,
+    clip_shape,
+    network: FusionNetwork | None = None,
 ) -> flops.Totals:
     """The costs of ``build_network(config, strategy)`` (the template for ``strategy=None``)
-    on one clip of ``clip_shape`` (no batch axis): a new ``Totals`` the caller may change."""
+    on one clip of ``clip_shape`` (no batch axis): a new ``Totals`` the caller may change.
+
+    ``network``: that network, when the caller holds one (e.g. pruned for evaluation): it is
+    counted, if the architecture has not been yet, instead of building another.
+    """
     if strategy is not None:
         strategy = resolve_strategy(strategy, fusion_block_sizes(config))
     clip_shape = tuple(int(d) for d in clip_shape)
-    return dataclasses.replace(_count(config, strategy, clip_shape))
+    key = (config, strategy, clip_shape)
+    if key not in _COUNTS:
+        if network is None:
+            network = build_network(config, strategy)
+        elif not (
+            isinstance(network, FusionNetwork)
+            and network.config == config
+            and network.strategy == strategy
+        ):
+            raise ValueError(
+                "`network` must be build_network(config, strategy). Received: "
+                f"network={getattr(network, 'name', network)!r} for strategy={str(strategy)!r}"
+            )
+        _COUNTS[key] = flops.model_costs(network, clip_shape)
+    return dataclasses.replace(_COUNTS[key])
 
 
 def network_costs(model: keras.layers.Layer, clip_shape) -> flops.Totals:
@@ -62,5 +80,5 @@ def network_costs(model: keras.layers.Layer, clip_shape) -> flops.Totals:
     if isinstance(model, FusionNetwork) and (
         model.strategy is not None or model.gate_mode == "off"
     ):
-        return fusion_network_costs(model.config, model.strategy, clip_shape)
+        return fusion_network_costs(model.config, model.strategy, clip_shape, network=model)
     return flops.model_costs(model, clip_shape)

@@ -284,7 +284,8 @@ def _strategy_network(
     network's either way."""
     if fixed is None:
         network = template_lib.prune(template, strategy)
-        return network, None, fusion_network_costs(template.config, strategy, clip_shape)
+        costs = fusion_network_costs(template.config, strategy, clip_shape, network=network)
+        return network, None, costs
     costs = fusion_network_costs(template.config, strategy, clip_shape)
     if reset_weights:
         fixed.network.set_weights(template.get_weights())

@@ -1,4 +1,7 @@
-"""MAC and parameter counts against hand counts."""
+"""MAC and parameter counts against hand counts, and the walk of a functional graph against
+the trace."""
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -205,25 +208,125 @@ def test_pruned_macs_are_template_minus_removed_branches(template_costs, strateg
     assert not any(c.kind == "GatedConv3D" for c in pruned)
 
 
-def test_fusion_network_costs_are_counted_once_and_are_the_networks(template_costs):
+def test_fusion_network_costs_are_counted_once_and_are_the_networks(template_costs, monkeypatch):
     """``network_costs`` reads a fusion network's count from its architecture (config and
     strategy), counted once per process: equal to a fresh count of the network itself (pruned,
-    with the template's weights), and each answer a copy the caller may change."""
+    with the template's weights), and each answer a copy the caller may change. A network the
+    caller holds is counted, not built again."""
+    from stfusion_tf import network_costs as costs_lib
     from stfusion_tf.models.template import prune
-    from stfusion_tf.network_costs import _count, fusion_network_costs, network_costs
+    from stfusion_tf.network_costs import fusion_network_costs, network_costs
 
+    monkeypatch.setattr(costs_lib, "_COUNTS", {})  # this test's process may have counted them
     template = build_network(TINY)
     assert network_costs(template, CLIP) == total_costs(template_costs)
     pruned = prune(template, "s,t,st|st,-")
-    before = _count.cache_info()
-    first = network_costs(pruned, CLIP)
-    assert first == flops.model_costs(pruned, CLIP)
-    again = fusion_network_costs(TINY, FusionStrategy.parse("s,t,st|st,-"), list(CLIP))
-    after = _count.cache_info()
-    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    counts = []
+    with monkeypatch.context() as m:
+        m.setattr(costs_lib.flops, "model_costs", _counting(flops.model_costs, counts))
+        m.setattr(costs_lib, "build_network", _refused)
+        first = network_costs(pruned, CLIP)
+        again = fusion_network_costs(TINY, FusionStrategy.parse("s,t,st|st,-"), list(CLIP))
+    assert len(counts) == 1 and counts[0] is pruned  # once, the network given
+    assert first == flops.model_costs(build_network(TINY, "s,t,st|st,-"), CLIP)
     assert again == first and again is not first
     first.add(first)  # the caller's copy
     assert fusion_network_costs(TINY, "s,t,st|st,-", CLIP) == again
     # A template whose gates are on is counted as it is (its gates are layers too).
     gated = build_network(TINY, gate_mode="fixed")
     assert network_costs(gated, CLIP) == flops.model_costs(gated, CLIP)
+    with pytest.raises(ValueError, match=r"must be build_network\(config, strategy\)"):
+        fusion_network_costs(TINY, "s,s,s|s,s", (4, 24, 24, 3), network=pruned)
+
+
+def _counting(fn, calls):
+    def counted(model, *args):
+        calls.append(model)
+        return fn(model, *args)
+
+    return counted
+
+
+def _refused(*args, **kwargs):
+    raise AssertionError("built a network the caller holds")
+
+
+# --- the walk of a functional graph against the trace --------------------------------------------
+
+ANY_CLIP = dataclasses.replace(TINY, input_frames=None, input_size=None)  # as training builds it
+
+
+def _traced(model, clip, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(flops, "is_walkable", lambda model: False)
+        return layer_costs(model, clip)
+
+
+@pytest.mark.parametrize(
+    "config, strategy, gate_mode, clip",
+    [
+        (TINY, None, "off", CLIP),
+        (TINY, None, "fixed", CLIP),
+        (TINY, "-,-,-|-,-", "off", CLIP),  # every dense layer empty, the transition off
+        (TINY, "-,st,-|t,-", "off", CLIP),
+        (TINY, "s,t,st|st,-", "off", CLIP),
+        (TINY, "st,-,t|s,s", "off", CLIP),
+        (TINY, "t,s,s|-,st", "off", CLIP),
+        (ANY_CLIP, None, "off", (4, 36, 36, 3)),  # clips other than the input's stored shape
+        (ANY_CLIP, "-,st,-|t,-", "off", (6, 20, 28, 3)),
+    ],
+)
+def test_walk_counts_what_the_trace_counts(config, strategy, gate_mode, clip, monkeypatch):
+    """Every ``LayerCost`` field of every call, in call order, and so the totals."""
+    model = build_network(config, strategy, gate_mode=gate_mode)
+    assert flops.is_walkable(model)
+    walked = layer_costs(model, clip)
+    traced = _traced(model, clip, monkeypatch)
+    assert walked == traced
+    assert total_costs(walked) == total_costs(traced)
+
+
+def test_backbone_walk_counts_what_the_trace_counts(monkeypatch):
+    """The MobileNetV2 backbone: per-frame depthwise convs and strided temporal convs."""
+    from stfusion_tf.models.backbones.network import build_backbone
+
+    model = build_backbone(
+        "mobilenet_v2", "S+ST", 5, blocks=(1, 2, 1, 1, 1, 1, 1), width_multiplier=0.35,
+        input_frames=4, input_size=32, dropout=0.0,
+    )  # fmt: skip
+    assert flops.is_walkable(model)
+    assert layer_costs(model, CLIP) == _traced(model, CLIP, monkeypatch)
+
+
+def test_fusion_networks_are_counted_without_a_trace(monkeypatch):
+    """Template, gated template and pruned networks are walked: the trace is never called."""
+    from stfusion_tf import network_costs as costs_lib
+
+    monkeypatch.setattr(costs_lib, "_COUNTS", {})
+    monkeypatch.setattr(flops, "_trace", _refused)
+    assert layer_costs(build_network(TINY, gate_mode="fixed"), CLIP)
+    assert costs_lib.fusion_network_costs(ANY_CLIP, "-,st,-|t,-", (4, 40, 40, 3)).macs > 0
+
+
+def test_other_models_are_traced():
+    """A composite layer (its inner calls are costs) or a model's own ``call`` is traced."""
+    inputs = keras.Input((3, 4, 4, 2))
+    assert not flops.is_walkable(keras.Model(inputs, _Branches(8)(inputs)))
+
+    class OwnCall(keras.Model):
+        def call(self, x):
+            return super().call(x) * 2.0
+
+    inputs = keras.Input((3, 4, 4, 2))
+    own = OwnCall(inputs, keras.layers.Conv3D(2, 1)(inputs))
+    assert not flops.is_walkable(own)
+    assert flops.is_walkable(keras.Model(inputs, keras.layers.Conv3D(2, 1)(inputs)))
+
+
+def test_a_clip_the_model_refuses_is_an_error_either_way(monkeypatch):
+    model = build_network(TINY, "-,st,-|t,-")
+    message = r"incompatible with the layer: expected shape=\(None, 4, 32, 32, 3\)"
+    with pytest.raises(ValueError, match=message):
+        layer_costs(model, (4, 36, 36, 3))
+    with pytest.raises(ValueError, match=message):
+        _traced(model, (4, 36, 36, 3), monkeypatch)
