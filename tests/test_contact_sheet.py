@@ -1,14 +1,13 @@
-"""tfrecords_tools.contact_sheet on tiny shards written here (not by the Beam job)."""
+"""tfrecords_tools.contact_sheet on tiny shards written here (not by the Beam job); the command
+in the test's process (tests/commands.py)."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests import commands
 from tests.test_inspect import make_record, write_shard
 from tfrecords_tools import contact_sheet, video_io
 
@@ -110,25 +109,12 @@ def test_bad_arguments_are_rejected(shards):
         contact_sheet.render_sheet(samples, frames=0)
 
 
-def test_command_line_writes_the_png(shards, tmp_path):
+def test_command_line_writes_the_png(shards, tmp_path, capfd):
     out = str(tmp_path / "cli.png")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfrecords_tools.contact_sheet",
-            shards,
-            f"--out={out}",
-            "--videos=2",
-            "--frames=3",
-            "--thumb_height=32",
-        ],
-        cwd=repo,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        capture_output=True,
-        text=True,
-    )
+    result = commands.run(
+        capfd, "tfrecords_tools.contact_sheet", shards, f"--out={out}", "--videos=2",
+        "--frames=3", "--thumb_height=32",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Wrote {out}: 2 videos")
     assert Image.open(out).size == (8 + 3 * (40 + 8), 8 + 2 * (18 + 32 + 14 + 8))

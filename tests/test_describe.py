@@ -1,14 +1,10 @@
 """`python -m stfusion_tf.describe`: the printed totals are flops.py's, flags and flagfile work;
 a checkpoint is described from its run metadata (a run's workspace: tests/test_train_cli.py, on
-its finished run)."""
+its finished run). The command runs in the test's process (tests/commands.py)."""
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +13,8 @@ from stfusion_tf.flops import layer_costs, total_costs
 from stfusion_tf.models.template import TemplateConfig, build_network
 from stfusion_tf.preprocessing import PreprocessingSpec
 from stfusion_tf.strategy import FusionStrategy
+from tests import commands
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
     "--blocks=2,2", "--growth_rate=8", "--stem_filters=16", "--num_classes=5", "--num_frames=4",
     "--crop_size=32",
@@ -32,28 +28,25 @@ TINY = TemplateConfig(
 CLIP = (4, 32, 32, 3)
 
 
-def _describe(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", "stfusion_tf.describe", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
 def _number(pattern, text):
     match = re.search(pattern, text)
     assert match, (pattern, text)
     return int(match.group(1).replace(",", ""))
 
 
-def test_strategy_totals_match_flops(tmp_path):
+def test_strategy_totals_match_flops(tmp_path, capfd):
     strategy = "st,t,-|s,st"
     out_json = tmp_path / "costs.json"
     old_names = [
         f.replace("--num_frames", "--frames").replace("--crop_size", "--size") for f in TINY_FLAGS
     ]
-    result = _describe(
-        *old_names, f"--strategy={strategy}", "--per_layer", f"--output_json={out_json}"
+    result = commands.run(
+        capfd,
+        "stfusion_tf.describe",
+        *old_names,
+        f"--strategy={strategy}",
+        "--per_layer",
+        f"--output_json={out_json}",
     )
     assert result.returncode == 0, result.stderr
     # The old names still work, with a warning each.
@@ -77,11 +70,11 @@ def test_strategy_totals_match_flops(tmp_path):
     assert [p["part"] for p in summary["parts"]][:2] == ["stem", "block1_layer1"]
 
 
-def test_template_by_training_flagfile_and_all_the_way_name(tmp_path):
+def test_template_by_training_flagfile_and_all_the_way_name(tmp_path, capfd):
     """A training flagfile describes the network it trains: describe ignores its other flags."""
     flagfile = tmp_path / "tiny.cfg"
     flagfile.write_text("\n".join(TINY_FLAGS + TRAINING_ONLY_FLAGS + ["--strategy=ST"]) + "\n")
-    result = _describe(f"--flagfile={flagfile}")
+    result = commands.run(capfd, "stfusion_tf.describe", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr
     st = FusionStrategy.all_the_way("ST", (3, 2))
     pruned = total_costs(layer_costs(build_network(TINY, st), CLIP))
@@ -90,12 +83,15 @@ def test_template_by_training_flagfile_and_all_the_way_name(tmp_path):
     assert re.search(r"^block1\s+t,t,t\s", result.stdout, re.M)
 
 
-def test_bad_strategy_is_a_usage_error():
-    # One subprocess only: the parse errors themselves are tested in test_strategy.py.
-    result = _describe(*TINY_FLAGS, "--strategy=s,s|t")
-    assert result.returncode != 0
-    assert re.search(r"--strategy: Strategy 's,s\|t' has block sizes \(2, 1\)", result.stderr)
+def test_bad_strategy_is_a_usage_error(capfd):
+    # The parse errors themselves are tested in test_strategy.py.
+    result = commands.run(capfd, "stfusion_tf.describe", *TINY_FLAGS, "--strategy=s,s|t")
+    assert result.returncode == 2 and result.stdout == ""
     assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert re.match(
+        r"stfusion_tf.describe: error: --strategy: Strategy 's,s\|t' has block sizes \(2, 1\)", line
+    )
 
 
 def test_a_checkpoint_is_described_from_its_metadata(tmp_path):

@@ -1,30 +1,24 @@
-"""`python -m stfusion_tf.describe --backbone=...`: per-strategy and per-stage costs are flops.py's."""
+"""`python -m stfusion_tf.describe --backbone=...`: per-strategy and per-stage costs are flops.py's
+(the command in the test's process: tests/commands.py)."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from stfusion_tf.flops import layer_costs, total_costs
 from stfusion_tf.models.backbones import build_backbone
 from stfusion_tf.network_description import BACKBONE_STRATEGIES, describe_backbone
+from tests import commands
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIP = (4, 32, 32, 3)
 TINY = dict(num_classes=5, blocks=(1, 1, 1, 1), width_multiplier=0.125, input_frames=4)
 
 
-def test_cli_reports_the_counted_totals(tmp_path):
+def test_cli_reports_the_counted_totals(tmp_path, capfd):
     out_json = tmp_path / "costs.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-m", "stfusion_tf.describe", "--backbone=resnet50", "--strategy=ST",
-         "--backbone_blocks=1,1,1,1", "--backbone_width_multiplier=0.125", "--num_frames=4",
-         "--crop_size=32",
-         "--num_classes=5", f"--output_json={out_json}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    result = commands.run(
+        capfd, "stfusion_tf.describe", "--backbone=resnet50", "--strategy=ST",
+        "--backbone_blocks=1,1,1,1", "--backbone_width_multiplier=0.125", "--num_frames=4",
+        "--crop_size=32", "--num_classes=5", f"--output_json={out_json}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(out_json.read_text())

@@ -11,19 +11,16 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
 from stfusion_tf import report_page, scoring
-from tests import browser
+from tests import browser, commands
 from tests.test_inspect import make_record, write_shard
 from tfrecords_tools import fingerprint as fingerprint_lib
 from tfrecords_tools import format as fmt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A class name is the user's data: the page must show it as text, never as markup.
 HOSTILE = '<img src=x onerror="alert(1)">&amp;'
 CLASSES = ["move_left", "move_right", HOSTILE]
@@ -211,20 +208,13 @@ def test_the_page_loads_in_headless_chromium_with_its_charts_and_sortable_tables
         assert chromium.errors == []
 
 
-@pytest.mark.slow  # two commands that import TensorFlow
-def test_the_command_writes_the_page_and_refuses_a_folder_without_a_run(workspace, tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-m", "stfusion_tf.report_page"]
-    pipes = dict(env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    runs = [
-        subprocess.Popen([*command, f"--workspace={folder}"], **pipes)
-        for folder in (workspace, tmp_path)
-    ]
-    (ok, ok_err), (refused, refused_err) = (p.communicate(timeout=300) for p in runs)
-    assert runs[0].returncode == 0, ok_err
-    assert ok.strip() == f"Wrote {os.path.join(workspace, 'report.html')}"
-    assert runs[1].returncode == 2 and refused == ""
-    errors = [line for line in refused_err.splitlines() if "error:" in line]
+def test_the_command_writes_the_page_and_refuses_a_folder_without_a_run(workspace, tmp_path, capfd):
+    ok = commands.run(capfd, "stfusion_tf.report_page", f"--workspace={workspace}")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"Wrote {os.path.join(workspace, 'report.html')}"
+    refused = commands.run(capfd, "stfusion_tf.report_page", f"--workspace={tmp_path}")
+    assert refused.returncode == 2 and refused.stdout == ""
+    errors = [line for line in refused.stderr.splitlines() if "error:" in line]
     assert errors == [
         f"stfusion_tf.report_page: error: {str(tmp_path)!r} holds no run (no train/ folder): "
         "give the --workspace of stfusion_tf.train."

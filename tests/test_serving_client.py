@@ -1,7 +1,8 @@
 """The serving client's requests: REST JSON and gRPC ``PredictRequest`` built from a video's
 JPEGs, checked field by field, and sent over real HTTP and gRPC to local stand-ins that answer
 as TF Serving does by running the exported SavedModel (no TF Serving binary here); the dry run's
-output read back; a server that does not answer is one line on stderr."""
+output read back; a server that does not answer is one line on stderr (the command in the
+test's process: tests/commands.py)."""
 
 import base64
 import concurrent.futures
@@ -9,8 +10,6 @@ import http.server
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 
 import grpc
@@ -24,7 +23,7 @@ from stfusion_tf import export, predict, signatures
 from stfusion_tf import serving_client as client
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
-from tests import video_fixtures
+from tests import commands, video_fixtures
 from tests.model_fixtures import randomize, tiny_config
 
 CLASSES = ["a", "b", "c"]
@@ -38,9 +37,6 @@ SPEC = PreprocessingSpec(
     frame_short_side=16,
     jpeg_quality=90,
 )
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -263,14 +259,12 @@ def test_no_server_is_one_line_saying_what_to_check(video, card, protocol, capsy
         assert hint in line
 
 
-def test_the_command_says_so_without_a_traceback(video, export_dir):
+def test_the_command_says_so_without_a_traceback(video, export_dir, capfd):
     """The command line end to end, as in the issue: gRPC to a port where nothing listens."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-m", "stfusion_tf.serving_client", video, "--protocol=grpc",
-         f"--model_card={export_dir}/model_card.json", f"--server=127.0.0.1:{_unused_port()}",
-         "--num_clips=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    result = commands.run(
+        capfd, "stfusion_tf.serving_client", video, "--protocol=grpc",
+        f"--model_card={export_dir}/model_card.json", f"--server=127.0.0.1:{_unused_port()}",
+        "--num_clips=1",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""

@@ -286,16 +286,18 @@ def test_the_run_report_opens_in_chromium_with_the_runs_charts_and_tables(finish
 
 
 @pytest.mark.slow
-def test_describe_says_what_the_run_built(finished_run, flagfile, tmp_path):
+def test_describe_says_what_the_run_built(finished_run, flagfile, tmp_path, capfd):
     """``describe --workspace`` (here in a flagfile, as a training flagfile may hold it): the
     best strategy of ``search/best_strategy.json``, fine-tuned, per fusion layer, on the run's
     eval clip; its totals are the sample phase's count and the export's model card's. Before the
-    fine-tune, the best strategy pruned from the template of ``run_config.json``."""
+    fine-tune, the best strategy pruned from the template of ``run_config.json``. The command runs
+    in the test's process (tests/commands.py)."""
     import re
 
     from stfusion_tf import run_description
     from stfusion_tf.models.template import fusion_layer_names
     from stfusion_tf.preprocessing import PreprocessingSpec
+    from tests import commands
 
     workspace, _ = finished_run
     best, record = scoring.read_best_strategy(os.path.join(workspace, "search"))
@@ -303,10 +305,9 @@ def test_describe_says_what_the_run_built(finished_run, flagfile, tmp_path):
         run_config = json.load(f)
     described = tmp_path / "describe.cfg"
     described.write_text(f"--flagfile={flagfile}\n--workspace={workspace}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "stfusion_tf.describe", f"--flagfile={described}",
-         f"--output_json={tmp_path / 'described.json'}"],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    result = commands.run(
+        capfd, "stfusion_tf.describe", f"--flagfile={described}",
+        f"--output_json={tmp_path / 'described.json'}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout

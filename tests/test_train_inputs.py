@@ -10,8 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 from absl import flags
@@ -19,8 +17,8 @@ from absl import flags
 from stfusion_tf import data, train
 from stfusion_tf.training import damaged_records
 from stfusion_tf.training.errors import RunInputError
-from tests import console_output
-from tests.test_train_cli import ROOT, _env, _flags, _setup_error, flagfile, records
+from tests import commands, console_output
+from tests.test_train_cli import _flags, _setup_error, flagfile, records
 from tfrecords_tools import format as fmt
 from tfrecords_tools import record_checks, tfrecord_io
 
@@ -178,9 +176,10 @@ def test_a_record_damaged_during_the_run_stops_it_naming_the_record(
     assert "\n" not in str(error.value) and "inspect --validate" in str(error.value)
 
 
-def test_the_command_line_prints_a_damaged_record_in_one_line(records, tmp_path, flagfile):
+def test_the_command_line_prints_a_damaged_record_in_one_line(records, tmp_path, flagfile, capfd):
     """Records converted without checksums (an older manifest): the damage shows only when the
-    warm-up reads it; one line, exit 1, no traceback, no C++ log line."""
+    warm-up reads it; one line, exit 1, no traceback, no C++ log line (the command in the test's
+    process, tests/commands.py; as a subprocess in tests/test_study.py)."""
     copy = _copy(records, tmp_path)
     manifest_path = fmt.manifest_path(copy, "train")
     manifest = json.loads(open(manifest_path).read())
@@ -189,14 +188,12 @@ def test_the_command_line_prints_a_damaged_record_in_one_line(records, tmp_path,
     with open(manifest_path, "w") as f:
         json.dump(manifest, f)
     _flip_byte(_shard(copy), 80_000)
-    finished = subprocess.run(
-        [sys.executable, "-m", "stfusion_tf.train", *_base(flagfile, copy, tmp_path / "ws")]
-        + [*ONE_STEP, "--noverbose"],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    finished = commands.run(
+        capfd,
+        "stfusion_tf.train",
+        *_base(flagfile, copy, tmp_path / "ws"),
+        *ONE_STEP,
+        "--noverbose",
     )
     assert finished.returncode == 1, finished.stderr[-2000:]
     assert finished.stderr.startswith("stfusion_tf.train: error: Damaged shard ")
