@@ -102,7 +102,9 @@ class Trainer:
         self._multipliers = [
             self.logit_lr_multiplier if is_drop_logit(v) else 1.0 for v in self.variables
         ]
-        self._replica_step = tf.function(self._step, jit_compile=jit_compile)
+        # Autograph off here and in ``train_step``: the step branches on Python values only, and
+        # converting the model's code is a second or two of every training command's start.
+        self._replica_step = tf.function(self._step, jit_compile=jit_compile, autograph=False)
 
     def _step(self, clips, labels):
         with tf.GradientTape() as tape:
@@ -133,7 +135,7 @@ class Trainer:
             self.strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results
         )
 
-    @tf.function
+    @tf.function(autograph=False)
     def train_step(self, clips, labels):
         return self._reduced(clips, labels)
 
