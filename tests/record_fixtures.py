@@ -4,6 +4,7 @@ tests that run the training entry point end to end (imports Beam: keep it out of
 from __future__ import annotations
 
 import os
+import shutil
 
 from pipelines import convert, synthetic
 from tests import video_fixtures
@@ -64,3 +65,17 @@ def convert_tiny_dataset(
         options=convert.ConvertOptions(short_side=32, isolate_decoder=False),
     )
     return output
+
+
+def copy_finished_warmup(workspace: str, other: str) -> None:
+    """``other`` becomes a workspace whose warm-up is done, the same as ``workspace``'s: the
+    run's settings, its verified-records list and the finished ``train/warmup``. A test of the
+    search phase starts from it instead of training a warm-up of its own."""
+    os.makedirs(os.path.join(other, "train"))
+    for name in ("run_config.json", "verified_records.json"):
+        path = os.path.join(workspace, "train", name)
+        if os.path.exists(path):
+            shutil.copy(path, os.path.join(other, "train", name))
+    shutil.copytree(
+        os.path.join(workspace, "train", "warmup"), os.path.join(other, "train", "warmup")
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import record_fixtures
 from tests.test_train_cli import ROOT, _command, _env, _free_ports, flagfile, records
 from tfrecords_tools import files
 
@@ -101,19 +101,6 @@ def _search_artifacts(workspace) -> dict:
     return {"checkpoint": values, "history": history, "drop_probabilities": drop_probabilities}
 
 
-def _copy_warmup(workspace, other) -> None:
-    """``other`` becomes a workspace whose warm-up is done, the same as ``workspace``'s: the
-    run's settings, its verified-records list and the finished ``train/warmup``."""
-    os.makedirs(os.path.join(other, "train"))
-    for name in ("run_config.json", "verified_records.json"):
-        path = os.path.join(workspace, "train", name)
-        if os.path.exists(path):
-            shutil.copy(path, os.path.join(other, "train", name))
-    shutil.copytree(
-        os.path.join(workspace, "train", "warmup"), os.path.join(other, "train", "warmup")
-    )
-
-
 def _wait_for(path, process, deadline) -> None:
     while not os.path.exists(path) and time.time() < deadline:
         assert process.poll() is None, process.communicate()[1][-2000:]
@@ -150,7 +137,7 @@ def test_a_worker_killed_during_search_is_named_and_both_commands_again_resume(
         )
     deadline = time.time() + 240
     _wait_for(os.path.join(workspace, "train", "warmup", "DONE"), processes[0], deadline)
-    _copy_warmup(workspace, reference)
+    record_fixtures.copy_finished_warmup(workspace, reference)
     # The reference pair searches while the first pair does (its own ports and workspace; the
     # default heartbeat timeout: four processes share the cores).
     references = [

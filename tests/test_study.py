@@ -155,6 +155,8 @@ def test_kill_9_inside_a_search_epoch_then_the_same_command_gives_the_same_numbe
 ):
     output, _ = first_study
     workspace = str(tmp_path / "workspace")
+    # The warm-up is the study's (the same flags and seed): the command's search starts from it.
+    record_fixtures.copy_finished_warmup(study.run_workspace(output, "motion", 0), workspace)
     command = [
         *(sys.executable, "-m", "stfusion_tf.train", *TINY),
         *(f"--workspace={workspace}", f"--records_dir={datasets['motion']}", "--seed=0"),
