@@ -12,7 +12,7 @@ import tensorflow as tf
 from stfusion_tf import distribute, training
 from stfusion_tf.models import template as template_lib
 
-TINY = dict(blocks=(2, 2), growth_rate=4, bottleneck_factor=2, stem_filters=8)
+TINY = dict(blocks=(1, 1), growth_rate=4, bottleneck_factor=2, stem_filters=8)
 
 
 def _mirrored():
