@@ -179,10 +179,14 @@ def predict_files(
     batch_size: int = 8,
     k: int = 5,
     as_json: bool = False,
-    out=sys.stdout,
-    err=sys.stderr,
+    out=None,
+    err=None,
 ) -> int:
-    """Predicts every video, printing as it goes; returns 1 if any failed, else 0."""
+    """Predicts every video, printing as it goes; returns 1 if any failed, else 0. ``out`` and
+    ``err`` default to ``sys.stdout`` and ``sys.stderr`` as they are at the call (a redirect
+    made after this module was imported applies)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     failed = 0
     for path in videos:
         try:
@@ -211,11 +215,13 @@ def run(
     batch_size: int = 8,
     k: int = 5,
     as_json: bool = False,
-    out=sys.stdout,
-    err=sys.stderr,
+    out=None,
+    err=None,
 ) -> int:
     """The command: loads the export and predicts ``videos``; returns the exit code (0, 1 if a
-    video could not be read, 2 for a usage error, reported without a traceback)."""
+    video could not be read, 2 for a usage error, reported without a traceback). ``out`` and
+    ``err`` as for ``predict_files``."""
+    err = sys.stderr if err is None else err
     if not videos:
         print("usage: python -m stfusion_tf.predict VIDEO... --model=<export dir>", file=err)
         return 2

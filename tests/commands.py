@@ -19,9 +19,9 @@ and ``TF_CPP_MIN_LOG_LEVEL``, the first ``app.run`` adds absl's log handler to t
 put back too. ``sys.argv`` and ``sys.modules["__main__"]`` are the command's during the run
 (``command_line.command_name`` names the command from the latter, as ``python -m`` sets it).
 
-What it cannot capture: a stream bound when a module was imported (``predict.run``'s
-``out=sys.stdout``, bound to the test process's capture): tests/test_predict.py runs that command
-as a subprocess.
+What it cannot capture: a stream bound when a module was imported (a default argument
+``out=sys.stdout`` is the test process's capture, not the run's): commands resolve their streams
+when they are called.
 """
 
 from __future__ import annotations

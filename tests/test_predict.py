@@ -3,8 +3,6 @@ message and a non-zero exit for a broken one, the others still predicted."""
 
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from stfusion_tf import evaluation, export, predict
 from stfusion_tf.models import build_network, prune
 from stfusion_tf.preprocessing import PreprocessingSpec
-from tests import video_fixtures
+from tests import commands, video_fixtures
 from tests.model_fixtures import randomize, tiny_config
 from tfrecords_tools import video_io
 
@@ -110,14 +108,13 @@ def test_video_probabilities_are_the_mean_of_the_clips_softmax(model_path, video
     assert result.top_k[0][0] == CLASSES[int(np.argmax(result.probabilities))]
 
 
-def test_predict_command_line(model_path, videos):
+def test_predict_command_line(model_path, videos, capfd):
     good, broken = videos
-    result = subprocess.run(
-        [sys.executable, "-m", "stfusion_tf.predict", good[0], broken["truncated"], good[1]]
-        + [f"--model={model_path}", "--json", "--num_clips=2"],
-        capture_output=True,
-        text=True,
-        timeout=240,
+    result = commands.run(
+        capfd,
+        "stfusion_tf.predict",
+        *(good[0], broken["truncated"], good[1]),
+        *(f"--model={model_path}", "--json", "--num_clips=2"),
     )
     assert result.returncode == 1, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
