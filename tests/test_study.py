@@ -23,7 +23,7 @@ import pytest
 from absl import flags
 
 from stfusion_tf import checkpoints, study
-from tests import console_output, record_fixtures
+from tests import commands, console_output, record_fixtures
 from tfrecords_tools import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -243,20 +243,13 @@ def test_a_second_study_trains_nothing_and_reads_finetuned_test_accuracy(
         assert any(n.startswith("events.out.tfevents") for n in logs)  # a TensorBoard run
 
 
-def test_a_mistake_stops_the_study_with_one_line_before_any_training(tmp_path, datasets):
+def test_a_mistake_stops_the_study_with_one_line_before_any_training(tmp_path, datasets, capfd):
     output = tmp_path / "study"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stfusion_tf.study",
-            f"--records_dirs={datasets['motion']},{tmp_path / 'nowhere'}",
-            f"--output_dir={output}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = commands.run(
+        capfd,
+        "stfusion_tf.study",
+        f"--records_dirs={datasets['motion']},{tmp_path / 'nowhere'}",
+        f"--output_dir={output}",
     )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("stfusion_tf.study")]
