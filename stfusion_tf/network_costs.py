@@ -37,8 +37,24 @@ from stfusion_tf.models.template import (
 )
 from stfusion_tf.strategy import FusionStrategy, resolve_strategy
 
-# (config, strategy, clip_shape) -> the count of build_network(config, strategy) on that clip.
+# (architecture, strategy, clip_shape) -> the count of build_network(config, strategy) on that
+# clip, where the architecture is the config less what only the gates' training reads.
 _COUNTS: dict[tuple, flops.Totals] = {}
+# What the counts do not depend on: the gates' noise and KL settings (a gate owns its one drop
+# logit whatever they are) and the dropout rate (no weights, no operations at inference). A
+# study's runs differ in their seed alone, so their networks are counted once for all of them.
+_NOT_ARCHITECTURE = dict(
+    dropout=0.0,
+    length_scale=1.0,
+    num_examples=None,
+    temperature=1.0,
+    init_drop_probability=0.5,
+    seed=None,
+)
+
+
+def _architecture(config: TemplateConfig) -> TemplateConfig:
+    return dataclasses.replace(config, **_NOT_ARCHITECTURE)
 
 
 def fusion_network_costs(
@@ -56,7 +72,7 @@ def fusion_network_costs(
     if strategy is not None:
         strategy = resolve_strategy(strategy, fusion_block_sizes(config))
     clip_shape = tuple(int(d) for d in clip_shape)
-    key = (config, strategy, clip_shape)
+    key = (_architecture(config), strategy, clip_shape)
     if key not in _COUNTS:
         if network is None:
             network = build_network(config, strategy)

@@ -239,6 +239,36 @@ def test_fusion_network_costs_are_counted_once_and_are_the_networks(template_cos
         fusion_network_costs(TINY, "s,s,s|s,s", (4, 24, 24, 3), network=pruned)
 
 
+def test_configs_that_differ_in_gate_settings_alone_share_one_count(monkeypatch):
+    """A seed, the KL's N and lambda, the relaxation's temperature, p0 and the dropout rate
+    change no weight count or operation: the networks of a study's seeds are counted once, and
+    the shared count is each one's own."""
+    from stfusion_tf import network_costs as costs_lib
+    from stfusion_tf.network_costs import fusion_network_costs
+
+    monkeypatch.setattr(costs_lib, "_COUNTS", {})
+    other = dataclasses.replace(
+        TINY,
+        seed=7,
+        num_examples=12,
+        length_scale=0.05,
+        temperature=0.5,
+        init_drop_probability=0.3,
+        dropout=0.2,
+    )
+    counts = []
+    for strategy in ("s,t,st|st,-", None):
+        with monkeypatch.context() as m:
+            m.setattr(costs_lib.flops, "model_costs", _counting(flops.model_costs, counts))
+            first = fusion_network_costs(TINY, strategy, CLIP)
+            shared = fusion_network_costs(other, strategy, CLIP)
+        assert shared == first == flops.model_costs(build_network(other, strategy), CLIP)
+    assert len(counts) == 2  # one per architecture
+    # A field that shapes the network is another architecture.
+    wider = fusion_network_costs(dataclasses.replace(TINY, growth_rate=12), None, CLIP)
+    assert wider.params > first.params
+
+
 def _counting(fn, calls):
     def counted(model, *args):
         calls.append(model)
