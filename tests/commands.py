@@ -108,21 +108,22 @@ def _is_project_module(name: str) -> bool:
 @contextlib.contextmanager
 def _flags_of(command: str) -> Iterator[None]:
     """``flags.FLAGS`` unparsed and without the project's flags but those the module
-    ``command`` defined when it was imported; after the run, the flags it defined are removed,
-    the others put back, and every value is reset."""
+    ``command`` defined when it was imported; after the run, every flag the run defined is
+    removed (whichever module defined it: a study's ``cli()`` defines the training flags from
+    ``train_command``), the others are put back, and every value is reset."""
     put_aside = _take_out(
         name
         for name in list(FLAGS.flags_by_module_dict())
         if _is_project_module(name) and name != command
     )
-    before = set(FLAGS.flags_by_module_dict().get(command, ()))
+    kept = set(FLAGS)
     FLAGS.unparse_flags()
     try:
         yield
     finally:
-        defined = set(FLAGS.flags_by_module_dict().get(command, ())) - before
-        for flag in defined:
-            _remove(flag)
+        for name in set(FLAGS) - kept:
+            if name in FLAGS:  # gone already when its flag's other name was removed
+                _remove(FLAGS[name])
         for module_name, module_id, flag in put_aside:
             FLAGS[flag.name] = flag
             FLAGS.register_flag_by_module(module_name, flag)
