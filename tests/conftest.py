@@ -32,19 +32,7 @@ if _cpus and len(tf.config.get_logical_device_configuration(_cpus[0]) or []) < 2
 
 
 import collections  # noqa: E402
-import gc  # noqa: E402
 import itertools  # noqa: E402
-
-# A test process lives for minutes and keeps tens of thousands of TensorFlow and Keras objects
-# (modules, traced graphs, the models of module fixtures), which each of Python's full cyclic
-# collections walks again while tests build new models. Those imported so far are left out of
-# every collection (``gc.freeze``) and collections run less often: six model-heavy files on two
-# processes, two interleaved pairs of runs: 142 -> 133 CPU-s, 80 -> 71-74 s. A command the tests
-# start is a short-lived process with a small heap: measured, no gain there, so nothing is changed
-# in the commands themselves.
-gc.collect()
-gc.freeze()
-gc.set_threshold(50_000, 20, 100)
 
 import pytest  # noqa: E402
 
