@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import importlib
 import importlib.util
 import logging
@@ -58,6 +59,11 @@ def run(capfd, module: str, *args: str) -> subprocess.CompletedProcess:
     if importlib.util.find_spec(command) is None:
         command = module  # its __main__ block calls its own cli()
     importlib.import_module(command)  # the flags it defines on import are kept between runs
+    # An earlier test's tf.data iterator that only a cycle keeps (a failed run's traceback holds
+    # its frames) still decodes in the background, and its threads write to the same file
+    # descriptor 2 (libjpeg's "Not a JPEG file" on a damaged record): finalized here, which
+    # stops its threads, so that what is captured is the command's own.
+    gc.collect()
     capfd.readouterr()  # what the test wrote before
     with _logging_state(), _process_state(spec, [spec.origin, *args]), _flags_of(command):
         try:
