@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A template and clips small enough for a CPU step of ~0.1 s (blocks of one layer, 4 frames).
 TINY_FLAGS = """
---blocks=1,2
+--blocks=1,1
 --growth_rate=4
 --bottleneck_factor=2
 --stem_filters=4
@@ -142,7 +142,7 @@ def test_all_phases_write_consistent_artifacts(finished_run, records):
         [[g["s_branch"], g["t_branch"]] for g in (x["drop_probability"] for x in table["layers"])]
     )
     logits = _read_logits(os.path.join(workspace, "train", "search", "checkpoints"))
-    assert len(logits) == p.size == 2 * 4  # fusion layers: 1 + transition + 2, two gates each
+    assert len(logits) == p.size == 2 * 3  # fusion layers: 1 + transition + 1, two gates each
     np.testing.assert_allclose(np.sort(p.reshape(-1)), 1 / (1 + np.exp(-logits)), rtol=1e-6)
     for layer, (p_s, p_t) in zip(table["layers"], p, strict=True):
         marginal = layer["marginal"]
@@ -239,7 +239,7 @@ def test_tensorboard_shows_one_run_per_phase_with_the_same_tags(finished_run):
     ]
     assert len(scalars["search/logs"]["loss"]) == 2 and len(scalars["finetune/logs"]["loss"]) == 1
     gates = [t for t in scalars["search/logs"] if t.startswith("drop_probability/")]
-    assert len(gates) == 2 * 4 and "drop_probability/transition1_t" in gates
+    assert len(gates) == 2 * 3 and "drop_probability/transition1_t" in gates
     assert not any(t.startswith("drop_probability/") for t in scalars["warmup/logs"])
 
     images = provider.read_blob_sequences(
