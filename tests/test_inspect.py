@@ -6,8 +6,6 @@ frames, so every expected number below is known exactly.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,12 +13,12 @@ import tensorflow as tf
 from absl import flags
 
 from pipelines import synthetic
+from tests import commands
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect as inspect_lib
 from tfrecords_tools import inspect_command, video_io
 
 CLASSES = ["move_left", "move_right", "move_up"]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_record(label_index, frames=6, height=32, width=40, seed=0, filename=None):
@@ -356,20 +354,16 @@ def test_run_exits_two_when_nothing_matches(tmp_path, capsys):
     assert "No TFRecord file matches" in capsys.readouterr().err
 
 
-def test_command_line_validate_alias_exits_one_naming_the_bad_record(dataset, tmp_path):
+def test_command_line_validate_alias_exits_one_naming_the_bad_record(dataset, tmp_path, capfd):
     directory, _ = dataset
     bad_dir = copy_dataset(directory, tmp_path)
     shard = os.path.join(bad_dir, "train-00001-of-00002.tfrecord")
     data = bytearray(open(shard, "rb").read())
     data[-10] ^= 0xFF  # In the last record's payload.
     open(shard, "wb").write(bytes(data))
-    result = subprocess.run(
-        [sys.executable, "-m", "tfrecords_tools.validate", "--json", bad_dir],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        capture_output=True,
-        text=True,
-    )
+    # The command's path from its __main__ block, in this process (its real `python -m` start:
+    # tests/test_command_line.py).
+    result = commands.run(capfd, "tfrecords_tools.validate", "--json", bad_dir)
     assert result.returncode == 1
     error = json.loads(result.stdout)["error"]
     assert (error["file"], error["record"]) == (shard, 1)

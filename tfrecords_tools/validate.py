@@ -14,6 +14,11 @@ def main(argv):
     return inspect_command.run(argv, validate=True)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: ``python -m tfrecords_tools.validate``."""
     inspect_command.define_flags()
     command_line.run(main, takes_arguments=True, imports=("tensorflow",))
+
+
+if __name__ == "__main__":
+    cli()
