@@ -151,7 +151,7 @@ def test_another_seed_gives_other_numbers(first_study):
 
 
 def test_kill_9_inside_a_search_epoch_then_the_same_command_gives_the_same_numbers(
-    first_study, datasets, tmp_path
+    first_study, datasets, tmp_path, capfd
 ):
     output, _ = first_study
     workspace = str(tmp_path / "workspace")
@@ -178,9 +178,9 @@ def test_kill_9_inside_a_search_epoch_then_the_same_command_gives_the_same_numbe
     assert not os.path.exists(os.path.join(search, "DONE"))  # killed mid-phase
     warmup_done = os.path.getmtime(os.path.join(workspace, "train", "warmup", "DONE"))
 
-    finished = subprocess.run(  # verbose: what a user sees when resuming
-        [*command, "--verbose"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    # The same command again, in this process (TensorFlow is imported already), verbose: what
+    # a user sees when resuming.
+    finished = commands.run(capfd, *command[2:], "--verbose")
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert console_output.noise(finished.stdout + finished.stderr) == []
     assert "[warmup] already done" in finished.stdout
