@@ -2,7 +2,7 @@
 
 TensorFlow's logical devices can only be configured before the runtime starts, so the split of the
 one physical CPU into two logical devices (for real `tf.distribute.MirroredStrategy` tests) happens
-here, once, at import time.
+here, once, when pytest is configured, before any test module is imported.
 """
 
 import os
@@ -18,17 +18,26 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 from tfrecords_tools.command_line import import_quietly, stderr_silenced  # noqa: E402
 
-# TensorFlow's start-up lines (oneDNN, CUDA stubs, cuInit) are written from C++ before its log
-# level applies, and pytest-xdist prints them after the summary: silenced as the commands do.
-import_quietly("tensorflow")
-import tensorflow as tf  # noqa: E402
 
-with stderr_silenced():
-    _cpus = tf.config.list_physical_devices("CPU")
-if _cpus and len(tf.config.get_logical_device_configuration(_cpus[0]) or []) < 2:
-    tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-    )
+def pytest_configure(config):
+    """TensorFlow, two logical CPUs, in every process that runs tests: not in pytest-xdist's
+    controller, which only hands out files (importing TensorFlow there would hold up the start of
+    every worker by its ~5 s)."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    # TensorFlow's start-up lines (oneDNN, CUDA stubs, cuInit) are written from C++ before its
+    # log level applies, and pytest-xdist prints them after the summary: silenced as the
+    # commands do.
+    import_quietly("tensorflow")
+    import tensorflow as tf
+
+    with stderr_silenced():
+        cpus = tf.config.list_physical_devices("CPU")
+    if cpus and len(tf.config.get_logical_device_configuration(cpus[0]) or []) < 2:
+        tf.config.set_logical_device_configuration(
+            cpus[0],
+            [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
+        )
 
 
 import collections  # noqa: E402
@@ -45,6 +54,8 @@ def _separate_collective_keys():
     and TensorFlow's runtime remembers the shapes it saw under a key: two MirroredStrategy tests
     with different models then fail with "Shape mismatch in the collective instance". TensorFlow's
     own tests give each strategy its own key range through this class attribute; so do we."""
+    import tensorflow as tf
+
     tf.distribute.MirroredStrategy._collective_key_base = next(_KEY_BASES)
     yield
 
