@@ -476,6 +476,27 @@ def test_the_views_of_a_multi_view_evaluation_differ_from_each_other(records):
             assert np.abs(views[i] - views[j]).max() > 0.05, (i, j)
 
 
+BASE = PreprocessingSpec(
+    num_frames=4, stride=1, crop_size=24, train_short_sides=None, eval_short_side=28, flip=False
+)
+
+
+def _train_and_eval_clips(pattern, spec):
+    """One deterministic training batch and the first evaluation batch, keyed by the spec field
+    that sets each one's crop."""
+    return {
+        "crop_size": _train_clips(pattern, spec, clips=8, deterministic=True),
+        "eval_crop": next(data.eval_dataset(pattern, spec, 4).as_numpy_iterator())[data.CLIPS],
+    }
+
+
+@pytest.fixture(scope="module")
+def base_clips(records):
+    """``BASE``'s clips, which every change is compared with (both pipelines are deterministic:
+    test_deterministic_runs_give_identical_batches)."""
+    return _train_and_eval_clips(fmt.shard_pattern(records[0], "train"), BASE)
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -490,22 +511,13 @@ def test_the_views_of_a_multi_view_evaluation_differ_from_each_other(records):
     ],
     ids=lambda change: ",".join(change),
 )
-def test_changing_one_number_of_the_spec_changes_train_and_eval_clips(records, change):
+def test_changing_one_number_of_the_spec_changes_train_and_eval_clips(records, base_clips, change):
     """The spec is the only place these numbers live: a new value reaches both pipelines."""
     output, _ = records
-    base = PreprocessingSpec(
-        num_frames=4, stride=1, crop_size=24, train_short_sides=None, eval_short_side=28, flip=False
-    )
-    changed = dataclasses.replace(base, **change)
-    pattern = fmt.shard_pattern(output, "train")
-    for make, crop in (
-        (lambda spec: _train_clips(pattern, spec, clips=8, deterministic=True), "crop_size"),
-        (
-            lambda spec: next(data.eval_dataset(pattern, spec, 4).as_numpy_iterator())[data.CLIPS],
-            "eval_crop",
-        ),
-    ):
-        before, after = make(base), make(changed)
+    changed = dataclasses.replace(BASE, **change)
+    clips = _train_and_eval_clips(fmt.shard_pattern(output, "train"), changed)
+    for crop, after in clips.items():
+        before = base_clips[crop]
         side = getattr(changed, crop)
         assert after.shape[1:] == (changed.num_frames, side, side, 3)
         if before.shape == after.shape:
@@ -513,14 +525,13 @@ def test_changing_one_number_of_the_spec_changes_train_and_eval_clips(records, c
     if "mean" in change or "std" in change or "value_range" in change or "channel_order" in change:
         # Pixel numbers act exactly as the closed form says: undo the base normalisation, redo
         # the changed one, on the same decoded pixels.
-        eval_before = next(data.eval_dataset(pattern, base, 4).as_numpy_iterator())[data.CLIPS]
-        eval_after = next(data.eval_dataset(pattern, changed, 4).as_numpy_iterator())[data.CLIPS]
-        low, high = base.value_range
-        pixels = (eval_before * np.array(base.std) + np.array(base.mean) - low) * 255 / (high - low)
+        low, high = BASE.value_range
+        pixels = (base_clips["eval_crop"] * np.array(BASE.std) + np.array(BASE.mean) - low) * 255
+        pixels /= high - low
         if changed.channel_order == "BGR":
             pixels = pixels[..., ::-1]
         low, high = changed.value_range
         expected = (pixels * (high - low) / 255 + low - np.array(changed.mean)) / np.array(
             changed.std
         )
-        np.testing.assert_allclose(eval_after, expected, atol=1e-4)
+        np.testing.assert_allclose(clips["eval_crop"], expected, atol=1e-4)
