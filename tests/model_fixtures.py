@@ -8,10 +8,15 @@ from stfusion_tf.models import TemplateConfig
 
 
 def tiny_config(**overrides) -> TemplateConfig:
-    """A template small enough to build and run in a fraction of a second on a CPU."""
+    """A template small enough to build and run in a fraction of a second on a CPU.
+
+    One layer per dense block: three fusion units (``block1_layer1``, ``transition1``,
+    ``block2_layer1``), enough for a strategy with a dense layer, a transition and a second block;
+    a test that needs two layers in a block (a dense connection inside it) passes
+    ``blocks=(2, 2)``."""
     fields = dict(
         num_classes=3,
-        blocks=(2, 2),
+        blocks=(1, 1),
         growth_rate=4,
         stem_filters=8,
         input_frames=4,

@@ -84,7 +84,7 @@ def test_densenet121_template_is_built_by_the_same_code():
 
 
 def test_layer_names_and_weight_paths_are_stable():
-    model = build_network(TINY)
+    model = build_network(tiny_config(blocks=(2, 2)))  # a second layer: 8 + 4 input channels
     for name in ("block1_layer2_s", "block1_layer2_t", "transition1_s", "transition1_t"):
         assert isinstance(model.get_layer(name), GatedConv3D)
     layer = model.get_layer("block1_layer2_t")
@@ -105,7 +105,7 @@ def test_batch_norm_starts_at_gamma_one_beta_zero():
     model = build_network(TINY)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     # stem, 3 per dense layer (S, T, sum), 2 per transition (S, T), head.
-    assert len(norms) == 1 + 4 * 3 + 1 * 2 + 1
+    assert len(norms) == 1 + 2 * 3 + 1 * 2 + 1
     for layer in norms:
         np.testing.assert_array_equal(layer.gamma.numpy(), 1.0)
         np.testing.assert_array_equal(layer.beta.numpy(), 0.0)
@@ -121,20 +121,20 @@ def test_synchronized_batch_norm_is_a_config_switch():
 def test_drop_probabilities_are_per_fusion_layer_and_branch():
     model = build_network(TINY)
     probabilities = drop_probabilities(model)
-    assert probabilities.shape == (len(fusion_layer_names(TINY)), 2) == (5, 2)
+    assert probabilities.shape == (len(fusion_layer_names(TINY)), 2) == (3, 2)
     np.testing.assert_allclose(probabilities, 0.1, rtol=1e-6)
     model.get_layer("transition1_t").drop_logit.assign(2.0)
     model.get_layer("block2_layer1_s").drop_logit.assign(-1.0)
     probabilities = drop_probabilities(model)
-    np.testing.assert_allclose(probabilities[2, 1], 1 / (1 + np.exp(-2.0)), rtol=1e-6)
-    np.testing.assert_allclose(probabilities[3, 0], 1 / (1 + np.exp(1.0)), rtol=1e-6)
+    np.testing.assert_allclose(probabilities[1, 1], 1 / (1 + np.exp(-2.0)), rtol=1e-6)
+    np.testing.assert_allclose(probabilities[2, 0], 1 / (1 + np.exp(1.0)), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
     "mode, layer_gate, count",
     [
-        ("sample", False, 10),
-        ("sample", True, 14),
+        ("sample", False, 6),  # 2 gates per fusion unit, 3 units
+        ("sample", True, 8),  # and the 1x3x3 conv of each of the 2 dense layers (D1)
         ("off", True, 0),
         ("fixed", True, 0),
         ("expected", True, 0),
@@ -152,8 +152,8 @@ def test_losses_hold_one_kl_term_per_gate_in_sample_mode_only(mode, layer_gate, 
 def test_layer_gate_d1_gates_the_1x3x3_conv():
     config = TemplateConfig.from_dict({**TINY.to_dict(), "layer_gate": True})
     model = build_network(config)
-    assert isinstance(model.get_layer("block2_layer2_conv"), GatedConv3D)
-    assert len(_gated(model)) == 2 * 5 + 4
+    assert isinstance(model.get_layer("block2_layer1_conv"), GatedConv3D)
+    assert len(_gated(model)) == 2 * 3 + 2
     # A strategy keeps D1 on: fixing every fusion unit to S+ST equals the ungated network.
     set_gate_mode(model, "off")
     reference = model(CLIPS, training=False).numpy()
@@ -174,13 +174,10 @@ def test_expected_mode_differs_from_off_and_sample_is_noisy():
     assert not np.allclose(first, second)
 
 
-SMALL = TemplateConfig.from_dict({**TINY.to_dict(), "blocks": (1, 1)})
-
-
 # Off mode gives the drop logits no gradient; Keras warns about that, as expected here.
 @pytest.mark.filterwarnings("ignore:Gradients do not exist")
 def test_mode_switch_takes_effect_in_an_already_traced_fit_and_predict():
-    model = build_network(SMALL)
+    model = build_network(TINY)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     y = np.ones((2, 3), "float32")
     logit = model.get_layer("block1_layer1_s").drop_logit
@@ -194,7 +191,7 @@ def test_mode_switch_takes_effect_in_an_already_traced_fit_and_predict():
     assert np.isfinite(history.history["loss"][0])
 
     # Every branch off: only the classifier bias and the both-off constant maps remain.
-    blocks = fusion_block_sizes(SMALL)
+    blocks = fusion_block_sizes(TINY)
     apply_strategy(model, FusionStrategy.all_the_way("none", blocks))
     none_prediction = model.predict(CLIPS, verbose=0)
     np.testing.assert_allclose(none_prediction, model(CLIPS, training=False), atol=1e-6)
@@ -235,15 +232,15 @@ def test_template_under_mixed_precision(mixed_bfloat16):
     out = model(CLIPS, training=True)
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
     assert model.get_layer("block1_layer1_s").compute_dtype == "bfloat16"
-    assert len(model.losses) == 10
+    assert len(model.losses) == 6
     assert all(keras.backend.standardize_dtype(loss.dtype) == "float32" for loss in model.losses)
 
 
 def test_template_saves_and_loads_with_identical_outputs(tmp_path):
     model = build_network(TINY)
     set_gate_mode(model, "expected")
-    model.get_layer("block1_layer2_t").drop_logit.assign(0.5)
-    model.get_layer("head_bn").moving_mean.assign(np.linspace(-1, 1, 16))
+    model.get_layer("transition1_t").drop_logit.assign(0.5)
+    model.get_layer("head_bn").moving_mean.assign(np.linspace(-1, 1, 10))  # (8 + 4) // 2 + 4
     path = tmp_path / "template.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -260,7 +257,7 @@ def test_template_functions_reject_a_pruned_network_and_bad_modes():
     model = build_network(TINY)
     with pytest.raises(ValueError, match="Received: mode='train'"):
         set_gate_mode(model, "train")
-    pruned = build_network(TINY, "s,t,st|s,t")
+    pruned = build_network(TINY, "s,t|st")
     with pytest.raises(ValueError, match="Expected a template network"):
         drop_probabilities(pruned)
     with pytest.raises(ValueError, match="Received: strategy='s,t|s,t'"):
