@@ -185,7 +185,7 @@ FACTORIES: dict[str, tuple[Case, ...]] = {
             CLIP,
             stochastic=True,
         ),
-        Case("pruned", lambda s: prune(build_network(tiny_config()), "st,-,s|-,t"), CLIP),
+        Case("pruned", lambda s: prune(build_network(tiny_config()), "st,s|-"), CLIP),
     ),
 }
 CASES = [

@@ -30,7 +30,7 @@ SPEC = PreprocessingSpec(
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     config = tiny_config(num_classes=len(CLASSES))
-    pruned = prune(randomize(build_network(config)), "t,t,t|s,s")
+    pruned = prune(randomize(build_network(config)), "t,t|s")
     root = tmp_path_factory.mktemp("serving")
     return export.export_saved_model(pruned, SPEC, CLASSES, str(root), "tiny", warmup_requests=0)
 

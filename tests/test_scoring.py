@@ -29,7 +29,7 @@ from stfusion_tf.strategy import UNITS, FusionStrategy, sample_strategies
 from tests.model_fixtures import randomize, tiny_config
 
 CONFIG = tiny_config()
-BLOCKS = fusion_block_sizes(CONFIG)  # (3, 2)
+BLOCKS = fusion_block_sizes(CONFIG)  # (2, 1)
 NUM_VIDEOS = 24
 CLIPS = np.random.default_rng(0).normal(size=(NUM_VIDEOS, 4, 16, 16, 3)).astype("float32")
 
@@ -91,7 +91,8 @@ def _weights(model):
 
 
 def test_probability_table_marginals_are_one_minus_p_of_the_saved_logits():
-    model = build_network(CONFIG)
+    config = tiny_config(blocks=(2, 2))  # five fusion layers: a most probable unit of each kind
+    model = build_network(config)
     logits = np.array([[-2.0, 0.5], [1.0, -1.0], [0.5, 3.0], [-4.0, -0.5], [2.0, 2.0]])
     for (s_gate, t_gate), (ls, lt) in zip(fusion_gates(model), logits, strict=True):
         s_gate.drop_logit.assign(ls)
@@ -113,7 +114,7 @@ def test_probability_table_marginals_are_one_minus_p_of_the_saved_logits():
         assert m["S+ST"] == pytest.approx((1 - ps) * (1 - pt))
         assert m["none"] == pytest.approx(ps * pt)
         assert sum(m[u] for u in UNITS) == pytest.approx(1.0)
-    assert table["template_config"] == CONFIG.to_dict()
+    assert table["template_config"] == config.to_dict()
     assert table["most_probable_strategy"] == "s,t,-|st,-"
     assert "1 - p" in table["marginal_note"] and "S17" in table["marginal_note"]
 
@@ -146,12 +147,12 @@ def test_dropping_the_only_informative_branch_scores_lower(informative_t):
 
 def test_sampled_strategies_rank_by_holdout_accuracy(informative_t):
     model, labels = informative_t
-    strategies = ["t,t,t|t,t", "s,s,s|s,s", "t,t,t|t,t", "st,t,t|t,st"]
+    strategies = ["t,t|t", "s,s|s", "t,t|t", "st,t|st"]
     rows = scoring.score_strategies(model, strategies, _holdout(labels), verbose=False)
     assert len(rows) == 3  # the repeat is scored once
     assert [r.top1 for r in rows] == sorted((r.top1 for r in rows), reverse=True)
-    assert str(rows[0].strategy) == "t,t,t|t,t"
-    assert str(rows[-1].strategy) == "s,s,s|s,s"
+    assert str(rows[0].strategy) == "t,t|t"
+    assert str(rows[-1].strategy) == "s,s|s"
     assert all(r.kind == "sampled" and r.protocol == "clips=1x1crop" for r in rows)
     assert rows[0].num_videos == NUM_VIDEOS
     assert rows[0].flops == 2 * rows[0].macs
@@ -184,7 +185,7 @@ def test_pruned_and_fixed_gate_scoring_agree_and_leave_the_template_as_it_was(te
 
 def test_log_probability_is_that_of_the_learned_gates(informative_t):
     model, labels = informative_t
-    (row,) = scoring.score_strategies(model, ["t,s,st|-,t"], _holdout(labels), verbose=False)
+    (row,) = scoring.score_strategies(model, ["t,st|-"], _holdout(labels), verbose=False)
     p = [[s.drop_probability, t.drop_probability] for s, t in fusion_gates(model)]
     marginal = {
         "S": lambda a, b: (1 - a) * b,
@@ -202,7 +203,7 @@ def test_log_probability_is_that_of_the_learned_gates(informative_t):
 def test_bn_recalibration_leaves_the_template_untouched(template, method):
     labels = np.arange(NUM_VIDEOS) % 3
     before = _weights(template)
-    strategies = ["t,s,st|t,-"]
+    strategies = ["t,st|-"]
     plain = scoring.score_strategies(
         template, strategies, _holdout(labels), method=method, verbose=False
     )
@@ -227,12 +228,10 @@ def test_bn_recalibration_leaves_the_template_untouched(template, method):
 def test_recalibration_without_training_batches_is_an_error(template):
     with pytest.raises(ValueError, match="train_dataset_fn"):
         scoring.score_strategies(
-            template, ["t,t,t|t,t"], _holdout([0] * NUM_VIDEOS), recalibrate_bn_batches=2
+            template, ["t,t|t"], _holdout([0] * NUM_VIDEOS), recalibrate_bn_batches=2
         )
     with pytest.raises(ValueError, match="Received: method='gated'"):
-        scoring.score_strategies(
-            template, ["t,t,t|t,t"], _holdout([0] * NUM_VIDEOS), method="gated"
-        )
+        scoring.score_strategies(template, ["t,t|t"], _holdout([0] * NUM_VIDEOS), method="gated")
 
 
 # --- Artifacts ----------------------------------------------------------------------------------
@@ -259,10 +258,10 @@ def _row(strategy, top1, macs, log_probability=-3.0, kind="sampled"):
 def scored(template):
     """Rows with hand-set scores: a tie on top-1 broken by MACs, one impossible strategy."""
     rows = [
-        _row("s,s,s|s,s", 0.5, 1000),
-        _row("st,s,t|t,-", 0.75, 1200),
-        _row("t,t,t|t,t", 0.75, 1100),
-        _row("-,-,-|-,-", 0.25, 10, log_probability=float("-inf")),
+        _row("s,s|s", 0.5, 1000),
+        _row("st,s|-", 0.75, 1200),
+        _row("t,t|t", 0.75, 1100),
+        _row("-,-|-", 0.25, 10, log_probability=float("-inf")),
     ]
     baselines = [_row(u, 0.5, 1000, kind="all_the_way") for u in ("S", "ST", "S+ST")]
     return scoring.probability_table(template), rows, baselines
@@ -270,30 +269,30 @@ def scored(template):
 
 def test_selection_breaks_accuracy_ties_by_holdout_loss_before_macs():
     rows = [
-        _row("s,s,s|s,s", 1.0, 900),
-        _row("t,t,t|t,t", 1.0, 1100),
-        _row("st,s,t|t,-", 0.75, 800),
+        _row("s,s|s", 1.0, 900),
+        _row("t,t|t", 1.0, 1100),
+        _row("st,s|-", 0.75, 800),
     ]
     rows[0].loss, rows[1].loss = 0.30, 0.05  # the cheaper one is the less sure one
     assert [str(r.strategy) for r in ranking.sort_scores(rows)] == [
-        "t,t,t|t,t",
-        "s,s,s|s,s",
-        "st,s,t|t,-",
+        "t,t|t",
+        "s,s|s",
+        "st,s|-",
     ]
 
 
 def test_selection_is_accuracy_then_fewer_macs_then_probability():
     rows = [
-        _row("s,s,s|s,s", 0.5, 1000, -1.0),
-        _row("t,t,t|t,t", 0.5, 1000, -2.0),
-        _row("st,s,t|t,-", 0.5, 900, -9.0),
-        _row("-,-,-|-,-", 0.75, 5000, float("-inf")),
+        _row("s,s|s", 0.5, 1000, -1.0),
+        _row("t,t|t", 0.5, 1000, -2.0),
+        _row("st,s|-", 0.5, 900, -9.0),
+        _row("-,-|-", 0.75, 5000, float("-inf")),
     ]
     assert [str(r.strategy) for r in ranking.sort_scores(rows)] == [
-        "-,-,-|-,-",
-        "st,s,t|t,-",
-        "s,s,s|s,s",
-        "t,t,t|t,t",
+        "-,-|-",
+        "st,s|-",
+        "s,s|s",
+        "t,t|t",
     ]
 
 
@@ -318,13 +317,13 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
     # The sampled strategies ranked best first, then S, ST, S+ST all the way, unranked; S and ST
     # were also drawn as sampled strategies and are in both parts.
     assert [(r["rank"], r["strategy"], r["kind"]) for r in csv_rows] == [
-        ("1", "t,t,t|t,t", "sampled"),
-        ("2", "st,s,t|t,-", "sampled"),
-        ("3", "s,s,s|s,s", "sampled"),
-        ("4", "-,-,-|-,-", "sampled"),
-        ("", "s,s,s|s,s", "all_the_way"),
-        ("", "t,t,t|t,t", "all_the_way"),
-        ("", "st,st,st|st,st", "all_the_way"),
+        ("1", "t,t|t", "sampled"),
+        ("2", "st,s|-", "sampled"),
+        ("3", "s,s|s", "sampled"),
+        ("4", "-,-|-", "sampled"),
+        ("", "s,s|s", "all_the_way"),
+        ("", "t,t|t", "all_the_way"),
+        ("", "st,st|st", "all_the_way"),
     ]
     assert [float(r["holdout_top1"]) for r in csv_rows[4:]] == [0.5, 0.5, 0.5]
     assert float(csv_rows[0]["holdout_top1"]) == 0.75
@@ -337,7 +336,7 @@ def test_artifacts_are_valid_and_agree(scored, tmp_path):
     assert record["scores"]["holdout_top1"] == 0.75
     assert record["num_strategies_scored"] == 4
     assert set(record["all_the_way"]) == {"S", "ST", "S+ST"}
-    assert record["all_the_way"]["ST"]["strategy"] == "t,t,t|t,t"
+    assert record["all_the_way"]["ST"]["strategy"] == "t,t|t"
     assert os.path.getsize(paths["marginals"]) > 10_000
     assert paths["pareto"] == os.path.join(folder, scoring.PARETO_FILE)
     assert os.path.getsize(paths["pareto"]) > 10_000
