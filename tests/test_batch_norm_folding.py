@@ -8,7 +8,7 @@ import pytest
 
 from stfusion_tf.batch_norm_folding import FoldedLayer, fold_batch_norms
 from stfusion_tf.layers import PlanarConv3D
-from stfusion_tf.models import build_network, prune
+from stfusion_tf.models import build_network, fusion_layer_names, prune
 from stfusion_tf.models.backbones import build_backbone
 from tests.model_fixtures import randomize, tiny_config
 
@@ -111,17 +111,20 @@ def test_what_cannot_fold_is_left_alone():
         np.testing.assert_array_equal(old, w.numpy())
 
 
-@pytest.mark.parametrize("strategy", ["st,t,s|t,-", "s,s,s|s,s", "t,st,-|st,st"])
+# Dense layers of every unit (S+ST, S, ST, none), transitions S, S and none.
+@pytest.mark.parametrize("strategy", ["st,s|-", "s,s|s", "t,-|st"])
 def test_pruned_networks_fold_the_stem_and_post_sum_batch_norms(strategy):
-    template = randomize(build_network(tiny_config()))
+    config = tiny_config()
+    template = randomize(build_network(config))
     pruned = prune(template, strategy)
     folded = fold_batch_norms(pruned)
     kinds = _kinds(folded)
     folded_names = {name for name, kind in kinds.items() if kind == "FoldedLayer"}
-    prefixes = [f"block1_layer{i}" for i in (1, 2)] + [f"block2_layer{i}" for i in (1, 2)]
-    units = strategy.replace("|", ",").split(",")
-    dense_units = units[:2] + units[3:]  # the third unit of block 1 is its transition
-    units_of = dict(zip(prefixes, dense_units, strict=True))
+    units = dict(
+        zip(fusion_layer_names(config), strategy.replace("|", ",").split(","), strict=True)
+    )
+    units_of = {p: u for p, u in units.items() if not p.startswith("transition")}  # dense layers
+    dense_units = list(units_of.values())
     # Each dense layer's post-sum batch norm folds; so does the ReLU after it when one branch
     # is on (after a sum of two it stays); the stem's batch norm and ReLU fold.
     expected = {"stem_bn", "stem_relu"} | {f"{p}_bn" for p, u in units_of.items() if u != "-"}

@@ -54,7 +54,7 @@ def test_restore_reproduces_the_function_and_reports_nothing_skipped(tmp_path):
 
 
 def test_load_network_rebuilds_a_pruned_network_from_the_checkpoint_alone(tmp_path):
-    pruned = randomize(template.build_network(tiny_config(), "st,t,-|s,t"), seed=4)
+    pruned = randomize(template.build_network(tiny_config(), "st,-|t"), seed=4)
     path = _save(pruned, tmp_path)
     model, metadata = checkpoints.load_network(path)
     assert str(model.strategy) == str(pruned.strategy) == metadata["network"]["strategy"]
@@ -62,17 +62,17 @@ def test_load_network_rebuilds_a_pruned_network_from_the_checkpoint_alone(tmp_pa
 
 
 def test_a_missing_variable_fails_naming_it(tmp_path):
-    saved = template.build_network(tiny_config(), "s,s,s|s,s")  # no T branches
+    saved = template.build_network(tiny_config(), "s,s|s")  # no T branches
     path = _save(saved, tmp_path)
-    other = template.build_network(tiny_config(), "st,s,s|s,s")  # one T branch more
+    other = template.build_network(tiny_config(), "st,s|s")  # one T branch more
     with pytest.raises(ValueError, match=r"missing from the checkpoint: block1_layer1_t/kernel"):
         checkpoints.restore_weights(other, path)
 
 
 def test_an_unused_variable_fails_naming_it(tmp_path):
-    saved = template.build_network(tiny_config(), "st,s,s|s,s")
+    saved = template.build_network(tiny_config(), "st,s|s")
     path = _save(saved, tmp_path)
-    other = template.build_network(tiny_config(), "s,s,s|s,s")
+    other = template.build_network(tiny_config(), "s,s|s")
     with pytest.raises(ValueError, match=r"not in the model \(unused\): block1_layer1_t/kernel"):
         checkpoints.restore_weights(other, path)
 

@@ -53,7 +53,7 @@ def clips(video):
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    pruned = prune(randomize(build_network(tiny_config())), "s,t,st|t,s")
+    pruned = prune(randomize(build_network(tiny_config())), "s,st|t")
     root = str(tmp_path_factory.mktemp("serving"))
     return export.export_saved_model(pruned, SPEC, CLASSES, root, "tiny")
 
