@@ -10,6 +10,7 @@ away from the borders.
 import keras
 import numpy as np
 import pytest
+from keras.src.applications.densenet import DenseNet
 
 from stfusion_tf.inflation import inflate, load_2d_network
 from stfusion_tf.models import template
@@ -94,11 +95,25 @@ CASES = {
 }
 
 
-def _inflated(request, case, strategy, frames):
+# The fewest blocks that still hold the first two fusion layers, for a test that reads a feature
+# there: inflation finds each 3D layer's 2D source by name, and a ResNet's names count blocks per
+# stage, so a 3D ResNet-50 with fewer blocks takes its weights from the full 2D network
+# (MobileNetV2 numbers its blocks through the network, a DenseNet's transition widths follow its
+# block sizes: they keep theirs).
+FIRST_LAYERS = {"resnet50": (2, 1, 1, 1)}
+
+
+def _inflated(request, case, strategy, frames, **overrides):
     backbone, size, options, *_ = CASES[case]
     net_2d = request.getfixturevalue(case)
     model = build_backbone(
-        backbone, strategy, CLASSES, input_frames=frames, input_size=size, dropout=0.0, **options
+        backbone,
+        strategy,
+        CLASSES,
+        input_frames=frames,
+        input_size=size,
+        dropout=0.0,
+        **{**options, **overrides},
     )
     report = inflate(net_2d, model)
     assert "predictions" in report.inflated and not report.skipped
@@ -124,10 +139,12 @@ def test_st_then_s_plus_st_reproduce_the_2d_features_away_from_the_borders(reque
     on 5 identical frames, is the 2D feature at frame 2 -- each T branch reaches one frame
     further from a border, where zero padding removes a tap and the 2D function is not kept."""
     backbone = CASES[case][0]
-    sizes = backbone_block_sizes(backbone, CASES[case][2].get("blocks"))
+    blocks = FIRST_LAYERS.get(case, CASES[case][2].get("blocks"))
+    sizes = backbone_block_sizes(backbone, blocks)
     units = ["ST", "S+ST"] + ["S"] * (sum(sizes) - 2)
     strategy = FusionStrategy(tuple(tuple(units.pop(0) for _ in range(n)) for n in sizes))
-    net_2d, model, size = _inflated(request, case, strategy, frames=5)
+    overrides = {"blocks": blocks} if blocks else {}
+    net_2d, model, size = _inflated(request, case, strategy, frames=5, **overrides)
     *_, name_2d, name_3d = CASES[case]
     image = _image(size)
     expected = _feature(net_2d, name_2d, image).numpy()
@@ -136,19 +153,39 @@ def test_st_then_s_plus_st_reproduce_the_2d_features_away_from_the_borders(reque
     assert np.abs(got[:, 0] - expected).max() > 1e-3
 
 
-def test_template_with_every_branch_on_starts_as_the_2d_network(densenet121):
+def test_template_with_every_branch_on_starts_as_the_2d_network():
+    """On Keras' DenseNet with two layers in the first block and one in the others, and the
+    template of the same blocks: the rule is the same at every size, and the full-size DenseNet121
+    goes through the same inflation in the pruned network's tests above (a pruned network is the
+    template's layout), so the template here is small."""
+    blocks = (2, 1, 1, 1)
+    densenet = _randomize(
+        DenseNet(
+            list(blocks),
+            weights=None,
+            input_shape=(33, 33, 3),
+            classes=CLASSES,
+            classifier_activation=None,
+        )
+    )
     config = template.TemplateConfig(
-        num_classes=CLASSES, input_frames=FRAMES, input_size=33, dropout=0.0, num_examples=10
+        num_classes=CLASSES,
+        blocks=blocks,
+        input_frames=FRAMES,
+        input_size=33,
+        dropout=0.0,
+        num_examples=10,
     )
     model = template.build_network(config)  # gates "off": every branch on, S+ST everywhere
-    inflate(densenet121, model)
+    report = inflate(densenet, model)
+    assert "predictions" in report.inflated and not report.skipped
     s_kernel = model.get_layer("block1_layer1_s").kernel.numpy()
     t_kernel = model.get_layer("block1_layer1_t").kernel.numpy()
-    w = densenet121.get_layer("conv2_block1_1_conv").kernel.numpy()
+    w = densenet.get_layer("conv2_block1_1_conv").kernel.numpy()
     np.testing.assert_allclose(s_kernel[0], w / 2, rtol=1e-6)  # the two branches share it
     np.testing.assert_allclose(t_kernel, np.repeat(w[None] / 6, 3, axis=0), rtol=1e-6)
     image = _image(33)
-    expected = _feature(densenet121, "conv2_block2_concat", image).numpy()
+    expected = _feature(densenet, "conv2_block2_concat", image).numpy()
     got = _feature(model, "block1_layer2_concat", _static_clip(image)).numpy()
     for t in range(2, FRAMES - 2):  # two S+ST layers: two frames from each border
         np.testing.assert_allclose(got[:, t], expected, atol=1e-4)
