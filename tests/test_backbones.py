@@ -40,8 +40,9 @@ def _tiny(backbone, strategy, **overrides):
 @pytest.fixture
 def shapes_only():
     """The test's networks get weights with shapes but no values (Keras defers initialising
-    variables made in a stateless scope): the test reads only shapes, layer names and counts, and
-    drawing a full-size network's millions of random initial values costs seconds of CPU."""
+    variables made in a stateless scope), for tests that read only shapes, layer names and counts:
+    creating a full-size network's variables and drawing their millions of random initial values
+    costs seconds of CPU."""
     before = global_state.get_global_attribute("uninitialized_variables")
     with keras.StatelessScope(initialize_variables=False):
         yield
@@ -66,7 +67,8 @@ def test_every_backbone_gives_float32_logits_for_every_unit(backbone):
     assert str(model.strategy) == str(strategy)
 
 
-def test_densenet121_backbone_is_the_pruned_template(shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_densenet121_backbone_is_the_pruned_template():
     model = _tiny("densenet121", "S+ST")
     assert isinstance(model, template.FusionNetwork) and not model.is_template
     assert model.config.growth_rate == 8 and model.config.stem_filters == 16
@@ -103,7 +105,8 @@ def _block_costs(model, block):
         ("resnext101_32x8d", 32, "S+ST"),
     ],
 )
-def test_bottleneck_hand_count(backbone, groups, unit, shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_bottleneck_hand_count(backbone, groups, unit):
     """An identity bottleneck (conv3_block2 of a tiny net): C = 4p channels in and out, width w,
     on a T x H x W grid. S: C w, T: 3 C w (+ 2w BN each), 1x3x3 conv 9 w w / groups, 1x1x1 conv
     w C, BNs 2w + 2C."""
@@ -125,7 +128,8 @@ def test_bottleneck_hand_count(backbone, groups, unit, shapes_only):
 
 
 @pytest.mark.parametrize("unit", ["S", "S+ST"])
-def test_inverted_residual_hand_count(unit, shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_inverted_residual_hand_count(unit):
     """block_2 of MobileNetV2 (residual, expansion 6): C in / out, e = 6C. S: C e, T: 3 C e
     (+ 2e BN each), depthwise 1x3x3: 9 e (+ 2e), projection e C (+ 2C); MACs per position."""
     model = _tiny("mobilenet_v2", unit)
@@ -141,7 +145,8 @@ def test_inverted_residual_hand_count(unit, shapes_only):
     assert layers["block_2_depthwise"].macs == positions * 9 * e
 
 
-def test_first_mobilenet_block_fuses_its_projection(shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_first_mobilenet_block_fuses_its_projection():
     model = _tiny("mobilenet_v2", "S+ST")
     names = {layer.name for layer in model.layers}
     assert {"expanded_conv_project_s", "expanded_conv_project_t", "expanded_conv_project_add"} <= (
@@ -154,7 +159,8 @@ def test_first_mobilenet_block_fuses_its_projection(shapes_only):
 
 
 @pytest.mark.parametrize("unit", ["S", "ST", "S+ST"])
-def test_dense_layer_hand_count(unit, shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_dense_layer_hand_count(unit):
     """block2_layer2 of the DenseNet backbone (pre-activation): C in, b = 4 g. S: 2C BN + C b,
     T: 2C BN + 3 C b, then BN 2b and 1x3x3 conv 9 b g."""
     model = _tiny("densenet121", unit)
@@ -171,7 +177,8 @@ def test_dense_layer_hand_count(unit, shapes_only):
 # --- none units, temporal downsampling, saving -----------------------------------------------
 
 
-def test_none_drops_an_identity_block_and_is_refused_where_the_shape_changes(shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_none_drops_an_identity_block_and_is_refused_where_the_shape_changes():
     model = _tiny("resnet50", "s|s,-|s|s")
     names = {layer.name for layer in model.layers}
     assert "conv3_block1_1_s" in names and not any(n.startswith("conv3_block2_") for n in names)
@@ -181,7 +188,8 @@ def test_none_drops_an_identity_block_and_is_refused_where_the_shape_changes(sha
         _tiny("mobilenet_v2", "-|s,s|s|s|s|s|s")
 
 
-def test_temporal_downsampling_halves_time_where_space_halves(shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_temporal_downsampling_halves_time_where_space_halves():
     model = _tiny("resnet50", "ST", input_frames=8, temporal_downsampling=True)
     frames = [model.get_layer(f"conv{s}_block1_out").output.shape[1] for s in (2, 3, 4, 5)]
     assert frames == [8, 4, 2, 1]
@@ -236,7 +244,8 @@ STEM_TEMPORAL = {"resnet50": 4 * 7 * 7 * 3 * 64, "mobilenet_v2": 4 * 3 * 3 * 3 *
         ("mobilenet_v2", keras.applications.MobileNetV2),
     ],
 )
-def test_s_all_the_way_has_the_2d_networks_parameters(backbone, application, shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_s_all_the_way_has_the_2d_networks_parameters(backbone, application):
     """Full size, 1000 classes. The 3D convs have no biases (Keras' ResNet50 has one per conv,
     each folded into the BN after it by inflation); a (5, k, k) stem adds 4 k k 3 C temporal
     taps; nothing else differs, BN statistics included."""
@@ -252,14 +261,16 @@ def test_s_all_the_way_has_the_2d_networks_parameters(backbone, application, sha
 
 
 @pytest.mark.slow
-def test_densenet121_s_all_the_way_has_the_2d_networks_parameters(shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_densenet121_s_all_the_way_has_the_2d_networks_parameters():
     net_2d = keras.applications.DenseNet121(weights=None, input_shape=(33, 33, 3))
     model = build_backbone("densenet121", "S", 1000)
     assert _params(model) == _params(net_2d) + 4 * 7 * 7 * 3 * 64
 
 
 @pytest.mark.parametrize("backbone", ["resnet50", "resnext50_32x4d"])
-def test_s_all_the_way_has_the_2d_resnet_parameters(backbone, shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_s_all_the_way_has_the_2d_resnet_parameters(backbone):
     net_2d = build_resnet_2d(backbone, 7, **TINY[backbone])
     model = build_backbone(backbone, "S", 7, stem_temporal_kernel=1, **TINY[backbone])
     assert _params(model) == _params(net_2d)
@@ -269,7 +280,8 @@ def test_s_all_the_way_has_the_2d_resnet_parameters(backbone, shapes_only):
 
 
 @pytest.mark.slow
-def test_2d_resnet50_has_keras_resnet50s_layout(shapes_only):
+@pytest.mark.usefixtures("shapes_only")
+def test_2d_resnet50_has_keras_resnet50s_layout():
     ours = build_resnet_2d("resnet50")
     keras_net = keras.applications.ResNet50(weights=None)
     assert _params(ours) == _params(keras_net) - _conv_biases(keras_net)
